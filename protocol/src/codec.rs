@@ -1,0 +1,134 @@
+//! Encoding frames to lines and classifying received lines.
+
+use crate::frame::{MasterFrame, WorkerFrame};
+use crate::FRAME_MARKER;
+
+/// Encodes a worker frame as one line: the marker, compact JSON, `\n`.
+pub fn encode_worker_frame(frame: &WorkerFrame) -> Vec<u8> {
+    encode(frame)
+}
+
+/// Encodes a master frame as one line: the marker, compact JSON, `\n`.
+pub fn encode_master_frame(frame: &MasterFrame) -> Vec<u8> {
+    encode(frame)
+}
+
+fn encode<T: serde::Serialize>(frame: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(FRAME_MARKER);
+    // Serializing these enums cannot fail: every field is a string, a map with
+    // string keys, or a JSON value, and writing into a Vec cannot fail either.
+    if serde_json::to_writer(&mut out, frame).is_err() {
+        out.truncate(1);
+        out.extend_from_slice(br#"{"type":"ping"}"#);
+    }
+    out.push(b'\n');
+    out
+}
+
+/// What a line received from a worker's stdout turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerLine {
+    /// A well-formed frame.
+    Frame(WorkerFrame),
+    /// Plain text (invalid UTF-8 replaced by U+FFFD).
+    Text(String),
+    /// A line that starts with the marker but is not a valid frame; `text` is the
+    /// line after the marker (lossily decoded), `error` says what was wrong.
+    Malformed {
+        /// The line after the marker.
+        text: String,
+        /// Why it is not a frame.
+        error: String,
+    },
+}
+
+/// Classifies one line (without its `\n`, a trailing `\r` is tolerated) received
+/// from a worker. Never fails and never panics, whatever the bytes.
+pub fn parse_worker_line(line: &[u8]) -> WorkerLine {
+    let line = strip_cr(line);
+    match line.split_first() {
+        Some((&FRAME_MARKER, body)) => match serde_json::from_slice::<WorkerFrame>(body) {
+            Ok(frame) => WorkerLine::Frame(frame),
+            Err(e) => WorkerLine::Malformed {
+                text: String::from_utf8_lossy(body).into_owned(),
+                error: e.to_string(),
+            },
+        },
+        _ => WorkerLine::Text(String::from_utf8_lossy(line).into_owned()),
+    }
+}
+
+/// What a line received from the master on stdin turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterLine {
+    /// A well-formed frame.
+    Frame(MasterFrame),
+    /// Anything else: a worker ignores it (a newer master may send frames this
+    /// version does not know).
+    Other,
+}
+
+/// Classifies one line received from the master. Never panics.
+pub fn parse_master_line(line: &[u8]) -> MasterLine {
+    let line = strip_cr(line);
+    match line.split_first() {
+        Some((&FRAME_MARKER, body)) => match serde_json::from_slice::<MasterFrame>(body) {
+            Ok(frame) => MasterLine::Frame(frame),
+            Err(_) => MasterLine::Other,
+        },
+        _ => MasterLine::Other,
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Level;
+
+    #[test]
+    fn frames_have_the_documented_wire_form() {
+        let ping = encode_worker_frame(&WorkerFrame::Ping);
+        assert_eq!(ping, b"\x1e{\"type\":\"ping\"}\n");
+        let log = encode_worker_frame(&WorkerFrame::Log {
+            level: Level::Warn,
+            message: "disk full".into(),
+            fields: None,
+        });
+        assert_eq!(
+            log,
+            b"\x1e{\"type\":\"log\",\"level\":\"warn\",\"message\":\"disk full\"}\n"
+        );
+        assert_eq!(
+            encode_master_frame(&MasterFrame::Stop),
+            b"\x1e{\"type\":\"stop\"}\n"
+        );
+    }
+
+    #[test]
+    fn plain_and_malformed_lines_are_not_frames() {
+        assert_eq!(parse_worker_line(b"hello\r"), WorkerLine::Text("hello".into()));
+        match parse_worker_line(b"\x1e{\"type\":\"bogus\"}") {
+            WorkerLine::Malformed { text, .. } => assert_eq!(text, "{\"type\":\"bogus\"}"),
+            other => panic!("expected malformed, got {other:?}"),
+        }
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"ready\"}"),
+            WorkerLine::Frame(WorkerFrame::Ready)
+        );
+        assert_eq!(parse_master_line(b"\x1e{\"type\":\"stop\"}"), MasterLine::Frame(MasterFrame::Stop));
+        assert_eq!(parse_master_line(b"stop"), MasterLine::Other);
+    }
+
+    #[test]
+    fn unknown_extra_fields_are_tolerated() {
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"ping\",\"seq\":3}"),
+            WorkerLine::Frame(WorkerFrame::Ping)
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Frame types: what a worker sends ([`WorkerFrame`]) and what the master sends
+//! ([`MasterFrame`]).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Severity of a log record, from the least to the most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Very detailed tracing output.
+    Trace,
+    /// Debugging output.
+    Debug,
+    /// Normal output; plain stdout lines have this level.
+    Info,
+    /// Something looks wrong; plain stderr lines have this level.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+impl Level {
+    /// The lowercase name used on the wire (`"info"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error returned when a string is not a level name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownLevel(pub String);
+
+impl fmt::Display for UnknownLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown log level `{}` (expected trace, debug, info, warn or error)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownLevel {}
+
+impl FromStr for Level {
+    type Err = UnknownLevel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "trace" => Ok(Level::Trace),
+            "debug" => Ok(Level::Debug),
+            "info" => Ok(Level::Info),
+            "warn" | "warning" => Ok(Level::Warn),
+            "error" => Ok(Level::Error),
+            _ => Err(UnknownLevel(s.to_string())),
+        }
+    }
+}
+
+/// A frame sent by a worker to the master on the worker's stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum WorkerFrame {
+    /// "I am alive": resets the no-output timeout; carries nothing else.
+    Ping,
+    /// A structured log record.
+    Log {
+        /// Severity of the record.
+        level: Level,
+        /// The message text.
+        message: String,
+        /// Optional structured fields (a JSON object).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fields: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// The worker finished its start-up and is doing its job.
+    Ready,
+    /// The worker is about to exit on purpose.
+    Ended,
+    /// A short free-text status, shown by the master.
+    Status {
+        /// The status text.
+        text: String,
+    },
+}
+
+/// A frame sent by the master to a worker on the worker's stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MasterFrame {
+    /// Please finish the current work and exit cleanly.
+    Stop,
+}
