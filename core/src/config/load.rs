@@ -1,0 +1,320 @@
+//! Loading a [`Config`] from its layers with figment: built-in defaults < config file
+//! < `DISTARCH_*` environment variables < command-line overrides.
+
+use super::model::Config;
+use crate::error::{ConfigError, ConfigErrors};
+use figment::providers::{Env, Format, Json, Toml, Yaml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use std::path::{Path, PathBuf};
+
+/// Name of the config file read from the current directory when none is given.
+pub const DEFAULT_CONFIG_FILE: &str = "distarch.toml";
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_CONFIG_PREFIX: &str = "DISTARCH_";
+
+/// Variables distarch gives to workers; they are never read as configuration, so that
+/// a master started from inside a worker does not trip over them.
+const WORKER_VARIABLES: &[&str] = &[
+    "protocol",
+    "run_id",
+    "id",
+    "group",
+    "group_id",
+    "group_count",
+    "host",
+    "restart",
+    "params",
+];
+
+/// Where the configuration layers come from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// A config file (`-c FILE`); when `None`, `distarch.toml` in the current
+    /// directory is read if it exists.
+    pub file: Option<PathBuf>,
+    /// Directory in which to look for `distarch.toml` when `file` is `None`
+    /// (default: the current directory).
+    pub dir: Option<PathBuf>,
+    /// Skip the `DISTARCH_*` environment layer.
+    pub ignore_env: bool,
+    /// Command-line overrides, `(dotted.key, value)`, applied last, in order. A value is
+    /// read as a TOML value when it parses as one (`5`, `true`, `["a", "b"]`,
+    /// `{ a = 1 }`), otherwise as a plain string.
+    pub overrides: Vec<(String, String)>,
+}
+
+/// A configuration together with the layers it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The merged, deserialized configuration.
+    pub config: Config,
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+    figment: Figment,
+}
+
+impl LoadedConfig {
+    /// Describes where the value at a dotted key path came from: the file, the
+    /// environment variable, the flag. `None` when unknown (a default).
+    pub fn origin_of(&self, path: &str) -> Option<String> {
+        // The deepest key that has metadata says where this part of the tree came from.
+        let mut key = path.to_string();
+        loop {
+            if let Some(md) = self.figment.find_metadata(&key) {
+                return Some(describe_metadata(md, &key));
+            }
+            match key.rfind('.') {
+                Some(pos) => key.truncate(pos),
+                None => return None,
+            }
+        }
+    }
+
+    /// Fills in the origin of every error from the layers.
+    pub fn locate(&self, errors: ConfigErrors) -> ConfigErrors {
+        ConfigErrors(
+            errors
+                .0
+                .into_iter()
+                .map(|e| {
+                    let origin = self.origin_of(&e.path);
+                    e.with_origin(origin)
+                })
+                .collect(),
+        )
+    }
+}
+
+fn describe_metadata(md: &Metadata, key: &str) -> String {
+    match &md.source {
+        Some(Source::File(path)) => path.display().to_string(),
+        Some(Source::Custom(text)) => text.clone(),
+        _ => {
+            let segments: Vec<&str> = key.split('.').collect();
+            let name = md.interpolate(&Profile::Default, &segments);
+            if md.name.contains("environment") {
+                format!("environment variable {name}")
+            } else {
+                md.name.to_string()
+            }
+        }
+    }
+}
+
+/// Loads and merges the layers. Errors name the key and where its value came from.
+pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigErrors> {
+    let mut figment = Figment::new();
+    let file = match &sources.file {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "",
+                    format!("config file `{}` does not exist", path.display()),
+                )
+                .into());
+            }
+            Some(path.clone())
+        }
+        None => {
+            let dir = sources.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            let candidate = dir.join(DEFAULT_CONFIG_FILE);
+            candidate.is_file().then_some(candidate)
+        }
+    };
+    if let Some(path) = &file {
+        figment = merge_file(figment, path)?;
+    }
+    if !sources.ignore_env {
+        let env = Env::prefixed(ENV_CONFIG_PREFIX)
+            .filter(|key| !WORKER_VARIABLES.contains(&key.as_str().to_ascii_lowercase().as_str()))
+            .split("__");
+        figment = figment.merge(env);
+    }
+    for (key, value) in &sources.overrides {
+        figment = figment.merge(FlagOverride::new(key, value)?);
+    }
+    let config: Config = figment.extract().map_err(|e| figment_errors(&figment, e))?;
+    Ok(LoadedConfig {
+        config,
+        file,
+        figment,
+    })
+}
+
+fn merge_file(figment: Figment, path: &Path) -> Result<Figment, ConfigErrors> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    Ok(match ext.as_deref() {
+        Some("toml") => figment.merge(Toml::file_exact(path)),
+        Some("yaml") | Some("yml") => figment.merge(Yaml::file_exact(path)),
+        Some("json") => figment.merge(Json::file_exact(path)),
+        _ => {
+            return Err(ConfigError::new(
+                "",
+                format!(
+                    "config file `{}` must end in .toml, .yaml, .yml or .json",
+                    path.display()
+                ),
+            )
+            .into())
+        }
+    })
+}
+
+/// Turns figment's errors (one or several) into ours, keeping key and origin.
+fn figment_errors(figment: &Figment, error: figment::Error) -> ConfigErrors {
+    let mut out = Vec::new();
+    for e in error {
+        let path = e.path.join(".");
+        let mut message = e.kind.to_string();
+        if let figment::error::Kind::Message(m) = &e.kind {
+            message = m.clone();
+        }
+        let origin = e
+            .metadata
+            .as_ref()
+            .map(|md| describe_metadata(md, &path))
+            .or_else(|| {
+                // Missing fields carry no metadata: say which layer defined the parent.
+                figment.find_metadata(&path).map(|md| describe_metadata(md, &path))
+            });
+        out.push(ConfigError {
+            path: if path.is_empty() { "(top level)".into() } else { path },
+            message,
+            origin,
+        });
+    }
+    ConfigErrors(out)
+}
+
+/// One `--set key=value` layer.
+struct FlagOverride {
+    key: String,
+    value: Value,
+}
+
+impl FlagOverride {
+    fn new(key: &str, raw: &str) -> Result<Self, ConfigErrors> {
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(ConfigError::new(
+                key,
+                format!("`--set {key}={raw}`: the key must be a dotted path such as launcher.timeout"),
+            )
+            .into());
+        }
+        let value = parse_flag_value(raw);
+        Ok(FlagOverride {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+/// Reads a flag value as TOML when it is one, else as a string.
+fn parse_flag_value(raw: &str) -> Value {
+    let doc = format!("v = {raw}");
+    if let Ok(mut table) = doc.parse::<toml::Table>() {
+        if let Some(v) = table.remove("v") {
+            if let Ok(value) = Value::serialize(v) {
+                return value;
+            }
+        }
+    }
+    Value::from(raw.to_string())
+}
+
+impl Provider for FlagOverride {
+    fn metadata(&self) -> Metadata {
+        Metadata::from(
+            "command-line flag",
+            Source::Custom(format!("command-line flag --set {}", self.key)),
+        )
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        match figment::util::nest(&self.key, self.value.clone()) {
+            Value::Dict(_, dict) => Ok(Profile::Default.collect(dict)),
+            _ => Err(figment::Error::from(format!("invalid key `{}`", self.key))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const BASE: &str = r#"
+[launcher]
+stop_grace = "2s"
+[groups.first]
+command = ["./w"]
+instances = 2
+placements.here = { transport = "local" }
+"#;
+
+    #[test]
+    fn layers_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "c.toml", BASE);
+        let loaded = load(&ConfigSources {
+            file: Some(file.clone()),
+            ignore_env: true,
+            overrides: vec![("groups.first.instances".into(), "5".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let g = &loaded.config.groups["first"];
+        assert_eq!(g.instances, Some(5));
+        assert_eq!(loaded.config.launcher.stop_grace.0.as_secs(), 2);
+        assert_eq!(
+            loaded.origin_of("groups.first.instances").as_deref(),
+            Some("command-line flag --set groups.first.instances")
+        );
+        assert_eq!(
+            loaded.origin_of("launcher.stop_grace"),
+            Some(file.display().to_string())
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "c.toml", &format!("{BASE}\nbogus = 1\n"));
+        let err = load(&ConfigSources {
+            file: Some(file.clone()),
+            ignore_env: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("groups.first"), "{text}");
+        assert!(text.contains("bogus"), "{text}");
+        assert!(text.contains(&file.display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "c.toml", &BASE.replace("\"2s\"", "\"2 parsecs\""));
+        let err = load(&ConfigSources {
+            file: Some(file),
+            ignore_env: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("launcher.stop_grace"), "{text}");
+        assert!(text.contains("invalid duration `2 parsecs`"), "{text}");
+    }
+}

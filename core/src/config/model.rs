@@ -1,0 +1,198 @@
+//! The configuration model: what `distarch.toml` (or YAML/JSON, env, flags) holds.
+
+use super::duration::HumanDuration;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Launcher-wide settings.
+    #[serde(default)]
+    pub launcher: LauncherConfig,
+    /// The groups, by name.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupConfig>,
+}
+
+/// Launcher-wide settings (`[launcher]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LauncherConfig {
+    /// No output at all from any worker for this long: stop everything (0 = off).
+    pub timeout: HumanDuration,
+    /// Stop everything cleanly after this long (0 = unlimited).
+    pub max_running_time: HumanDuration,
+    /// How long a worker has to exit after the `stop` frame before it is terminated.
+    pub stop_grace: HumanDuration,
+    /// How long a worker has to exit after being terminated before it is killed.
+    pub kill_after: HumanDuration,
+    /// Longest line read from a worker; longer lines are cut and flagged.
+    pub max_line_bytes: usize,
+    /// Format of the master's output: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for LauncherConfig {
+    fn default() -> Self {
+        LauncherConfig {
+            timeout: HumanDuration::default(),
+            max_running_time: HumanDuration::default(),
+            stop_grace: HumanDuration::from_secs(10),
+            kill_after: HumanDuration::from_secs(5),
+            max_line_bytes: distarch_protocol::DEFAULT_MAX_LINE,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Format of the master's log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `[group] [host] [id/group_id] LEVEL message` lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A command: an argv list, or a string split like a shell would (without running
+/// a shell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CommandLine {
+    /// `["prog", "arg"]`.
+    Argv(Vec<String>),
+    /// `"prog arg 'quoted arg'"`.
+    Line(String),
+}
+
+impl CommandLine {
+    /// The argv, splitting a string like a POSIX shell would (quotes, escapes).
+    pub fn argv(&self) -> Result<Vec<String>, String> {
+        match self {
+            CommandLine::Argv(v) => Ok(v.clone()),
+            CommandLine::Line(s) => {
+                shell_words::split(s).map_err(|e| format!("cannot split command `{s}`: {e}"))
+            }
+        }
+    }
+}
+
+/// When a group's instances are restarted after they end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (the original's behaviour).
+    #[default]
+    Never,
+    /// When the instance failed: non-zero exit, signal, hung, lost, failed to start.
+    OnFailure,
+    /// Whenever it ends, unless the master is stopping.
+    Always,
+}
+
+/// Delay between restarts: `initial`, multiplied by `factor` after each quick
+/// failure up to `max`, with ± `jitter` (a fraction), and reset when an instance ran
+/// at least `reset_after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    /// First delay.
+    pub initial: HumanDuration,
+    /// Largest delay.
+    pub max: HumanDuration,
+    /// Growth factor per consecutive failure (at least 1).
+    pub factor: f64,
+    /// Random spread as a fraction of the delay, 0 to 1.
+    pub jitter: f64,
+    /// An instance that ran this long is healthy again: delay and the consecutive
+    /// restart count start over.
+    pub reset_after: HumanDuration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: HumanDuration::from_millis(500),
+            max: HumanDuration::from_secs(30),
+            factor: 2.0,
+            jitter: 0.2,
+            reset_after: HumanDuration::from_secs(60),
+        }
+    }
+}
+
+/// A group of identical instances (`[groups.NAME]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Program and arguments (required).
+    pub command: CommandLine,
+    /// Any JSON object; workers read it from `DISTARCH_PARAMS`.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the instances.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// Scheduling priority (nice value, -20..19) where the transport supports it.
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Default `instances` for placements that do not set it.
+    #[serde(default)]
+    pub instances: Option<u32>,
+    /// No output and no ping for this long: the instance is hung (0 = off).
+    #[serde(default = "default_group_timeout")]
+    pub timeout: HumanDuration,
+    /// Overrides the launcher's `stop_grace` for this group.
+    #[serde(default)]
+    pub stop_grace: Option<HumanDuration>,
+    /// Overrides the launcher's `kill_after` for this group.
+    #[serde(default)]
+    pub kill_after: Option<HumanDuration>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Most consecutive restarts (counted since the last healthy run).
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// Delay between restarts.
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+    /// Position of the group when ids are given out (lower first; ties by name).
+    #[serde(default)]
+    pub order: i64,
+    /// Where the instances run, by placement name. When empty, the group runs
+    /// `instances` local processes.
+    #[serde(default)]
+    pub placements: BTreeMap<String, PlacementConfig>,
+}
+
+fn default_group_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+fn default_max_restarts() -> u32 {
+    5
+}
+
+/// One placement of a group: a transport, how many instances, and the transport's
+/// own settings (checked by the transport).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacementConfig {
+    /// Name of the transport (`local`, `ssh`, `docker`, `kubernetes`, or a custom one).
+    pub transport: String,
+    /// Instances (per host for transports with several hosts); default: the group's.
+    #[serde(default)]
+    pub instances: Option<u32>,
+    /// Everything else: the transport's settings.
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
+}

@@ -1,0 +1,166 @@
+//! Error types shared by the core and the transports.
+
+use std::fmt;
+
+/// One problem found in the configuration, with the key path it concerns and
+/// where the value came from (a file, the environment, a flag), when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `groups.first.placements.here.instances`.
+    pub path: String,
+    /// What is wrong, in lowercase words.
+    pub message: String,
+    /// Where the value came from (e.g. `distarch.toml`), when known.
+    pub origin: Option<String>,
+}
+
+impl ConfigError {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+            origin: None,
+        }
+    }
+
+    /// The same problem, noting where the value came from.
+    pub fn with_origin(mut self, origin: Option<String>) -> Self {
+        if self.origin.is_none() {
+            self.origin = origin;
+        }
+        self
+    }
+
+    /// The same problem at a sub-key of `prefix` (`prefix.path`).
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.path = if self.path.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", self.path)
+        };
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(origin) = &self.origin {
+            write!(f, " (from {origin})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a configuration (never empty when returned as an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An instance could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SpawnError {
+    /// What failed, naming the place (host, engine, command).
+    pub message: String,
+    /// The underlying error.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl SpawnError {
+    /// A spawn failure described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        SpawnError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A spawn failure described by `message`, caused by `source`.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        SpawnError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The message followed by its chain of causes, on one line.
+    pub fn chain(&self) -> String {
+        error_chain(self)
+    }
+}
+
+/// A control operation on a running instance failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct InstanceError {
+    /// What failed.
+    pub message: String,
+    /// The underlying error.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl InstanceError {
+    /// An error described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        InstanceError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error described by `message`, caused by `source`.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        InstanceError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// Formats an error and its sources as `outer: inner: innermost`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !text.ends_with(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,329 @@
+//! The [`Launcher`]: builds the plan, starts one task per instance, enforces the
+//! launcher-wide limits and signals, and returns a [`RunReport`].
+
+use crate::config::{Config, GroupConfig, LauncherConfig};
+use crate::error::ConfigErrors;
+use crate::events::{Event, LogRecord, StopReason};
+use crate::plan::{build_plan, Plan};
+use crate::registry::TransportRegistry;
+use crate::report::{InstanceReport, RunReport};
+use crate::sink::{pump, EventSink};
+use crate::supervisor::activity::RunClock;
+use crate::supervisor::control::{order_at_least, Order, StopHandle};
+use crate::supervisor::task::InstanceTask;
+use crate::transport::{InstanceSpec, Transport};
+use distarch_protocol::{env_vars, Level, PROTOCOL_VERSION};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::sleep;
+
+/// Capacity of the event channel between instance tasks and the sink.
+const EVENT_CHANNEL: usize = 8192;
+
+/// A run, ready to start: configuration checked, ids given out.
+pub struct Launcher {
+    config: Config,
+    registry: TransportRegistry,
+    plan: Plan,
+    run_id: String,
+    handle_signals: bool,
+    stop: StopHandle,
+}
+
+/// Builds a [`Launcher`] from a loaded [`Config`] or in code.
+#[derive(Default)]
+pub struct LauncherBuilder {
+    config: Config,
+    registry: TransportRegistry,
+    only: Vec<String>,
+    run_id: Option<String>,
+    handle_signals: bool,
+}
+
+impl LauncherBuilder {
+    /// Starts from a whole configuration (replaces groups and launcher settings).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the launcher-wide settings.
+    pub fn launcher(mut self, launcher: LauncherConfig) -> Self {
+        self.config.launcher = launcher;
+        self
+    }
+
+    /// Adds (or replaces) a group.
+    pub fn group(mut self, name: impl Into<String>, group: GroupConfig) -> Self {
+        self.config.groups.insert(name.into(), group);
+        self
+    }
+
+    /// Registers a transport.
+    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
+        self.registry.register(transport);
+        self
+    }
+
+    /// Uses these transports (replaces any registered before).
+    pub fn registry(mut self, registry: TransportRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Runs only these groups (ids are given out among them).
+    pub fn only_groups(mut self, groups: impl IntoIterator<Item = String>) -> Self {
+        self.only = groups.into_iter().collect();
+        self
+    }
+
+    /// Uses this run id instead of a random one.
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Handles SIGINT/SIGTERM: the first stops everything cleanly, a second SIGINT
+    /// kills everything now.
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.handle_signals = yes;
+        self
+    }
+
+    /// Checks everything and gives out ids. Errors list every problem with its key.
+    pub fn build(self) -> Result<Launcher, ConfigErrors> {
+        let plan = build_plan(&self.config, &self.registry, &self.only)?;
+        let (stop, _) = StopHandle::new();
+        Ok(Launcher {
+            config: self.config,
+            registry: self.registry,
+            plan,
+            run_id: self.run_id.unwrap_or_else(new_run_id),
+            handle_signals: self.handle_signals,
+            stop,
+        })
+    }
+}
+
+/// A short random run id: 8 lowercase hex digits.
+pub fn new_run_id() -> String {
+    format!("{:08x}", fastrand::u32(..))
+}
+
+impl Launcher {
+    /// A builder.
+    pub fn builder() -> LauncherBuilder {
+        LauncherBuilder::default()
+    }
+
+    /// The plan: which ids go where.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// A handle to stop the run from elsewhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    fn spec_for(&self, index: usize) -> InstanceSpec {
+        let inst = &self.plan.instances[index];
+        let group = self.plan.group_of(inst);
+        let g = &group.config;
+        let l = &self.config.launcher;
+        let mut env: BTreeMap<String, String> = g.env.clone();
+        let params = serde_json::Value::Object(g.params.clone()).to_string();
+        for (k, v) in [
+            (env_vars::PROTOCOL, PROTOCOL_VERSION.to_string()),
+            (env_vars::RUN_ID, self.run_id.clone()),
+            (env_vars::ID, inst.id.to_string()),
+            (env_vars::GROUP, group.name.to_string()),
+            (env_vars::GROUP_ID, inst.group_id.to_string()),
+            (env_vars::GROUP_COUNT, group.count.to_string()),
+            (env_vars::HOST, inst.target.host.clone()),
+            (env_vars::RESTART, "0".to_string()),
+            (env_vars::PARAMS, params),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        InstanceSpec {
+            run_id: self.run_id.clone(),
+            group: group.name.to_string(),
+            placement: inst.placement.to_string(),
+            id: inst.id,
+            group_id: inst.group_id,
+            group_count: group.count,
+            target: inst.target.address.clone(),
+            host: inst.target.host.clone(),
+            restart: 0,
+            command: group.argv.as_ref().clone(),
+            env,
+            workdir: g.workdir.clone(),
+            priority: g.priority,
+            settings: inst.settings.clone(),
+            stop_grace: g.stop_grace.unwrap_or(l.stop_grace).0,
+            kill_after: g.kill_after.unwrap_or(l.kill_after).0,
+        }
+    }
+
+    /// Runs every instance until each has ended for good, sending every event to
+    /// `sink` (on a thread of its own), and returns the report.
+    pub async fn run(self, sink: impl EventSink) -> RunReport {
+        let started = Instant::now();
+        let (events, rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
+        let sink_thread = std::thread::Builder::new()
+            .name("distarch-events".into())
+            .spawn(move || pump(rx, Box::new(sink)));
+        let clock = RunClock::new();
+        let _ = events
+            .send(Event::RunStarting {
+                run_id: self.run_id.clone(),
+                instances: self.plan.instances.len(),
+            })
+            .await;
+
+        let mut tasks = JoinSet::new();
+        for (index, inst) in self.plan.instances.iter().enumerate() {
+            let group = self.plan.group_of(inst);
+            let Some(transport) = self.registry.get(&inst.transport).cloned() else {
+                continue; // build_plan checked every transport name
+            };
+            let task = InstanceTask {
+                spec: self.spec_for(index),
+                transport,
+                group: group.config.clone(),
+                group_name: group.name.clone(),
+                host: Arc::from(inst.target.host.as_str()),
+                events: events.clone(),
+                control: self.stop.subscribe(),
+                clock: clock.clone(),
+                max_line: self.config.launcher.max_line_bytes,
+            };
+            tasks.spawn(task.run());
+        }
+        let _ = events
+            .send(Event::RunStarted {
+                run_id: self.run_id.clone(),
+            })
+            .await;
+
+        let reports = self.supervise_run(&mut tasks, &events, &clock).await;
+        for transport in self.registry.all() {
+            transport.shutdown().await;
+        }
+        let mut instances = reports;
+        instances.sort_by_key(|r| r.id);
+        let report = RunReport {
+            run_id: self.run_id.clone(),
+            instances,
+            stop_reason: self.stop.state().reason,
+            duration: started.elapsed(),
+        };
+        let _ = events
+            .send(Event::RunStopped {
+                run_id: self.run_id.clone(),
+                exit_code: report.exit_code(),
+            })
+            .await;
+        drop(events);
+        if let Ok(handle) = sink_thread {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        report
+    }
+
+    async fn supervise_run(
+        &self,
+        tasks: &mut JoinSet<InstanceReport>,
+        events: &mpsc::Sender<Event>,
+        clock: &Arc<RunClock>,
+    ) -> Vec<InstanceReport> {
+        let l = &self.config.launcher;
+        let max_running = l.max_running_time.non_zero();
+        let global_timeout = l.timeout.non_zero();
+        let deadline = max_running.map(|d| tokio::time::Instant::now() + d);
+        let mut signals = crate::signals::Signals::new(self.handle_signals);
+        let mut control = self.stop.subscribe();
+        let mut announced = Order::Run;
+        let mut reports = Vec::new();
+        loop {
+            let idle = clock.idle();
+            let until_timeout = global_timeout.map(|t| t.saturating_sub(idle));
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(Ok(report)) => reports.push(report),
+                    Some(Err(e)) => {
+                        let _ = events.send(master_line(Level::Error, format!("an instance task failed: {e}"))).await;
+                    }
+                    None => break,
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() && announced == Order::Run => {
+                    self.stop.escalate(Order::Stop, StopReason::MaxRunningTime);
+                }
+                _ = sleep(until_timeout.unwrap_or(Duration::MAX)), if until_timeout.is_some() && announced < Order::Terminate => {
+                    if let Some(t) = global_timeout {
+                        if clock.idle() >= t {
+                            self.stop.escalate(Order::Terminate, StopReason::Timeout);
+                        }
+                    }
+                }
+                signal = signals.next() => {
+                    match signal {
+                        crate::signals::Received::Interrupt if announced >= Order::Stop => {
+                            self.stop.escalate(Order::Kill, StopReason::Interrupted);
+                        }
+                        crate::signals::Received::Interrupt => {
+                            self.stop.escalate(Order::Stop, StopReason::Interrupted);
+                        }
+                        crate::signals::Received::Terminate => {
+                            self.stop.escalate(Order::Stop, StopReason::Terminated);
+                        }
+                    }
+                }
+                order = order_at_least(&mut control, next_order(announced)), if announced < Order::Kill => {
+                    announced = order;
+                    let state = self.stop.state();
+                    let reason = state.reason.unwrap_or(StopReason::Requested);
+                    let _ = events.send(Event::RunStopping { reason, forced: order >= Order::Terminate }).await;
+                }
+            }
+        }
+        reports
+    }
+}
+
+fn next_order(current: Order) -> Order {
+    match current {
+        Order::Run => Order::Stop,
+        Order::Stop => Order::Terminate,
+        _ => Order::Kill,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A log line of the master's own.
+pub(crate) fn master_line(level: Level, message: String) -> Event {
+    Event::Log(LogRecord {
+        time: SystemTime::now(),
+        instance: None,
+        level,
+        message,
+        fields: None,
+        stream: None,
+        truncated: false,
+    })
+}

@@ -1,0 +1,59 @@
+//! distarch-core: the configuration model, the placement plan, the [`Transport`]
+//! trait, the per-instance supervisor and the [`Launcher`].
+//!
+//! How it works: a [`Config`] (loaded in layers by [`config::load`], or built in
+//! code) names groups of identical instances and, per group, placements on
+//! transports. [`build_plan`] checks it against a [`TransportRegistry`] and gives
+//! every instance its ids. [`Launcher::run`] then starts one task per instance; the
+//! task spawns the instance through its transport, reads its stdout/stderr as
+//! protocol lines (frames or plain text), watches its activity for the group's
+//! `timeout`, brings it down on orders (`stop` frame → grace → terminate → kill) and
+//! restarts it per policy. Everything that happens is an [`Event`], delivered in
+//! order to an [`EventSink`] on a thread of its own (the CLI's is a [`LogWriter`]);
+//! the run ends with a [`RunReport`] whose [`RunReport::exit_code`] sums it up.
+//!
+//! ```no_run
+//! use distarch_core::{Launcher, LogWriter, LogFormat};
+//! # async fn demo(config: distarch_core::Config, registry: distarch_core::TransportRegistry) {
+//! let launcher = Launcher::builder().config(config).registry(registry).build().unwrap();
+//! let report = launcher.run(LogWriter::new(std::io::stdout(), LogFormat::Text)).await;
+//! std::process::exit(report.exit_code());
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod error;
+mod events;
+mod launcher;
+mod output;
+mod plan;
+mod registry;
+mod report;
+mod signals;
+mod sink;
+mod supervisor;
+mod transport;
+
+pub use config::{
+    BackoffConfig, CommandLine, Config, GroupConfig, HumanDuration, LauncherConfig, LogFormat,
+    PlacementConfig, RestartPolicy,
+};
+pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
+pub use events::{Event, InstanceLabel, LogRecord, LogStream, StopReason, StopStep};
+pub use launcher::{new_run_id, Launcher, LauncherBuilder};
+pub use output::{format_json, format_text, LogWriter};
+pub use plan::{build_plan, Plan, PlannedGroup, PlannedInstance, IMPLICIT_PLACEMENT};
+pub use registry::TransportRegistry;
+pub use report::{
+    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
+    EXIT_TERMINATED, EXIT_TIMEOUT,
+};
+pub use sink::{ChannelSink, EventSink};
+pub use supervisor::StopHandle;
+pub use transport::{
+    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementRef, Target, Transport,
+};
+
+/// Re-exported so transports and workers name one protocol crate.
+pub use distarch_protocol as protocol;

@@ -1,0 +1,305 @@
+//! The master's log output: every event as one whole line, either text
+//! (`[group] [host] [id/group_id] LEVEL message`, `[master]` for the master's own
+//! lines) or JSON (one object per line).
+
+use crate::config::LogFormat;
+use crate::events::{Event, InstanceLabel, LogRecord, StopStep};
+use crate::sink::EventSink;
+use distarch_protocol::Level;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+use std::time::SystemTime;
+
+/// Buffer size above which output is written even if more events are waiting.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Writes events as log lines to a writer. Lines are only ever written whole: the
+/// buffer holds complete lines and is written when no event is waiting or when it
+/// is large.
+pub struct LogWriter<W: Write + Send + 'static> {
+    out: W,
+    format: LogFormat,
+    buf: Vec<u8>,
+}
+
+impl<W: Write + Send + 'static> LogWriter<W> {
+    /// A writer in `format` to `out`.
+    pub fn new(out: W, format: LogFormat) -> Self {
+        LogWriter {
+            out,
+            format,
+            buf: Vec::with_capacity(FLUSH_AT * 2),
+        }
+    }
+
+    fn write_buffer(&mut self) {
+        if !self.buf.is_empty() {
+            // A failed write (closed stdout) must not take the master down.
+            let _ = self.out.write_all(&self.buf);
+            let _ = self.out.flush();
+            self.buf.clear();
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> EventSink for LogWriter<W> {
+    fn event(&mut self, event: Event) {
+        match self.format {
+            LogFormat::Text => format_text(&mut self.buf, &event),
+            LogFormat::Json => format_json(&mut self.buf, &event),
+        }
+        if self.buf.len() >= FLUSH_AT {
+            self.write_buffer();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.write_buffer();
+    }
+}
+
+/// What the master says about an event, as (instance, level, text); `None` for
+/// events it does not print.
+fn describe(event: &Event) -> Option<(Option<&InstanceLabel>, Level, String)> {
+    Some(match event {
+        Event::RunStarting { run_id, instances } => (
+            None,
+            Level::Info,
+            format!("run {run_id}: starting {instances} instance(s)"),
+        ),
+        Event::RunStarted { .. } => return None,
+        Event::RunStopping { reason, forced } => (
+            None,
+            Level::Warn,
+            if *forced {
+                format!("stopping everything now: {reason}")
+            } else {
+                format!("stopping everything: {reason}")
+            },
+        ),
+        Event::RunStopped { run_id, exit_code } => (
+            None,
+            Level::Info,
+            format!("run {run_id}: all instances ended (exit code {exit_code})"),
+        ),
+        Event::InstanceCreated(_) | Event::InstanceSeen(_) => return None,
+        Event::InstanceStarted {
+            instance,
+            description,
+        } => (
+            Some(instance),
+            Level::Debug,
+            format!("started ({description})"),
+        ),
+        Event::InstanceReady(i) => (Some(i), Level::Debug, "ready".into()),
+        Event::InstanceStatus { instance, text } => {
+            (Some(instance), Level::Info, format!("status: {text}"))
+        }
+        Event::InstanceTimedOut { instance, after } => (
+            Some(instance),
+            Level::Warn,
+            format!(
+                "no output for {}: considered hung",
+                humantime::format_duration(*after)
+            ),
+        ),
+        Event::InstanceFailedToStart { instance, error } => (
+            Some(instance),
+            Level::Error,
+            format!("failed to start: {error}"),
+        ),
+        Event::InstanceStopped {
+            instance,
+            exit,
+            stopped_by,
+        } => {
+            let how = match stopped_by {
+                None => String::new(),
+                Some(StopStep::StopFrame) => " after a stop request".into(),
+                Some(StopStep::Terminate) => " after being terminated".into(),
+                Some(StopStep::Kill) => " after being killed".into(),
+            };
+            let level = if exit.success() || matches!(stopped_by, Some(s) if *s < StopStep::Kill) {
+                Level::Info
+            } else {
+                Level::Warn
+            };
+            (Some(instance), level, format!("ended{how}: {exit}"))
+        }
+        Event::InstanceRestarting {
+            instance,
+            restart,
+            delay,
+        } => (
+            Some(instance),
+            Level::Info,
+            format!(
+                "restarting in {} (restart {restart})",
+                humantime::format_duration(round_ms(*delay))
+            ),
+        ),
+        Event::Log(_) => return None,
+    })
+}
+
+fn round_ms(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis() as u64)
+}
+
+fn level_tag(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "TRACE",
+        Level::Debug => "DEBUG",
+        Level::Info => "INFO",
+        Level::Warn => "WARN",
+        Level::Error => "ERROR",
+    }
+}
+
+fn prefix(buf: &mut Vec<u8>, instance: Option<&InstanceLabel>) {
+    match instance {
+        Some(i) => {
+            let _ = write!(buf, "[{}] [{}] [{}/{}] ", i.group, i.host, i.id, i.group_id);
+        }
+        None => buf.extend_from_slice(b"[master] "),
+    }
+}
+
+/// Appends `event` as a text line (nothing for events that are not shown).
+pub fn format_text(buf: &mut Vec<u8>, event: &Event) {
+    if let Event::Log(record) = event {
+        return format_text_record(buf, record);
+    }
+    if let Some((instance, level, text)) = describe(event) {
+        prefix(buf, instance);
+        let _ = write!(buf, "{} distarch: {}", level_tag(level), text);
+        buf.push(b'\n');
+    }
+}
+
+fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord) {
+    prefix(buf, r.instance.as_deref());
+    buf.extend_from_slice(level_tag(r.level).as_bytes());
+    buf.push(b' ');
+    push_single_line(buf, &r.message);
+    if let Some(fields) = &r.fields {
+        for (k, v) in fields {
+            buf.push(b' ');
+            push_single_line(buf, k);
+            buf.push(b'=');
+            match v {
+                Value::String(s) => push_single_line(buf, &format!("{s:?}")),
+                other => push_single_line(buf, &other.to_string()),
+            }
+        }
+    }
+    if r.truncated {
+        buf.extend_from_slice(b" [line truncated]");
+    }
+    buf.push(b'\n');
+}
+
+/// Appends text with any newline or carriage return escaped, so one record stays
+/// one line.
+fn push_single_line(buf: &mut Vec<u8>, text: &str) {
+    if !text.contains(['\n', '\r']) {
+        buf.extend_from_slice(text.as_bytes());
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\n' => buf.extend_from_slice(b"\\n"),
+            '\r' => buf.extend_from_slice(b"\\r"),
+            c => {
+                let mut tmp = [0u8; 4];
+                buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+}
+
+fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn instance_fields(obj: &mut Map<String, Value>, i: &InstanceLabel) {
+    obj.insert("group".into(), json!(&*i.group));
+    obj.insert("host".into(), json!(&*i.host));
+    obj.insert("id".into(), json!(i.id));
+    obj.insert("group_id".into(), json!(i.group_id));
+    obj.insert("restart".into(), json!(i.restart));
+}
+
+/// Appends `event` as one JSON object line (nothing for events that are not shown).
+pub fn format_json(buf: &mut Vec<u8>, event: &Event) {
+    let mut obj = Map::new();
+    match event {
+        Event::Log(r) => {
+            obj.insert("time".into(), json!(timestamp(r.time)));
+            obj.insert("level".into(), json!(r.level.as_str()));
+            match &r.instance {
+                Some(i) => instance_fields(&mut obj, i),
+                None => {
+                    obj.insert("source".into(), json!("master"));
+                }
+            }
+            if let Some(stream) = r.stream {
+                let s = match stream {
+                    crate::events::LogStream::Stdout => "stdout",
+                    crate::events::LogStream::Stderr => "stderr",
+                };
+                obj.insert("stream".into(), json!(s));
+            }
+            obj.insert("message".into(), json!(r.message));
+            if let Some(fields) = &r.fields {
+                obj.insert("fields".into(), Value::Object(fields.clone()));
+            }
+            if r.truncated {
+                obj.insert("truncated".into(), json!(true));
+            }
+        }
+        other => {
+            let Some((instance, level, text)) = describe(other) else {
+                return;
+            };
+            obj.insert("time".into(), json!(timestamp(SystemTime::now())));
+            obj.insert("level".into(), json!(level.as_str()));
+            obj.insert("source".into(), json!("master"));
+            obj.insert("event".into(), json!(event_name(other)));
+            if let Some(i) = instance {
+                instance_fields(&mut obj, i);
+            }
+            match other {
+                Event::RunStopped { exit_code, .. } => {
+                    obj.insert("exit_code".into(), json!(exit_code));
+                }
+                Event::InstanceStopped { exit, .. } => {
+                    obj.insert("exit".into(), json!(exit.to_string()));
+                }
+                _ => {}
+            }
+            obj.insert("message".into(), json!(text));
+        }
+    }
+    let _ = serde_json::to_writer(&mut *buf, &Value::Object(obj));
+    buf.push(b'\n');
+}
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::RunStarting { .. } => "run_starting",
+        Event::RunStarted { .. } => "run_started",
+        Event::RunStopping { .. } => "run_stopping",
+        Event::RunStopped { .. } => "run_stopped",
+        Event::InstanceCreated(_) => "instance_created",
+        Event::InstanceStarted { .. } => "instance_started",
+        Event::InstanceSeen(_) => "instance_seen",
+        Event::InstanceReady(_) => "instance_ready",
+        Event::InstanceStatus { .. } => "instance_status",
+        Event::InstanceTimedOut { .. } => "instance_timed_out",
+        Event::InstanceFailedToStart { .. } => "instance_failed_to_start",
+        Event::InstanceStopped { .. } => "instance_stopped",
+        Event::InstanceRestarting { .. } => "instance_restarting",
+        Event::Log(_) => "log",
+    }
+}

@@ -1,0 +1,335 @@
+//! The task that owns one instance for the whole run: start, watch, stop, restart.
+
+use super::activity::{Activity, RunClock};
+use super::backoff::restart_delay;
+use super::control::{order_at_least, ControlState, Order};
+use super::reader::read_stream;
+use crate::config::{GroupConfig, RestartPolicy};
+use crate::error::error_chain;
+use crate::events::{Event, InstanceLabel, LogStream, StopStep};
+use crate::report::{InstanceReport, Outcome};
+use crate::transport::{ExitStatus, Instance, InstanceSpec, Transport};
+use distarch_protocol::{encode_master_frame, env_vars, MasterFrame};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, timeout};
+
+/// How long to wait for an instance to end after `kill` before calling it lost.
+const AFTER_KILL_WAIT: Duration = Duration::from_secs(30);
+/// How long writing the `stop` frame may take.
+const STOP_FRAME_WRITE: Duration = Duration::from_secs(2);
+/// How long output may keep draining after the worker ended, before the rest of its
+/// process group is cleaned up.
+const DRAIN_BEFORE_CLEANUP: Duration = Duration::from_millis(500);
+/// How long output may keep draining after cleanup.
+const DRAIN_AFTER_CLEANUP: Duration = Duration::from_secs(2);
+
+/// Everything one instance task needs.
+pub(crate) struct InstanceTask {
+    pub(crate) spec: InstanceSpec,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) group: Arc<GroupConfig>,
+    pub(crate) group_name: Arc<str>,
+    pub(crate) host: Arc<str>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) control: watch::Receiver<ControlState>,
+    pub(crate) clock: Arc<RunClock>,
+    pub(crate) max_line: usize,
+}
+
+/// How one start ended.
+struct StartResult {
+    outcome: Outcome,
+    ran_for: Duration,
+}
+
+impl InstanceTask {
+    fn label(&self, restart: u32) -> Arc<InstanceLabel> {
+        Arc::new(InstanceLabel {
+            group: self.group_name.clone(),
+            host: self.host.clone(),
+            id: self.spec.id,
+            group_id: self.spec.group_id,
+            group_count: self.spec.group_count,
+            restart,
+        })
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.events.send(event).await;
+    }
+
+    /// Runs the instance until it has ended for good; returns its report.
+    pub(crate) async fn run(mut self) -> InstanceReport {
+        let mut restarts = 0u32;
+        let mut consecutive = 0u32;
+        let outcome = loop {
+            if self.control.borrow().order >= Order::Stop {
+                break Outcome::NotStarted;
+            }
+            let label = self.label(restarts);
+            let result = self.start_once(label.clone(), restarts).await;
+            if self.control.borrow().order >= Order::Stop {
+                break result.outcome;
+            }
+            let failed = !matches!(&result.outcome, Outcome::Exited(s) if s.success());
+            let again = match self.group.restart {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => failed,
+                RestartPolicy::Always => true,
+            };
+            if !again {
+                break result.outcome;
+            }
+            if result.ran_for >= self.group.backoff.reset_after.0 {
+                consecutive = 0;
+            }
+            if consecutive >= self.group.max_restarts {
+                self.emit(master_log(
+                    &label,
+                    distarch_protocol::Level::Error,
+                    format!(
+                        "not restarting: {} restarts in a row without a healthy run of {} (max_restarts)",
+                        consecutive, self.group.backoff.reset_after
+                    ),
+                ))
+                .await;
+                break result.outcome;
+            }
+            consecutive += 1;
+            restarts += 1;
+            let delay = restart_delay(&self.group.backoff, consecutive, fastrand::f64());
+            self.emit(Event::InstanceRestarting {
+                instance: label,
+                restart: restarts,
+                delay,
+            })
+            .await;
+            tokio::select! {
+                _ = sleep(delay) => {}
+                _ = order_at_least(&mut self.control, Order::Stop) => break result.outcome,
+            }
+        };
+        InstanceReport {
+            id: self.spec.id,
+            group: self.group_name.clone(),
+            group_id: self.spec.group_id,
+            host: self.host.clone(),
+            restarts,
+            outcome,
+        }
+    }
+
+    async fn start_once(&mut self, label: Arc<InstanceLabel>, restart: u32) -> StartResult {
+        self.spec.restart = restart;
+        self.spec
+            .env
+            .insert(env_vars::RESTART.to_string(), restart.to_string());
+        self.emit(Event::InstanceCreated(label.clone())).await;
+        let started = Instant::now();
+        let spawned = tokio::select! {
+            r = self.transport.spawn(&self.spec) => r,
+            _ = order_at_least(&mut self.control, Order::Stop) => {
+                return StartResult { outcome: Outcome::NotStarted, ran_for: Duration::ZERO };
+            }
+        };
+        let instance = match spawned {
+            Ok(i) => i,
+            Err(e) => {
+                let error = error_chain(&e);
+                self.emit(Event::InstanceFailedToStart {
+                    instance: label,
+                    error: error.clone(),
+                })
+                .await;
+                return StartResult {
+                    outcome: Outcome::FailedToStart(error),
+                    ran_for: started.elapsed(),
+                };
+            }
+        };
+        let outcome = self.supervise(instance, label).await;
+        StartResult {
+            outcome,
+            ran_for: started.elapsed(),
+        }
+    }
+
+    async fn supervise(
+        &mut self,
+        mut instance: Box<dyn Instance>,
+        label: Arc<InstanceLabel>,
+    ) -> Outcome {
+        let activity = Activity::new(self.clock.clone());
+        let mut readers: Vec<JoinHandle<()>> = Vec::new();
+        let mut stdin = None;
+        if let Some(io) = instance.take_io() {
+            stdin = Some(io.stdin);
+            readers.push(tokio::spawn(read_stream(
+                io.stdout,
+                LogStream::Stdout,
+                label.clone(),
+                activity.clone(),
+                self.events.clone(),
+                self.max_line,
+            )));
+            if let Some(stderr) = io.stderr {
+                readers.push(tokio::spawn(read_stream(
+                    stderr,
+                    LogStream::Stderr,
+                    label.clone(),
+                    activity.clone(),
+                    self.events.clone(),
+                    self.max_line,
+                )));
+            }
+        }
+        self.emit(Event::InstanceStarted {
+            instance: label.clone(),
+            description: instance.describe(),
+        })
+        .await;
+
+        let hang_after = self.group.timeout.non_zero();
+        let (exit, stopped_by, timed_out) = loop {
+            let idle = activity.idle();
+            let until_hung = hang_after.map(|t| t.saturating_sub(idle));
+            tokio::select! {
+                r = instance.wait() => break (exit_of(r), None, false),
+                _ = sleep(until_hung.unwrap_or(Duration::MAX)), if until_hung.is_some() => {
+                    let after = hang_after.unwrap_or_default();
+                    if activity.idle() >= after {
+                        self.emit(Event::InstanceTimedOut { instance: label.clone(), after }).await;
+                        let (exit, _) = self.bring_down(&mut instance, &mut stdin, StopStep::Terminate).await;
+                        break (exit, None, true);
+                    }
+                }
+                order = order_at_least(&mut self.control, Order::Stop) => {
+                    let first = order.first_step().unwrap_or(StopStep::StopFrame);
+                    let (exit, step) = self.bring_down(&mut instance, &mut stdin, first).await;
+                    break (exit, Some(step), false);
+                }
+            }
+        };
+        // Closing stdin tells a worker's leftovers that the master is done with them.
+        drop(stdin);
+        drain(&mut readers, DRAIN_BEFORE_CLEANUP).await;
+        instance.cleanup().await;
+        drain(&mut readers, DRAIN_AFTER_CLEANUP).await;
+        for r in &readers {
+            r.abort();
+        }
+        let _ = activity.ended_frame();
+        self.emit(Event::InstanceStopped {
+            instance: label,
+            exit: exit.clone(),
+            stopped_by,
+        })
+        .await;
+        match (stopped_by, timed_out) {
+            (_, true) => Outcome::TimedOut(exit),
+            (Some(step), _) => Outcome::Stopped { exit, step },
+            (None, false) => Outcome::Exited(exit),
+        }
+    }
+
+    /// Escalates from `first` until the instance ends: `stop` frame → `stop_grace` →
+    /// terminate → `kill_after` → kill. A stronger order arriving meanwhile (a second
+    /// Ctrl-C) jumps ahead. Returns the exit and the last step taken.
+    async fn bring_down(
+        &mut self,
+        instance: &mut Box<dyn Instance>,
+        stdin: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>,
+        first: StopStep,
+    ) -> (ExitStatus, StopStep) {
+        let mut step = first;
+        loop {
+            let wait_for = match step {
+                StopStep::StopFrame => {
+                    if let Some(w) = stdin.as_mut() {
+                        let frame = encode_master_frame(&MasterFrame::Stop);
+                        let sent = timeout(STOP_FRAME_WRITE, async {
+                            w.write_all(&frame).await?;
+                            w.flush().await
+                        })
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            // Nobody reads stdin any more: no point waiting for a reply.
+                            *stdin = None;
+                        }
+                    }
+                    self.spec.stop_grace
+                }
+                StopStep::Terminate => {
+                    if let Err(e) = instance.terminate().await {
+                        let label = self.label(self.spec.restart);
+                        self.emit(master_log(&label, distarch_protocol::Level::Warn, format!("terminate failed: {}", error_chain(&e)))).await;
+                    }
+                    self.spec.kill_after
+                }
+                StopStep::Kill => {
+                    if let Err(e) = instance.kill().await {
+                        let label = self.label(self.spec.restart);
+                        self.emit(master_log(&label, distarch_protocol::Level::Warn, format!("kill failed: {}", error_chain(&e)))).await;
+                    }
+                    AFTER_KILL_WAIT
+                }
+            };
+            let current = step;
+            let next_order = match current {
+                StopStep::StopFrame => Order::Terminate,
+                _ => Order::Kill,
+            };
+            tokio::select! {
+                r = instance.wait() => return (exit_of(r), current),
+                _ = sleep(wait_for) => {
+                    step = match current {
+                        StopStep::StopFrame => StopStep::Terminate,
+                        StopStep::Terminate => StopStep::Kill,
+                        StopStep::Kill => return (ExitStatus::Lost("did not end after kill".into()), current),
+                    };
+                }
+                order = order_at_least(&mut self.control, next_order) => {
+                    step = order.first_step().unwrap_or(StopStep::Kill).max(step);
+                }
+            }
+        }
+    }
+}
+
+fn exit_of(r: Result<ExitStatus, crate::error::InstanceError>) -> ExitStatus {
+    r.unwrap_or_else(|e| ExitStatus::Lost(error_chain(&e)))
+}
+
+async fn drain(readers: &mut [JoinHandle<()>], limit: Duration) {
+    let _ = timeout(limit, async {
+        for r in readers.iter_mut() {
+            if !r.is_finished() {
+                let _ = r.await;
+            }
+        }
+    })
+    .await;
+}
+
+/// A log line from the master about one instance.
+pub(crate) fn master_log(
+    label: &Arc<InstanceLabel>,
+    level: distarch_protocol::Level,
+    message: String,
+) -> Event {
+    let mut fields = serde_json::Map::new();
+    fields.insert("source".into(), serde_json::Value::String("master".into()));
+    Event::Log(crate::events::LogRecord {
+        time: std::time::SystemTime::now(),
+        instance: Some(label.clone()),
+        level,
+        message,
+        fields: Some(fields),
+        stream: None,
+        truncated: false,
+    })
+}
