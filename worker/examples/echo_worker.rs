@@ -30,9 +30,7 @@ fn main() {
         let params: Params = worker.params()?;
         worker.ready();
         if params.ignore_stop {
-            let _ = worker
-                .clone()
-                .with_master_gone_exit(Some(Duration::from_millis(300)));
+            worker.set_master_gone_exit(Some(Duration::from_millis(300)));
             worker.info("ignoring stop");
             loop {
                 std::thread::sleep(Duration::from_millis(50));

@@ -7,7 +7,8 @@
 //! the worker tells the master (logs, `ready`, `ping`, `status`, `ended`) is a
 //! *frame*: one line on stdout made of the byte `0x1E` and a JSON object, written
 //! whole under the stdout lock so that it never mixes with `println!` output (plain
-//! stdout lines are fine too: the master shows them as `info` logs). A background
+//! stdout lines are fine too: the master shows them as `info` logs, but do not leave
+//! a partial line, as `print!` without a newline does, before a frame). A background
 //! thread, started on first need, reads stdin: a `stop` frame or the end of stdin
 //! (the master is gone) raises a stop flag that [`Worker::must_stop`] and
 //! [`Worker::sleep`] see; the program never reads stdin itself. When the master is

@@ -18,15 +18,15 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+    /// Writes `line`; `stdout` is the caller's stdout lock.
+    fn write_line(&mut self, stdout: &mut io::StdoutLock<'_>, line: &[u8]) -> io::Result<()> {
         match self {
             Sink::Stdout => {
                 // Holding the stdout lock keeps `println!` from other threads out of
                 // the middle of the line; stdout's LineWriter passes a whole line with
                 // an empty buffer to the OS in one write.
-                let mut out = io::stdout().lock();
-                out.write_all(line)?;
-                out.flush()
+                stdout.write_all(line)?;
+                stdout.flush()
             }
             Sink::Custom(w) => {
                 w.write_all(line)?;
@@ -69,10 +69,13 @@ impl FrameWriter {
     /// Writes one frame as one line.
     pub fn send(&self, frame: &WorkerFrame) -> io::Result<()> {
         let line = encode_worker_frame(frame);
+        // Lock order: stdout first, then the sink. A user thread may hold the stdout
+        // lock while it logs through us; taking the sink first could deadlock.
+        let mut stdout = io::stdout().lock();
         // A panic while writing cannot leave the sink half-updated in a way that
         // matters more than a cut line, so a poisoned lock is still used.
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = sink.write_line(&line);
+        let result = sink.write_line(&mut stdout, &line);
         self.last_write.store(self.now(), Ordering::Relaxed);
         result
     }

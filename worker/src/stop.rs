@@ -1,7 +1,7 @@
 //! The stop flag, and the background thread that reads the master's frames on stdin.
 
 use distarch_protocol::{parse_master_line, LineSplitter, MasterFrame, MasterLine};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -134,7 +134,8 @@ pub(crate) fn listen(mut input: impl Read, signal: &StopSignal) {
     signal.raise(StopReason::MasterGone);
     if let Some(grace) = signal.exit_grace() {
         std::thread::sleep(grace);
-        let _ = std::io::stdout().flush();
+        // No explicit flush: another thread may hold the stdout lock forever, and
+        // `exit` flushes stdout itself when it can. Frames are flushed when written.
         std::process::exit(MASTER_GONE_EXIT_CODE);
     }
 }

@@ -119,8 +119,15 @@ impl Worker {
     /// whose master died does not run on forever, even if it never checks
     /// [`Worker::must_stop`].
     pub fn with_master_gone_exit(self, grace: Option<Duration>) -> Self {
-        self.inner.stop.set_exit_grace(grace);
+        self.set_master_gone_exit(grace);
         self
+    }
+
+    /// Same as [`Worker::with_master_gone_exit`], on a shared worker (for example
+    /// the one [`run`](crate::run) hands out). Takes effect if called before the
+    /// master is gone.
+    pub fn set_master_gone_exit(&self, grace: Option<Duration>) {
+        self.inner.stop.set_exit_grace(grace);
     }
 
     /// Shortest time between two `ping` frames sent by [`Worker::ping`]
@@ -402,9 +409,19 @@ mod tests {
     #[test]
     fn a_stop_frame_stops_sleep_and_eof_means_master_gone() {
         let (worker, _) = test_worker(b"\x1e{\"type\":\"stop\"}\n");
-        assert_eq!(worker.wait_stop(), StopReason::MasterGone);
+        // The stop frame and the EOF right after it race with this thread.
+        let first = worker.wait_stop();
+        assert!(matches!(
+            first,
+            StopReason::StopRequested | StopReason::MasterGone
+        ));
         assert!(worker.must_stop());
         assert!(!worker.sleep(Duration::from_secs(600)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while worker.stop_reason() != Some(StopReason::MasterGone) {
+            assert!(std::time::Instant::now() < deadline, "EOF never seen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]
