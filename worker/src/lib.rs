@@ -33,9 +33,8 @@
 //! })
 //! ```
 //!
-//! Features: `tracing` (default) adds a [`tracing`](::tracing) layer
-//! ([`Worker::tracing_layer`]); `tokio` adds `Worker::stopped` and
-//! `Worker::sleep_async`.
+//! Features: `tracing` (default) adds a `tracing` layer (`Worker::tracing_layer`,
+//! module `tracing`); `tokio` adds `Worker::stopped` and `Worker::sleep_async`.
 #![forbid(unsafe_code)]
 
 mod error;

@@ -1,4 +1,4 @@
-//! A [`tracing`](::tracing) layer that sends events to the master as `log` frames.
+//! A [`tracing`] layer that sends events to the master as `log` frames.
 //!
 //! ```no_run
 //! use tracing_subscriber::layer::SubscriberExt;
