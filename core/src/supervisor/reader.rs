@@ -30,15 +30,22 @@ pub(crate) async fn read_stream(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        activity.touch();
-        if activity.first_seen() {
-            batch.push(Event::InstanceSeen(label.clone()));
-        }
+        let mut alive = false;
         splitter.feed(&buf[..n], |line| {
+            if is_blank(line.bytes) && !line.truncated {
+                return;
+            }
+            alive = true;
             if let Some(ev) = line_event(line, kind, &label, &activity) {
                 batch.push(ev);
             }
         });
+        if alive {
+            activity.touch();
+            if activity.first_seen() {
+                batch.insert(0, Event::InstanceSeen(label.clone()));
+            }
+        }
         for ev in batch.drain(..) {
             if events.send(ev).await.is_err() {
                 return;
@@ -46,6 +53,9 @@ pub(crate) async fn read_stream(
         }
     }
     splitter.finish(|line| {
+        if is_blank(line.bytes) {
+            return;
+        }
         if let Some(ev) = line_event(line, kind, &label, &activity) {
             batch.push(ev);
         }
@@ -55,6 +65,12 @@ pub(crate) async fn read_stream(
             return;
         }
     }
+}
+
+/// Blank lines (only spaces, tabs, `\r`) are neither logged nor activity: a worker
+/// that prints nothing but empty lines is as good as silent.
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 
 fn line_event(

@@ -1,0 +1,136 @@
+//! The `distarch` command: `launch`, `validate`, `gc`.
+#![forbid(unsafe_code)]
+
+mod args;
+mod gc;
+mod plan_table;
+mod transports;
+
+use args::{Cli, Command, ConfigArgs};
+use clap::Parser;
+use distarch_core::{
+    config, ConfigErrors, Launcher, LogWriter, EXIT_CONFIG,
+};
+use std::io::Write;
+use std::os::fd::AsFd;
+
+/// Exit code for an internal error (EX_SOFTWARE).
+const EXIT_INTERNAL: i32 = 70;
+
+fn main() {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Launch(_)) {
+        // Forked while this process still has one thread; see the local transport.
+        if let Err(e) = distarch_transport_local::install_reaper() {
+            eprintln!("[master] WARN distarch: cannot start the reaper process ({e}); children of workers may outlive a killed master");
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("distarch: cannot start the async runtime: {e}");
+            std::process::exit(EXIT_INTERNAL);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // Do not wait for stray blocking tasks (a hung transport call) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Launch(args) => {
+            let Some((loaded, launcher)) = prepare(&args.config, args.run_id.clone()) else {
+                return EXIT_CONFIG;
+            };
+            if args.dry_run {
+                print!("{}", plan_table::render(launcher.plan(), loaded.file.as_deref()));
+                return 0;
+            }
+            let format = loaded.config.launcher.log_format;
+            let report = launcher.run(LogWriter::new(stdout_file(), format)).await;
+            report.exit_code()
+        }
+        Command::Validate(args) => {
+            let Some((loaded, launcher)) = prepare(&args, None) else {
+                return EXIT_CONFIG;
+            };
+            print!("{}", plan_table::render(launcher.plan(), loaded.file.as_deref()));
+            0
+        }
+        Command::Gc(args) => {
+            let loaded = match load(&args.config) {
+                Ok(l) => Some(l),
+                Err(_) if args.config.config.is_none() => None,
+                Err(errors) => {
+                    report_config_errors(&errors);
+                    return EXIT_CONFIG;
+                }
+            };
+            match gc::gc(&args, loaded.as_ref().map(|l| &l.config)).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("distarch: gc failed: {e:#}");
+                    1
+                }
+            }
+        }
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<config::LoadedConfig, ConfigErrors> {
+    config::load(&config::ConfigSources {
+        file: args.config.clone(),
+        dir: None,
+        ignore_env: args.no_env,
+        overrides: args.overrides(),
+    })
+}
+
+/// Loads the configuration and builds the launcher, printing every problem.
+fn prepare(
+    args: &ConfigArgs,
+    run_id: Option<String>,
+) -> Option<(config::LoadedConfig, Launcher)> {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(errors) => {
+            report_config_errors(&errors);
+            return None;
+        }
+    };
+    let mut builder = Launcher::builder()
+        .config(loaded.config.clone())
+        .registry(transports::registry())
+        .only_groups(args.groups.clone())
+        .handle_signals(true);
+    if let Some(id) = run_id {
+        builder = builder.run_id(id);
+    }
+    match builder.build() {
+        Ok(launcher) => Some((loaded, launcher)),
+        Err(errors) => {
+            report_config_errors(&loaded.locate(errors));
+            None
+        }
+    }
+}
+
+fn report_config_errors(errors: &ConfigErrors) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "distarch: invalid configuration:");
+    for e in &errors.0 {
+        let _ = writeln!(err, "  {e}");
+    }
+}
+
+/// Standard output as a plain file, so the log writer's whole-line buffers go out
+/// in single writes instead of through std's line buffering.
+fn stdout_file() -> Box<dyn Write + Send> {
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stdout()),
+    }
+}
+

@@ -1,0 +1,11 @@
+//! The transports this binary offers, chosen by cargo features.
+
+use distarch_core::TransportRegistry;
+
+/// Every transport compiled into this binary.
+pub fn registry() -> TransportRegistry {
+    let mut registry = TransportRegistry::new();
+    registry.register(distarch_transport_local::LocalTransport::new());
+    // Transports behind cargo features register below, one line each.
+    registry
+}

@@ -1,0 +1,21 @@
+//! distarch-transport-local: instances as local processes.
+//!
+//! How it works: each instance is started with `tokio::process` directly from its
+//! argv (no shell), in a process group of its own, with the group's environment,
+//! working directory and nice value. Terminate and kill signal the whole process
+//! group, so children of the worker go too; once the worker has ended, whatever is
+//! left of its group is killed. Two mechanisms make sure that nothing outlives a
+//! master that dies, even by SIGKILL: every worker gets `PR_SET_PDEATHSIG(SIGKILL)`,
+//! and, when [`install_reaper`] was called at the start of `main`, a small reaper
+//! process (forked before any thread exists) learns every process group and kills
+//! them all the moment the master's end of its pipe closes.
+#![deny(unsafe_code)]
+
+mod reaper;
+mod settings;
+mod transport;
+mod unix;
+
+pub use reaper::install_reaper;
+pub use settings::LocalSettings;
+pub use transport::{LocalInstance, LocalTransport};
