@@ -292,7 +292,9 @@ impl InstanceTask {
                         StopStep::Kill => return (ExitStatus::Lost("did not end after kill".into()), current),
                     };
                 }
-                order = order_at_least(&mut self.control, next_order) => {
+                // Only a stronger order than the current step matters: at `kill`
+                // there is nothing left to escalate to.
+                order = order_at_least(&mut self.control, next_order), if current < StopStep::Kill => {
                     step = order.first_step().unwrap_or(StopStep::Kill).max(step);
                 }
             }
