@@ -1,0 +1,202 @@
+//! Transport-level tests against real sshd servers: output, exit status, signals,
+//! host keys, authentication, the session limit and the no-orphan guarantees.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::*;
+use distarch_core::{ExitStatus, Transport};
+use distarch_transport_ssh::SshTransport;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn runs_a_command_with_output_exit_code_env_and_workdir() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let mut spec = spec(
+        &settings,
+        &fx.server(s).entry(),
+        &["sh", "-c", "echo out $X $(pwd); echo err >&2; exit 3"],
+    );
+    spec.env.insert("X".into(), "ex".into());
+    spec.workdir = Some(fx.dir().to_path_buf());
+    let f = run_to_end(&t, &spec).await;
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout),
+        format!("out ex {}\n", fx.dir().display())
+    );
+    assert_eq!(String::from_utf8_lossy(&f.stderr), "err\n");
+    assert_eq!(f.exit, ExitStatus::Exited(3));
+}
+
+#[tokio::test]
+async fn terminate_and_kill_reach_the_whole_remote_process_group() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let tok = token("term");
+    let script = format!("sh -c 'sleep 1000; true' {tok}-child & sleep 1001; true");
+    let spec = spec(
+        &settings,
+        &fx.server(s).entry(),
+        &["sh", "-c", &script, &tok],
+    );
+    let mut instance = t.spawn(&spec).await.unwrap();
+    let _io = instance.take_io().unwrap();
+    assert!(
+        instance.describe().starts_with("pid "),
+        "{}",
+        instance.describe()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || fx.remote_pids(s, &tok).len()
+            == 2)
+        .await
+    );
+    instance.terminate().await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Signaled(15));
+    assert!(
+        eventually(Duration::from_secs(5), || fx
+            .remote_pids(s, &tok)
+            .is_empty())
+        .await,
+        "left: {:?}",
+        fx.remote_pids(s, &tok)
+    );
+    instance.cleanup().await;
+
+    let tok = token("kill");
+    let script = format!("trap '' TERM; sh -c 'sleep 1000; true' {tok}-child & sleep 1001; true");
+    let spec = common::spec(
+        &settings,
+        &fx.server(s).entry(),
+        &["sh", "-c", &script, &tok],
+    );
+    let mut instance = t.spawn(&spec).await.unwrap();
+    let _io = instance.take_io().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || fx.remote_pids(s, &tok).len()
+            == 2)
+        .await
+    );
+    instance.kill().await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Signaled(9));
+    assert!(
+        eventually(Duration::from_secs(5), || fx
+            .remote_pids(s, &tok)
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test]
+async fn closing_stdin_ends_a_command_that_ignores_it_after_the_grace() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let tok = token("eof");
+    let script = format!("trap '' TERM; sh -c 'sleep 1000; true' {tok}-child & sleep 1001; true");
+    let spec = spec(
+        &settings,
+        &fx.server(s).entry(),
+        &["sh", "-c", &script, &tok],
+    );
+    let mut instance = t.spawn(&spec).await.unwrap();
+    let io = instance.take_io().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || fx.remote_pids(s, &tok).len()
+            == 2)
+        .await
+    );
+    drop(io.stdin);
+    // stop_grace 0.5 s, then SIGTERM (the child ignores it... its shell too), then
+    // SIGKILL 0.5 s later.
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(exit, ExitStatus::Signaled(_)), "{exit:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || fx
+            .remote_pids(s, &tok)
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test]
+async fn fifty_instances_on_one_host_with_the_default_max_sessions() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.2");
+    fx.trust(s);
+    let t = std::sync::Arc::new(SshTransport::new());
+    let settings = settings(&fx, json!({}));
+    let tok = token("fifty");
+    let spec = spec(
+        &settings,
+        &fx.server(s).entry(),
+        &[
+            "sh",
+            "-c",
+            &format!("echo up; exec cat > /dev/null # {tok}"),
+        ],
+    );
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (t, spec) = (t.clone(), spec.clone());
+        set.spawn(async move { t.spawn(&spec).await });
+    }
+    let mut instances = Vec::new();
+    while let Some(r) = set.join_next().await {
+        instances.push(
+            r.unwrap()
+                .unwrap_or_else(|e| panic!("spawn: {}", distarch_core::error_chain(&e))),
+        );
+    }
+    assert!(
+        t.connections_to(&fx.server(s).entry()).await >= 5,
+        "MaxSessions 10 needs at least 5 connections"
+    );
+    let mut ios = Vec::new();
+    for i in &mut instances {
+        let io = i.take_io().unwrap();
+        let mut line = [0u8; 3];
+        let mut out = io.stdout;
+        tokio::io::AsyncReadExt::read_exact(&mut out, &mut line)
+            .await
+            .unwrap();
+        assert_eq!(&line, b"up\n");
+        ios.push(io.stdin);
+    }
+    drop(ios);
+    for i in &mut instances {
+        let exit = tokio::time::timeout(Duration::from_secs(10), i.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit, ExitStatus::Exited(0));
+        i.cleanup().await;
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || fx
+            .remote_pids(s, &tok)
+            .is_empty())
+        .await
+    );
+}

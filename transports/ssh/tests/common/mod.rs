@@ -1,0 +1,112 @@
+//! Helpers shared by the transport-level tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
+
+use distarch_core::{ExitStatus, Instance, InstanceSpec, Transport};
+use distarch_transport_ssh::SshTransport;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+#[path = "../../../../tests/harness/sshd.rs"]
+pub mod sshd;
+
+pub use sshd::SshFixture;
+
+/// Settings for a placement on the fixture's servers, as JSON.
+pub fn settings(fx: &SshFixture, extra: Value) -> Map<String, Value> {
+    let mut s = json!({
+        "hosts": [],
+        "identity_files": [fx.client_key.display().to_string()],
+        "known_hosts": fx.known_hosts.display().to_string(),
+        "ssh_config": "none",
+        "connect_timeout": "5s",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    s.as_object().unwrap().clone()
+}
+
+/// An instance spec for `argv` on `target`.
+pub fn spec(settings: &Map<String, Value>, target: &str, argv: &[&str]) -> InstanceSpec {
+    InstanceSpec {
+        run_id: "test".into(),
+        group: "g".into(),
+        placement: "p".into(),
+        id: 1,
+        group_id: 1,
+        group_count: 1,
+        target: target.into(),
+        host: target.into(),
+        restart: 0,
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        workdir: None,
+        priority: None,
+        settings: Arc::new(settings.clone()),
+        stop_grace: Duration::from_millis(500),
+        kill_after: Duration::from_millis(500),
+    }
+}
+
+/// What a finished instance printed and how it ended.
+pub struct Finished {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: ExitStatus,
+}
+
+/// Runs `spec` to its end, stdin closed at once unless `keep_stdin`.
+pub async fn run_to_end(transport: &SshTransport, spec: &InstanceSpec) -> Finished {
+    let mut instance = transport
+        .spawn(spec)
+        .await
+        .unwrap_or_else(|e| panic!("spawn: {}", distarch_core::error_chain(&e)));
+    let io = instance.take_io().unwrap();
+    drop(io.stdin);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut out = io.stdout;
+    let mut err = io.stderr.unwrap();
+    let (a, b, exit) = tokio::join!(
+        out.read_to_end(&mut stdout),
+        err.read_to_end(&mut stderr),
+        async { tokio::time::timeout(Duration::from_secs(20), instance.wait()).await }
+    );
+    a.unwrap();
+    b.unwrap();
+    let exit = exit.expect("instance did not end").unwrap();
+    instance.cleanup().await;
+    Finished {
+        stdout,
+        stderr,
+        exit,
+    }
+}
+
+/// Waits for `cond` with a deadline.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A unique token for command lines.
+pub fn token(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "dtok-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
