@@ -1,0 +1,151 @@
+//! One watch per run and namespace, shared by all its pods: a `kube_runtime`
+//! watcher on the run's label selector (list, then watch from the list's
+//! resourceVersion, re-listing when the server says the version is gone), whose
+//! events are handed to the instance that owns each pod. No polling: the number of
+//! requests does not grow with the time pods run.
+
+use crate::errors::{describe, Call};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What the master knows of one pod.
+#[derive(Debug, Clone, Default)]
+pub struct PodState {
+    /// The latest version of the pod seen, if any.
+    pub pod: Option<Arc<Pod>>,
+    /// The pod object is gone.
+    pub deleted: bool,
+    /// The watch fails for a reason that will not go away by itself (RBAC, missing
+    /// namespace); the text says which.
+    pub watch_error: Option<String>,
+}
+
+type Subscribers = Arc<Mutex<HashMap<String, watch::Sender<PodState>>>>;
+
+/// The shared watch of one run's pods in one namespace.
+pub struct PodWatch {
+    subscribers: Subscribers,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PodWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodWatch").finish_non_exhaustive()
+    }
+}
+
+impl PodWatch {
+    /// Starts watching the pods matching `selector`.
+    pub fn start(api: Api<Pod>, selector: String, namespace: String, server: String) -> Self {
+        let subscribers: Subscribers = Arc::default();
+        let task = tokio::spawn(run(api, selector, namespace, server, subscribers.clone()));
+        PodWatch { subscribers, task }
+    }
+
+    /// Follows the pod `name` (call before creating it, so no event is missed).
+    pub fn subscribe(&self, name: &str) -> watch::Receiver<PodState> {
+        let (tx, rx) = watch::channel(PodState::default());
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.insert(name.to_string(), tx);
+        }
+        rx
+    }
+
+    /// Stops following the pod `name`.
+    pub fn unsubscribe(&self, name: &str) {
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.remove(name);
+        }
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn publish(subscribers: &Subscribers, pod: Pod, deleted: bool) {
+    let Some(name) = pod.metadata.name.clone() else {
+        return;
+    };
+    if let Ok(subs) = subscribers.lock() {
+        if let Some(tx) = subs.get(&name) {
+            tx.send_modify(|s| {
+                s.pod = Some(Arc::new(pod));
+                s.deleted = s.deleted || deleted;
+                s.watch_error = None;
+            });
+        }
+    }
+}
+
+async fn run(
+    api: Api<Pod>,
+    selector: String,
+    namespace: String,
+    server: String,
+    subscribers: Subscribers,
+) {
+    let config = watcher::Config::default().labels(&selector);
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut listed: HashSet<String> = HashSet::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(pod)) => {
+                if let Some(n) = &pod.metadata.name {
+                    listed.insert(n.clone());
+                }
+                publish(&subscribers, pod, false);
+            }
+            Ok(Event::InitDone) => {
+                // After a re-list, a pod we had seen that is not listed any more was
+                // deleted while the watch was down.
+                if let Ok(subs) = subscribers.lock() {
+                    for (name, tx) in subs.iter() {
+                        if !listed.contains(name) && tx.borrow().pod.is_some() {
+                            tx.send_modify(|s| s.deleted = true);
+                        }
+                    }
+                }
+            }
+            Ok(Event::Apply(pod)) => publish(&subscribers, pod, false),
+            Ok(Event::Delete(pod)) => publish(&subscribers, pod, true),
+            Err(e) => {
+                let (verb, source) = match &e {
+                    watcher::Error::InitialListFailed(s) => ("list", Some(s)),
+                    watcher::Error::WatchStartFailed(s) | watcher::Error::WatchFailed(s) => {
+                        ("watch", Some(s))
+                    }
+                    _ => ("watch", None),
+                };
+                let permanent = matches!(source, Some(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404));
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                if let (true, Some(source)) = (permanent, source) {
+                    let text = describe(
+                        Call {
+                            verb,
+                            resource: "pods",
+                            namespace: &namespace,
+                            server: &server,
+                        },
+                        source,
+                    );
+                    if let Ok(subs) = subscribers.lock() {
+                        for tx in subs.values() {
+                            tx.send_modify(|s| s.watch_error = Some(text.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
