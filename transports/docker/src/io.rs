@@ -1,0 +1,95 @@
+//! Turns a container attach into the byte streams the supervisor reads and writes.
+//!
+//! The attach gives one multiplexed output stream (stdout and stderr frames) and one
+//! writer. Two small tasks connect them to in-memory pipes: one demultiplexes the
+//! output into a stdout pipe and a stderr pipe, the other copies what the master
+//! writes into the container's stdin and, when the master closes its end, closes
+//! the write side of the attach so that the worker sees EOF.
+
+use bollard::container::{AttachContainerResults, LogOutput};
+use distarch_core::InstanceIo;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+
+/// Buffer of each in-memory pipe; a worker that writes faster than the master
+/// reads is held back once it is full.
+const PIPE_BUFFER: usize = 64 * 1024;
+
+/// The tasks that move bytes between the attach and the pipes.
+pub(crate) struct IoTasks {
+    output: JoinHandle<()>,
+    input: JoinHandle<()>,
+}
+
+impl IoTasks {
+    /// Stops moving bytes (the container has ended and been drained).
+    pub(crate) fn abort(&self) {
+        self.output.abort();
+        self.input.abort();
+    }
+}
+
+/// Wires an attach to pipes; returns the supervisor's ends and the tasks.
+pub(crate) fn wire(attach: AttachContainerResults) -> (InstanceIo, IoTasks) {
+    let (stdout_master, stdout_worker) = tokio::io::duplex(PIPE_BUFFER);
+    let (stderr_master, stderr_worker) = tokio::io::duplex(PIPE_BUFFER);
+    let (stdin_master, stdin_worker) = tokio::io::duplex(PIPE_BUFFER);
+    let output = tokio::spawn(demux(attach.output, stdout_worker, stderr_worker));
+    let input = tokio::spawn(forward_stdin(stdin_worker, attach.input));
+    let io = InstanceIo {
+        stdin: Box::new(stdin_master),
+        stdout: Box::new(stdout_master),
+        stderr: Some(Box::new(stderr_master)),
+    };
+    (io, IoTasks { output, input })
+}
+
+type Output = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+/// Copies stdout and stderr frames to their pipes until the attach ends; the
+/// pipes then read EOF.
+async fn demux(mut output: Output, stdout: DuplexStream, stderr: DuplexStream) {
+    let mut stdout = Some(stdout);
+    let mut stderr = Some(stderr);
+    while let Some(item) = output.next().await {
+        let (pipe, bytes) = match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                (&mut stdout, message)
+            }
+            Ok(LogOutput::StdErr { message }) => (&mut stderr, message),
+            Ok(LogOutput::StdIn { .. }) => continue,
+            Err(_) => break,
+        };
+        if let Some(w) = pipe {
+            if w.write_all(&bytes).await.is_err() {
+                // The master stopped reading this stream: drop what comes.
+                *pipe = None;
+            }
+        }
+    }
+}
+
+/// Copies the master's writes to the container's stdin; when the master closes its
+/// end, half-closes the attach so the engine closes the worker's stdin.
+async fn forward_stdin(
+    mut from_master: DuplexStream,
+    mut to_container: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match from_master.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to_container.write_all(&buf[..n]).await.is_err()
+                    || to_container.flush().await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = to_container.shutdown().await;
+}

@@ -1,0 +1,208 @@
+//! The `docker` transport: plan targets per engine, spawn containers.
+
+use crate::container::{container_name, create_body};
+use crate::engine::{EngineAddress, Engines};
+use crate::gc::{collect, EngineGc, GcOptions};
+use crate::images::Images;
+use crate::instance::{engine_message, remove, status_code, watch_exit, DockerInstance};
+use crate::labels::MasterIdentity;
+use crate::settings::DockerSettings;
+use async_trait::async_trait;
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, StartContainerOptions,
+};
+use bollard::Docker;
+use distarch_core::{
+    ConfigError, Instance, InstanceSpec, PlacementRef, SpawnError, Target, Transport,
+};
+use serde_json::Value;
+
+/// Runs instances as containers on Docker engines (or anything that serves the
+/// Docker Engine API).
+pub struct DockerTransport {
+    engines: Engines,
+    images: Images,
+    master: MasterIdentity,
+    collect_on_connect: bool,
+}
+
+impl Default for DockerTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DockerTransport {
+    /// A transport with no engine connected yet.
+    pub fn new() -> Self {
+        DockerTransport {
+            engines: Engines::default(),
+            images: Images::default(),
+            master: MasterIdentity::current(),
+            collect_on_connect: true,
+        }
+    }
+
+    /// Whether to remove, in the background, the containers of gone runs of this
+    /// machine when first connecting to an engine (default true).
+    pub fn collect_on_connect(mut self, yes: bool) -> Self {
+        self.collect_on_connect = yes;
+        self
+    }
+
+    async fn engine(&self, address: &EngineAddress, path: &str) -> Result<Docker, SpawnError> {
+        let (docker, fresh) = self.engines.get(address).await.map_err(|e| {
+            SpawnError::with_source(
+                format!("{path}: cannot reach the docker engine at {address}"),
+                e,
+            )
+        })?;
+        if fresh && self.collect_on_connect {
+            let docker = docker.clone();
+            let here = self.master.clone();
+            tokio::spawn(async move {
+                let mut report = EngineGc::default();
+                let _ = collect(&docker, &here, &GcOptions::default(), &mut report).await;
+            });
+        }
+        Ok(docker)
+    }
+}
+
+fn placement_path(spec: &InstanceSpec) -> String {
+    format!("groups.{}.placements.{}", spec.group, spec.placement)
+}
+
+#[async_trait]
+impl Transport for DockerTransport {
+    fn name(&self) -> &str {
+        "docker"
+    }
+
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
+        let settings = DockerSettings::from_placement(placement)?;
+        let address =
+            EngineAddress::resolve(settings.host.as_deref(), settings.cert_path.as_deref())
+                .map_err(|m| ConfigError::new(format!("{}.host", placement.path()), m))?;
+        Ok(vec![Target {
+            address: address.url.clone(),
+            host: address.label(),
+            instances: placement.instances,
+        }])
+    }
+
+    async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
+        let path = placement_path(spec);
+        let settings: DockerSettings =
+            serde_json::from_value(Value::Object(spec.settings.as_ref().clone()))
+                .map_err(|e| SpawnError::new(format!("{path}: {e}")))?;
+        let address =
+            EngineAddress::resolve(settings.host.as_deref(), settings.cert_path.as_deref())
+                .map_err(|m| SpawnError::new(format!("{path}.host: {m}")))?;
+        let docker = self.engine(&address, &path).await?;
+        self.images
+            .ensure(&docker, &address, &settings.image, settings.pull)
+            .await
+            .map_err(|m| SpawnError::new(format!("{path}: {m}")))?;
+
+        let name = container_name(spec);
+        let body = create_body(spec, &settings, &self.master);
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            platform: String::new(),
+        };
+        let created = docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| create_error(&path, &address, &name, &e))?;
+        let id = created.id;
+
+        // Attach before start, so that nothing the worker writes is lost.
+        let attached = async {
+            let options = AttachContainerOptions {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                stream: true,
+                logs: false,
+                detach_keys: None,
+            };
+            let attach = docker
+                .attach_container(&id, Some(options))
+                .await
+                .map_err(|e| (format!("cannot attach to container {name}"), e))?;
+            docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| (format!("cannot start container {name}"), e))?;
+            Ok::<_, (String, bollard::errors::Error)>(attach)
+        }
+        .await;
+        let attach = match attached {
+            Ok(a) => a,
+            Err((what, e)) => {
+                let _ = remove(&docker, &id).await;
+                return Err(SpawnError::new(format!(
+                    "{path}: {what} on the docker engine at {address}: {}",
+                    engine_message(&e)
+                )));
+            }
+        };
+        let (io, io_tasks) = crate::io::wire(attach);
+        let (exit, exit_task) = watch_exit(docker.clone(), id.clone());
+        let stop_timeout = i32::try_from(spec.kill_after.as_secs_f64().ceil() as i64)
+            .unwrap_or(i32::MAX)
+            .max(1);
+        Ok(Box::new(DockerInstance {
+            docker,
+            id,
+            name,
+            engine: address.label(),
+            io: Some(io),
+            io_tasks,
+            exit,
+            exit_task,
+            stop_timeout,
+            auto_remove: settings.auto_remove,
+            removed: false,
+        }))
+    }
+
+    async fn shutdown(&self) {
+        // Clients close their connections when dropped; nothing else is held.
+        let _ = self.engines.connected();
+    }
+}
+
+fn create_error(
+    path: &str,
+    address: &EngineAddress,
+    name: &str,
+    e: &bollard::errors::Error,
+) -> SpawnError {
+    let message = match status_code(e) {
+        Some(409) => format!(
+            "{path}: a container named {name} already exists on the docker engine at {address}"
+        ),
+        Some(404) => format!(
+            "{path}: the docker engine at {address} cannot create container {name}: {}",
+            engine_message(e)
+        ),
+        Some(_) => format!(
+            "{path}: the docker engine at {address} refused container {name}: {}",
+            engine_message(e)
+        ),
+        None => {
+            return SpawnError::with_source(
+                format!("{path}: cannot create container {name} on the docker engine at {address}"),
+                clone_error(e),
+            )
+        }
+    };
+    SpawnError::new(message)
+}
+
+/// bollard errors are not `Clone`; keep their text as the cause.
+fn clone_error(e: &bollard::errors::Error) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
