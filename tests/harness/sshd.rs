@@ -315,6 +315,7 @@ impl SshFixture {
             let _ = Command::new("kill")
                 .arg("-KILL")
                 .arg(v.to_string())
+                .stderr(Stdio::null())
                 .status();
         }
         victims.len()
@@ -378,6 +379,7 @@ impl Drop for SshFixture {
                 let _ = Command::new("kill")
                     .arg("-KILL")
                     .arg(pid.to_string())
+                    .stderr(Stdio::null())
                     .status();
             }
             let _ = s.child.wait();
