@@ -7,5 +7,7 @@ pub fn registry() -> TransportRegistry {
     let mut registry = TransportRegistry::new();
     registry.register(distarch_transport_local::LocalTransport::new());
     // Transports behind cargo features register below, one line each.
+    #[cfg(feature = "ssh")]
+    registry.register(distarch_transport_ssh::SshTransport::new());
     registry
 }
