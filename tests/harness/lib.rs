@@ -6,6 +6,7 @@
 
 pub mod procs;
 pub mod run;
+pub mod sshd;
 
 pub use procs::{assert_no_leftovers, pids_with_token, unique_token};
 pub use run::{Distarch, Output, Running};

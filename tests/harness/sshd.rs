@@ -296,6 +296,23 @@ impl SshFixture {
             .collect()
     }
 
+    /// Like [`SshFixture::remote_pids`], but only processes whose environment has
+    /// `DISTARCH_HOST=<entry of server i>`: the loopback "hosts" share one machine,
+    /// so this is how a test tells which host's instances a process belongs to.
+    pub fn remote_pids_of_host(&self, i: usize, token: &str) -> Vec<u32> {
+        assert!(token.len() > 1 && token.is_ascii());
+        let pattern = format!("[{}]{}", &token[..1], &token[1..]);
+        let script = format!(
+            "for p in $(pgrep -f '{pattern}'); do grep -qsaF 'DISTARCH_HOST={}' /proc/$p/environ && echo $p; done; true",
+            self.servers[i].entry()
+        );
+        let out = self.ssh(i, &script);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// Cuts every connection to server `i`: kills the per-connection sshd processes
     /// below the listener (not the listener, not the sessions' programs).
     pub fn kill_connections(&self, i: usize) -> usize {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Buffer between the channel and the supervisor's readers, per stream.
@@ -20,13 +20,15 @@ const PIPE_BUFFER: usize = 64 * 1024;
 /// The wrapper's first line is short; more than this without a newline means the
 /// output is not the wrapper's.
 const MAX_PID_LINE: usize = 256;
-/// How long a signal delivery may take.
-const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a signal delivery may take before it is given up.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long terminate/kill wait for the delivery before returning (it goes on).
+const SIGNAL_WAIT: Duration = Duration::from_secs(2);
 
 /// A worker running in a session channel on a remote host.
 pub struct SshInstance {
     host: String,
-    pid: Option<u32>,
+    pid: watch::Receiver<Option<u32>>,
     writer: Arc<ChannelWriteHalf<Msg>>,
     pool: Arc<HostPool>,
     io: Option<InstanceIo>,
@@ -38,7 +40,7 @@ impl std::fmt::Debug for SshInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshInstance")
             .field("host", &self.host)
-            .field("pid", &self.pid)
+            .field("pid", &*self.pid.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -89,24 +91,25 @@ impl SshInstance {
         let (stdout_w, stdout_r) = tokio::io::duplex(PIPE_BUFFER);
         let (stderr_w, stderr_r) = tokio::io::duplex(PIPE_BUFFER);
         let (status_tx, status) = watch::channel(None);
-        let (pid_tx, pid_rx) = oneshot::channel();
+        let (pid_tx, pid) = watch::channel(None);
         let pump = Pump {
             host: host.clone(),
             stdout: Some(stdout_w),
             stderr: Some(stderr_w),
             status: status_tx,
-            pid: Some(pid_tx),
+            pid: pid_tx,
             first_line: Some(Vec::new()),
             slot,
         };
         let pump = tokio::spawn(pump.run(read, early));
         let writer = Arc::new(write);
         let mut status_rx = status.clone();
-        let pid = tokio::select! {
-            pid = pid_rx => pid.ok().flatten(),
-            _ = status_rx.wait_for(|s| s.is_some()) => None,
-            _ = tokio::time::sleep(startup_timeout) => None,
-        };
+        let mut pid_rx = pid.clone();
+        tokio::select! {
+            _ = pid_rx.wait_for(|p| p.is_some()) => {}
+            _ = status_rx.wait_for(|s| s.is_some()) => {}
+            _ = tokio::time::sleep(startup_timeout) => {}
+        }
         let stdin = StdinWriter {
             inner: Box::pin(writer.make_writer()),
             channel: Some(writer.clone()),
@@ -129,7 +132,7 @@ impl SshInstance {
     /// The worker's pid on its host (also its process group), when the wrapper
     /// reported it.
     pub fn pid(&self) -> Option<u32> {
-        self.pid
+        *self.pid.borrow()
     }
 }
 
@@ -174,14 +177,29 @@ impl SshInstance {
         sig: Sig,
     ) -> impl std::future::Future<Output = Result<(), InstanceError>> + Send + 'static {
         let (pid, pool, writer, host) = (
-            self.pid,
+            self.pid(),
             self.pool.clone(),
             self.writer.clone(),
             self.host.clone(),
         );
         async move {
             match pid {
-                Some(pid) => signal_group(pool, pid, signal).await,
+                Some(pid) => {
+                    // Delivered by a task of its own: a slow host delays nobody, and
+                    // the supervisor's escalation timer starts on time.
+                    let delivery = tokio::spawn(signal_group(pool, pid, signal));
+                    match tokio::time::timeout(SIGNAL_WAIT, delivery).await {
+                        Ok(Ok(result)) => result,
+                        Ok(Err(e)) => Err(InstanceError::with_source(
+                            format!("sending SIG{signal} failed"),
+                            e,
+                        )),
+                        Err(_) => {
+                            tracing::debug!(%host, pid, signal, "signal delivery still in progress");
+                            Ok(())
+                        }
+                    }
+                }
                 None => writer.signal(sig).await.map_err(|e| {
                     InstanceError::with_source(
                         format!("cannot send SIG{signal} to the worker on {host}"),
@@ -200,7 +218,7 @@ impl Instance for SshInstance {
     }
 
     fn describe(&self) -> String {
-        match self.pid {
+        match self.pid() {
             Some(pid) => format!("pid {pid} on {}", self.host),
             None => format!("channel {} on {}", self.writer.id(), self.host),
         }
@@ -287,7 +305,7 @@ struct Pump {
     stdout: Option<DuplexStream>,
     stderr: Option<DuplexStream>,
     status: watch::Sender<Option<ExitStatus>>,
-    pid: Option<oneshot::Sender<Option<u32>>>,
+    pid: watch::Sender<Option<u32>>,
     first_line: Option<Vec<u8>>,
     slot: ChannelSlot,
 }
@@ -344,9 +362,7 @@ impl Pump {
                         .and_then(|p| p.trim().parse().ok())
                     {
                         Some(pid) => {
-                            if let Some(tx) = self.pid.take() {
-                                let _ = tx.send(Some(pid));
-                            }
+                            let _ = self.pid.send(Some(pid));
                         }
                         None => {
                             let mut whole = line.into_bytes();
@@ -408,9 +424,6 @@ impl Pump {
         }
         self.stdout = None;
         self.stderr = None;
-        if let Some(tx) = self.pid.take() {
-            let _ = tx.send(None);
-        }
         let why = if self.slot.conn.handle.is_closed() {
             format!("the connection to {} dropped", self.host)
         } else {

@@ -23,7 +23,12 @@ async fn a_changed_host_key_is_refused_naming_the_host_and_the_fingerprint() {
     let a = fx.start("127.0.0.1");
     let b = fx.start("127.0.0.2");
     // known_hosts says server a's address has server b's key.
-    let line = format!("[{}]:{} {}\n", fx.server(a).ip, fx.server(a).port, fx.server(b).host_key_pub);
+    let line = format!(
+        "[{}]:{} {}\n",
+        fx.server(a).ip,
+        fx.server(a).port,
+        fx.server(b).host_key_pub
+    );
     std::fs::write(&fx.known_hosts, line).unwrap();
     let t = SshTransport::new();
     let entry = fx.server(a).entry();
@@ -42,7 +47,10 @@ async fn strict_refuses_an_unknown_host_and_accept_new_records_it() {
     let entry = fx.server(a).entry();
     let strict = settings(&fx, json!({}));
     let err = spawn_error(&t, &spec(&strict, &entry, &["true"])).await;
-    assert!(err.contains(&entry) && err.contains(&fx.server(a).fingerprint()), "{err}");
+    assert!(
+        err.contains(&entry) && err.contains(&fx.server(a).fingerprint()),
+        "{err}"
+    );
     assert!(err.contains("accept-new"), "{err}");
     assert_eq!(std::fs::read_to_string(&fx.known_hosts).unwrap(), "");
 
@@ -50,7 +58,10 @@ async fn strict_refuses_an_unknown_host_and_accept_new_records_it() {
     let f = run_to_end(&t, &spec(&accept, &entry, &["echo", "hi"])).await;
     assert_eq!(f.exit, ExitStatus::Exited(0));
     let recorded = std::fs::read_to_string(&fx.known_hosts).unwrap();
-    assert!(recorded.contains(&fx.server(a).known_hosts_line()), "{recorded}");
+    assert!(
+        recorded.contains(&fx.server(a).known_hosts_line()),
+        "{recorded}"
+    );
     // Now strict accepts it (fresh transport: a new connection).
     let f = run_to_end(&SshTransport::new(), &spec(&strict, &entry, &["true"])).await;
     assert_eq!(f.exit, ExitStatus::Exited(0));
@@ -60,14 +71,25 @@ async fn strict_refuses_an_unknown_host_and_accept_new_records_it() {
 async fn an_unreachable_host_fails_fast_and_clearly() {
     let fx = SshFixture::new();
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let entry = format!("root@127.0.0.1:{port}");
     let t = SshTransport::new();
     let settings = settings(&fx, json!({ "connect_timeout": "1s" }));
     let started = Instant::now();
     let err = spawn_error(&t, &spec(&settings, &entry, &["true"])).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    assert!(err.contains(&format!("cannot connect to {entry} (127.0.0.1:{port})")), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains(&format!("cannot connect to {entry} (127.0.0.1:{port})")),
+        "{err}"
+    );
     assert!(err.to_lowercase().contains("refused"), "{err}");
 }
 
@@ -87,14 +109,28 @@ async fn key_types_and_passphrases() {
             extra["passphrase_env"] = json!("DISTARCH_TEST_PASSPHRASE");
         }
         let settings = settings(&fx, extra);
-        let f = run_to_end(&SshTransport::new(), &spec(&settings, &entry, &["echo", kind])).await;
-        assert_eq!(String::from_utf8_lossy(&f.stdout), format!("{kind}\n"), "{kind}");
+        let f = run_to_end(
+            &SshTransport::new(),
+            &spec(&settings, &entry, &["echo", kind]),
+        )
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&f.stdout),
+            format!("{kind}\n"),
+            "{kind}"
+        );
     }
     // Without the passphrase the key is unusable, and the error says why.
     let key = fx.dir().join("id_ed25519");
-    let settings = settings(&fx, json!({ "identity_files": [key.display().to_string()], "passphrase_env": "DISTARCH_TEST_NO_SUCH_VAR" }));
+    let settings = settings(
+        &fx,
+        json!({ "identity_files": [key.display().to_string()], "passphrase_env": "DISTARCH_TEST_NO_SUCH_VAR" }),
+    );
     let err = spawn_error(&SshTransport::new(), &spec(&settings, &entry, &["true"])).await;
-    assert!(err.contains("authentication to") && err.contains("DISTARCH_TEST_NO_SUCH_VAR is not set"), "{err}");
+    assert!(
+        err.contains("authentication to") && err.contains("DISTARCH_TEST_NO_SUCH_VAR is not set"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +141,13 @@ async fn authenticates_with_the_agent() {
     let key = fx.keygen("id_agent", "ed25519", "");
     fx.authorize(&key);
     let sock = fx.dir().join("agent.sock");
-    let agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -115,12 +157,24 @@ async fn authenticates_with_the_agent() {
     }
     let _agent = Kill(agent);
     assert!(eventually(Duration::from_secs(5), || sock.exists()).await);
-    let added = std::process::Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &sock).output().unwrap();
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = std::process::Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     std::fs::remove_file(&key).unwrap(); // only the agent has it now
     std::env::set_var("SSH_AUTH_SOCK", &sock);
     let settings = settings(&fx, json!({ "identity_files": [] }));
-    let f = run_to_end(&SshTransport::new(), &spec(&settings, &fx.server(a).entry(), &["echo", "agent"])).await;
+    let f = run_to_end(
+        &SshTransport::new(),
+        &spec(&settings, &fx.server(a).entry(), &["echo", "agent"]),
+    )
+    .await;
     std::env::remove_var("SSH_AUTH_SOCK");
     assert_eq!(String::from_utf8_lossy(&f.stdout), "agent\n");
 }
@@ -134,20 +188,41 @@ async fn a_dropped_connection_loses_the_instance_and_leaves_nothing_on_the_host(
     let settings = settings(&fx, json!({}));
     let tok = token("drop");
     let script = "sh -c 'sleep 1000; true' child & sleep 1001; true";
-    let spec = spec(&settings, &fx.server(a).entry(), &["sh", "-c", script, &tok]);
+    let spec = spec(
+        &settings,
+        &fx.server(a).entry(),
+        &["sh", "-c", script, &tok],
+    );
     let mut instance = t.spawn(&spec).await.unwrap();
     let _io = instance.take_io().unwrap();
-    assert!(eventually(Duration::from_secs(5), || fx.remote_pids(a, &tok).len() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(5), || fx.remote_pids(a, &tok).len()
+            == 1)
+        .await
+    );
     assert!(fx.kill_connections(a) > 0);
-    let exit = tokio::time::timeout(Duration::from_secs(30), instance.wait()).await.unwrap().unwrap();
-    assert!(matches!(&exit, ExitStatus::Lost(why) if why.contains(&fx.server(a).entry())), "{exit:?}");
+    let exit = tokio::time::timeout(Duration::from_secs(30), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&exit, ExitStatus::Lost(why) if why.contains(&fx.server(a).entry())),
+        "{exit:?}"
+    );
     // stop_grace 0.5 s + kill_after 0.5 s on the host, then nothing is left.
     assert!(
-        eventually(Duration::from_secs(10), || fx.remote_pids(a, &tok).is_empty()).await,
+        eventually(Duration::from_secs(10), || fx
+            .remote_pids(a, &tok)
+            .is_empty())
+        .await,
         "left: {:?}",
         fx.remote_pids(a, &tok)
     );
     // The transport reconnects for the next instance.
-    let f = run_to_end(&t, &common::spec(&settings, &fx.server(a).entry(), &["echo", "again"])).await;
+    let f = run_to_end(
+        &t,
+        &common::spec(&settings, &fx.server(a).entry(), &["echo", "again"]),
+    )
+    .await;
     assert_eq!(String::from_utf8_lossy(&f.stdout), "again\n");
 }

@@ -35,14 +35,19 @@ fn nasty() -> impl Strategy<Value = String> {
         Just("=".to_string()),
         Just("é€😀".to_string()),
         "[\\x01-\\x7f]{0,4}",
-        any::<char>().prop_filter("no NUL", |c| *c != '\0').prop_map(|c| c.to_string()),
+        any::<char>()
+            .prop_filter("no NUL", |c| *c != '\0')
+            .prop_map(|c| c.to_string()),
     ];
     prop::collection::vec(piece, 0..6).prop_map(|v| v.concat())
 }
 
 #[test]
 fn adversarial_values_arrive_byte_for_byte() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut fx = SshFixture::new();
     let a = fx.start("127.0.0.2");
     fx.trust(a);
