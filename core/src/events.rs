@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 /// Who an instance is, as shown in log prefixes and events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceLabel {
+    /// `[group] [host] [id/group_id] `, computed once (see [`InstanceLabel::new`]).
+    prefix: String,
     /// Group name.
     pub group: Arc<str>,
     /// Host label.
@@ -21,6 +23,19 @@ pub struct InstanceLabel {
     pub group_count: u64,
     /// Restarts before the current start.
     pub restart: u32,
+}
+
+impl InstanceLabel {
+    /// A label; its text prefix is computed here, once.
+    pub fn new(group: Arc<str>, host: Arc<str>, id: u64, group_id: u64, group_count: u64, restart: u32) -> Self {
+        let prefix = format!("[{group}] [{host}] [{id}/{group_id}] ");
+        InstanceLabel { prefix, group, host, id, group_id, group_count, restart }
+    }
+
+    /// The text-log prefix `[group] [host] [id/group_id] ` (with a trailing space).
+    pub fn text_prefix(&self) -> &str {
+        &self.prefix
+    }
 }
 
 /// Where a log line comes from.
@@ -49,6 +64,56 @@ pub struct LogRecord {
     pub stream: Option<LogStream>,
     /// The line was longer than the bound and was cut.
     pub truncated: bool,
+}
+
+/// Plain text lines that arrived together on one stream of one instance (one read),
+/// kept in one buffer: the cheap path for workers that print a lot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLines {
+    /// When the master received them.
+    pub time: SystemTime,
+    /// The instance.
+    pub instance: Arc<InstanceLabel>,
+    /// Their level: `info` on stdout, `warn` on stderr.
+    pub level: Level,
+    /// The stream they came on.
+    pub stream: LogStream,
+    text: String,
+    /// End offset of each line in `text`, and whether it was cut.
+    ends: Vec<(usize, bool)>,
+}
+
+impl LogLines {
+    /// An empty set of lines.
+    pub fn new(time: SystemTime, instance: Arc<InstanceLabel>, level: Level, stream: LogStream) -> Self {
+        LogLines { time, instance, level, stream, text: String::new(), ends: Vec::new() }
+    }
+
+    /// Adds a line (without its newline; invalid UTF-8 replaced).
+    pub fn push(&mut self, bytes: &[u8], truncated: bool) {
+        self.text.push_str(&String::from_utf8_lossy(bytes));
+        self.ends.push((self.text.len(), truncated));
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there is no line.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each line's text and whether it was cut at the line bound.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(end, truncated)| {
+            let line = &self.text[start..end];
+            start = end;
+            (line, truncated)
+        })
+    }
 }
 
 /// Why the launcher is stopping everything.
@@ -159,8 +224,10 @@ pub enum Event {
         /// Wait before the restart.
         delay: Duration,
     },
-    /// A log line.
+    /// A log line (a `log` frame, a malformed frame, or a line of the master's).
     Log(LogRecord),
+    /// Plain text lines of a worker.
+    Lines(LogLines),
 }
 
 /// The last step the master had to take to end an instance.

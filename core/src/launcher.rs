@@ -7,7 +7,7 @@ use crate::events::{Event, LogRecord, StopReason};
 use crate::plan::{build_plan, Plan};
 use crate::registry::TransportRegistry;
 use crate::report::{InstanceReport, RunReport};
-use crate::sink::{pump, EventSink};
+use crate::sink::{pump, EventSink, EventTx};
 use crate::supervisor::activity::RunClock;
 use crate::supervisor::control::{order_at_least, Order, StopHandle};
 use crate::supervisor::task::InstanceTask;
@@ -16,12 +16,8 @@ use distarch_protocol::{env_vars, Level, PROTOCOL_VERSION};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::sleep;
-
-/// Capacity of the event channel between instance tasks and the sink.
-const EVENT_CHANNEL: usize = 8192;
 
 /// A run, ready to start: configuration checked, ids given out.
 pub struct Launcher {
@@ -178,7 +174,7 @@ impl Launcher {
     /// `sink` (on a thread of its own), and returns the report.
     pub async fn run(self, sink: impl EventSink) -> RunReport {
         let started = Instant::now();
-        let (events, rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
+        let (events, rx) = EventTx::channel();
         let sink_thread = std::thread::Builder::new()
             .name("distarch-events".into())
             .spawn(move || pump(rx, Box::new(sink)));
@@ -243,7 +239,7 @@ impl Launcher {
     async fn supervise_run(
         &self,
         tasks: &mut JoinSet<InstanceReport>,
-        events: &mpsc::Sender<Event>,
+        events: &EventTx,
         clock: &Arc<RunClock>,
     ) -> Vec<InstanceReport> {
         let l = &self.config.launcher;

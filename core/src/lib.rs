@@ -40,7 +40,7 @@ pub use config::{
     PlacementConfig, RestartPolicy,
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
-pub use events::{Event, InstanceLabel, LogRecord, LogStream, StopReason, StopStep};
+pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
 pub use output::{format_json, format_text, LogWriter};
 pub use plan::{build_plan, Plan, PlannedGroup, PlannedInstance, IMPLICIT_PLACEMENT};

@@ -3,7 +3,7 @@
 //! lines) or JSON (one object per line).
 
 use crate::config::LogFormat;
-use crate::events::{Event, InstanceLabel, LogRecord, StopStep};
+use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopStep};
 use crate::sink::EventSink;
 use distarch_protocol::Level;
 use serde_json::{json, Map, Value};
@@ -138,7 +138,7 @@ fn describe(event: &Event) -> Option<(Option<&InstanceLabel>, Level, String)> {
                 humantime::format_duration(round_ms(*delay))
             ),
         ),
-        Event::Log(_) => return None,
+        Event::Log(_) | Event::Lines(_) => return None,
     })
 }
 
@@ -158,21 +158,36 @@ fn level_tag(level: Level) -> &'static str {
 
 fn prefix(buf: &mut Vec<u8>, instance: Option<&InstanceLabel>) {
     match instance {
-        Some(i) => {
-            let _ = write!(buf, "[{}] [{}] [{}/{}] ", i.group, i.host, i.id, i.group_id);
-        }
+        Some(i) => buf.extend_from_slice(i.text_prefix().as_bytes()),
         None => buf.extend_from_slice(b"[master] "),
     }
 }
 
 /// Appends `event` as a text line (nothing for events that are not shown).
 pub fn format_text(buf: &mut Vec<u8>, event: &Event) {
-    if let Event::Log(record) = event {
-        return format_text_record(buf, record);
+    match event {
+        Event::Log(record) => return format_text_record(buf, record),
+        Event::Lines(lines) => return format_text_lines(buf, lines),
+        _ => {}
     }
     if let Some((instance, level, text)) = describe(event) {
         prefix(buf, instance);
         let _ = write!(buf, "{} distarch: {}", level_tag(level), text);
+        buf.push(b'\n');
+    }
+}
+
+fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines) {
+    let prefix = lines.instance.text_prefix().as_bytes();
+    let tag = level_tag(lines.level).as_bytes();
+    for (line, truncated) in lines.iter() {
+        buf.extend_from_slice(prefix);
+        buf.extend_from_slice(tag);
+        buf.push(b' ');
+        push_single_line(buf, line);
+        if truncated {
+            buf.extend_from_slice(b" [line truncated]");
+        }
         buf.push(b'\n');
     }
 }
@@ -202,7 +217,7 @@ fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord) {
 /// Appends text with any newline or carriage return escaped, so one record stays
 /// one line.
 fn push_single_line(buf: &mut Vec<u8>, text: &str) {
-    if !text.contains(['\n', '\r']) {
+    if !text.bytes().any(|b| b == b'\n' || b == b'\r') {
         buf.extend_from_slice(text.as_bytes());
         return;
     }
@@ -234,6 +249,23 @@ fn instance_fields(obj: &mut Map<String, Value>, i: &InstanceLabel) {
 pub fn format_json(buf: &mut Vec<u8>, event: &Event) {
     let mut obj = Map::new();
     match event {
+        Event::Lines(lines) => {
+            let time = timestamp(lines.time);
+            for (line, truncated) in lines.iter() {
+                let mut obj = Map::new();
+                obj.insert("time".into(), json!(time));
+                obj.insert("level".into(), json!(lines.level.as_str()));
+                instance_fields(&mut obj, &lines.instance);
+                obj.insert("stream".into(), json!(stream_name(lines.stream)));
+                obj.insert("message".into(), json!(line));
+                if truncated {
+                    obj.insert("truncated".into(), json!(true));
+                }
+                let _ = serde_json::to_writer(&mut *buf, &Value::Object(obj));
+                buf.push(b'\n');
+            }
+            return;
+        }
         Event::Log(r) => {
             obj.insert("time".into(), json!(timestamp(r.time)));
             obj.insert("level".into(), json!(r.level.as_str()));
@@ -244,11 +276,7 @@ pub fn format_json(buf: &mut Vec<u8>, event: &Event) {
                 }
             }
             if let Some(stream) = r.stream {
-                let s = match stream {
-                    crate::events::LogStream::Stdout => "stdout",
-                    crate::events::LogStream::Stderr => "stderr",
-                };
-                obj.insert("stream".into(), json!(s));
+                obj.insert("stream".into(), json!(stream_name(stream)));
             }
             obj.insert("message".into(), json!(r.message));
             if let Some(fields) = &r.fields {
@@ -285,6 +313,13 @@ pub fn format_json(buf: &mut Vec<u8>, event: &Event) {
     buf.push(b'\n');
 }
 
+fn stream_name(stream: LogStream) -> &'static str {
+    match stream {
+        LogStream::Stdout => "stdout",
+        LogStream::Stderr => "stderr",
+    }
+}
+
 fn event_name(event: &Event) -> &'static str {
     match event {
         Event::RunStarting { .. } => "run_starting",
@@ -300,6 +335,6 @@ fn event_name(event: &Event) -> &'static str {
         Event::InstanceFailedToStart { .. } => "instance_failed_to_start",
         Event::InstanceStopped { .. } => "instance_stopped",
         Event::InstanceRestarting { .. } => "instance_restarting",
-        Event::Log(_) => "log",
+        Event::Log(_) | Event::Lines(_) => "log",
     }
 }

@@ -29,19 +29,49 @@ impl EventSink for ChannelSink {
     }
 }
 
+/// Capacity of the event channel, in batches. A batch holds the lines of one read
+/// chunk of one worker stream, or a single event, so memory stays bounded.
+const EVENT_BATCHES: usize = 256;
+
+/// The sending side of the event channel: events travel in batches so that a
+/// flooding worker costs one channel operation per read, not per line.
+#[derive(Debug, Clone)]
+pub(crate) struct EventTx(mpsc::Sender<Vec<Event>>);
+
+impl EventTx {
+    /// A channel; the receiver goes to [`pump`].
+    pub(crate) fn channel() -> (Self, mpsc::Receiver<Vec<Event>>) {
+        let (tx, rx) = mpsc::channel(EVENT_BATCHES);
+        (EventTx(tx), rx)
+    }
+
+    /// Sends one event (waits while the channel is full). False when the sink is gone.
+    pub(crate) async fn send(&self, event: Event) -> bool {
+        self.0.send(vec![event]).await.is_ok()
+    }
+
+    /// Sends a batch of events, in order. False when the sink is gone.
+    pub(crate) async fn send_batch(&self, events: Vec<Event>) -> bool {
+        events.is_empty() || self.0.send(events).await.is_ok()
+    }
+}
+
 /// Pumps events from `rx` into `sink` until every sender is gone.
-pub(crate) fn pump(mut rx: mpsc::Receiver<Event>, mut sink: Box<dyn EventSink>) {
+pub(crate) fn pump(mut rx: mpsc::Receiver<Vec<Event>>, mut sink: Box<dyn EventSink>) {
     loop {
-        match rx.try_recv() {
-            Ok(event) => sink.event(event),
+        let batch = match rx.try_recv() {
+            Ok(batch) => batch,
             Err(TryRecvError::Empty) => {
                 sink.flush();
                 match rx.blocking_recv() {
-                    Some(event) => sink.event(event),
+                    Some(batch) => batch,
                     None => break,
                 }
             }
             Err(TryRecvError::Disconnected) => break,
+        };
+        for event in batch {
+            sink.event(event);
         }
     }
     sink.flush();

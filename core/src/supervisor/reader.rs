@@ -1,15 +1,15 @@
 //! Reading a worker's stdout or stderr: lines, frames, activity, back-pressure.
 
 use super::activity::Activity;
-use crate::events::{Event, InstanceLabel, LogRecord, LogStream};
-use distarch_protocol::{parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine};
+use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream};
+use distarch_protocol::{parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine, FRAME_MARKER};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use crate::sink::EventTx;
 
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Reads `stream` to its end, turning lines into events. Sending waits when the
 /// event channel is full, so a flooding worker is slowed down by its own pipe
@@ -19,51 +19,116 @@ pub(crate) async fn read_stream(
     kind: LogStream,
     label: Arc<InstanceLabel>,
     activity: Arc<Activity>,
-    events: mpsc::Sender<Event>,
+    events: EventTx,
     max_line: usize,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut splitter = LineSplitter::new(max_line);
-    let mut batch: Vec<Event> = Vec::new();
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut alive = false;
-        splitter.feed(&buf[..n], |line| {
-            if is_blank(line.bytes) && !line.truncated {
-                return;
-            }
-            alive = true;
-            if let Some(ev) = line_event(line, kind, &label, &activity) {
-                batch.push(ev);
-            }
-        });
-        if alive {
-            activity.touch();
-            if activity.first_seen() {
-                batch.insert(0, Event::InstanceSeen(label.clone()));
-            }
-        }
-        for ev in batch.drain(..) {
-            if events.send(ev).await.is_err() {
-                return;
-            }
+        let mut chunk = Chunk::new(kind, &label);
+        splitter.feed(&buf[..n], |line| chunk.line(line, &activity));
+        if !events.send_batch(chunk.finish(&activity)).await {
+            return;
         }
     }
-    splitter.finish(|line| {
-        if is_blank(line.bytes) {
+    let mut chunk = Chunk::new(kind, &label);
+    splitter.finish(|line| chunk.line(line, &activity));
+    events.send_batch(chunk.finish(&activity)).await;
+}
+
+/// The events of one read: plain lines gathered in one [`LogLines`], frames in order
+/// between them.
+struct Chunk<'a> {
+    kind: LogStream,
+    label: &'a Arc<InstanceLabel>,
+    time: SystemTime,
+    plain: Option<LogLines>,
+    events: Vec<Event>,
+    alive: bool,
+}
+
+impl<'a> Chunk<'a> {
+    fn new(kind: LogStream, label: &'a Arc<InstanceLabel>) -> Self {
+        Chunk { kind, label, time: SystemTime::now(), plain: None, events: Vec::new(), alive: false }
+    }
+
+    fn plain_level(&self) -> Level {
+        match self.kind {
+            LogStream::Stdout => Level::Info,
+            LogStream::Stderr => Level::Warn,
+        }
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if let Some(lines) = self.plain.take() {
+            self.events.push(Event::Lines(lines));
+        }
+        self.events.push(event);
+    }
+
+    fn push_plain(&mut self, bytes: &[u8], truncated: bool) {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let level = self.plain_level();
+        let (time, label, kind) = (self.time, self.label, self.kind);
+        self.plain
+            .get_or_insert_with(|| LogLines::new(time, label.clone(), level, kind))
+            .push(bytes, truncated);
+    }
+
+    fn line(&mut self, line: RawLine<'_>, activity: &Activity) {
+        if is_blank(line.bytes) && !line.truncated {
             return;
         }
-        if let Some(ev) = line_event(line, kind, &label, &activity) {
-            batch.push(ev);
+        self.alive = true;
+        if self.kind == LogStream::Stderr || line.truncated || line.bytes.first() != Some(&FRAME_MARKER) {
+            // Frames are only read on stdout, and a cut line cannot be a whole frame.
+            return self.push_plain(line.bytes, line.truncated);
         }
-    });
-    for ev in batch {
-        if events.send(ev).await.is_err() {
-            return;
+        let record = |level, message: String, fields: Option<Map<String, Value>>| {
+            Event::Log(LogRecord {
+                time: self.time,
+                instance: Some(self.label.clone()),
+                level,
+                message,
+                fields,
+                stream: Some(self.kind),
+                truncated: false,
+            })
+        };
+        let event = match parse_worker_line(line.bytes) {
+            WorkerLine::Text(_) => return self.push_plain(line.bytes, false),
+            WorkerLine::Frame(WorkerFrame::Ping) => return,
+            WorkerLine::Frame(WorkerFrame::Log { level, message, fields }) => record(level, message, fields),
+            WorkerLine::Frame(WorkerFrame::Ready) => Event::InstanceReady(self.label.clone()),
+            WorkerLine::Frame(WorkerFrame::Ended) => {
+                activity.mark_ended_frame();
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus { instance: self.label.clone(), text },
+            WorkerLine::Malformed { text, error } => {
+                let mut fields = Map::new();
+                fields.insert("malformed_frame".into(), Value::String(error));
+                record(self.plain_level(), text, Some(fields))
+            }
+        };
+        self.push_event(event);
+    }
+
+    fn finish(mut self, activity: &Activity) -> Vec<Event> {
+        if let Some(lines) = self.plain.take() {
+            self.events.push(Event::Lines(lines));
         }
+        if self.alive {
+            activity.touch();
+            if activity.first_seen() {
+                self.events.insert(0, Event::InstanceSeen(self.label.clone()));
+            }
+        }
+        self.events
     }
 }
 
@@ -71,54 +136,4 @@ pub(crate) async fn read_stream(
 /// that prints nothing but empty lines is as good as silent.
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
-}
-
-fn line_event(
-    line: RawLine<'_>,
-    kind: LogStream,
-    label: &Arc<InstanceLabel>,
-    activity: &Activity,
-) -> Option<Event> {
-    let plain_level = match kind {
-        LogStream::Stdout => Level::Info,
-        LogStream::Stderr => Level::Warn,
-    };
-    let record = |level, message: String, fields: Option<Map<String, Value>>| {
-        Some(Event::Log(LogRecord {
-            time: SystemTime::now(),
-            instance: Some(label.clone()),
-            level,
-            message,
-            fields,
-            stream: Some(kind),
-            truncated: line.truncated,
-        }))
-    };
-    if kind == LogStream::Stderr || line.truncated {
-        // Frames are only read on stdout, and a cut line cannot be a whole frame.
-        return record(plain_level, String::from_utf8_lossy(line.bytes).into_owned(), None);
-    }
-    match parse_worker_line(line.bytes) {
-        WorkerLine::Text(text) => record(plain_level, text, None),
-        WorkerLine::Frame(WorkerFrame::Ping) => None,
-        WorkerLine::Frame(WorkerFrame::Log {
-            level,
-            message,
-            fields,
-        }) => record(level, message, fields),
-        WorkerLine::Frame(WorkerFrame::Ready) => Some(Event::InstanceReady(label.clone())),
-        WorkerLine::Frame(WorkerFrame::Ended) => {
-            activity.mark_ended_frame();
-            None
-        }
-        WorkerLine::Frame(WorkerFrame::Status { text }) => Some(Event::InstanceStatus {
-            instance: label.clone(),
-            text,
-        }),
-        WorkerLine::Malformed { text, error } => {
-            let mut fields = Map::new();
-            fields.insert("malformed_frame".into(), Value::String(error));
-            record(plain_level, text, Some(fields))
-        }
-    }
 }

@@ -13,7 +13,8 @@ use distarch_protocol::{encode_master_frame, env_vars, MasterFrame};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use crate::sink::EventTx;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
@@ -34,7 +35,7 @@ pub(crate) struct InstanceTask {
     pub(crate) group: Arc<GroupConfig>,
     pub(crate) group_name: Arc<str>,
     pub(crate) host: Arc<str>,
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) events: EventTx,
     pub(crate) control: watch::Receiver<ControlState>,
     pub(crate) clock: Arc<RunClock>,
     pub(crate) max_line: usize,
@@ -48,14 +49,14 @@ struct StartResult {
 
 impl InstanceTask {
     fn label(&self, restart: u32) -> Arc<InstanceLabel> {
-        Arc::new(InstanceLabel {
-            group: self.group_name.clone(),
-            host: self.host.clone(),
-            id: self.spec.id,
-            group_id: self.spec.group_id,
-            group_count: self.spec.group_count,
+        Arc::new(InstanceLabel::new(
+            self.group_name.clone(),
+            self.host.clone(),
+            self.spec.id,
+            self.spec.group_id,
+            self.spec.group_count,
             restart,
-        })
+        ))
     }
 
     async fn emit(&self, event: Event) {
