@@ -6,7 +6,18 @@ use distarch_core::Config;
 /// Cleans every engine and cluster the configuration names; returns the exit code.
 pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
     let _ = (args, config);
+    #[allow(unused_mut)]
+    let mut code = 0;
     // Transports that leave objects behind (containers, pods) add their calls here.
-    println!("[master] INFO distarch: gc: nothing to clean for the transports in this build");
-    Ok(0)
+    #[cfg(feature = "docker")]
+    for report in distarch_transport_docker::gc_config(config, args.dry_run).await {
+        println!("{report}");
+        if report.error.is_some() {
+            code = 1;
+        }
+    }
+    if !cfg!(feature = "docker") {
+        println!("[master] INFO distarch: gc: nothing to clean for the transports in this build");
+    }
+    Ok(code)
 }

@@ -7,6 +7,8 @@ pub fn registry() -> TransportRegistry {
     let mut registry = TransportRegistry::new();
     registry.register(distarch_transport_local::LocalTransport::new());
     // Transports behind cargo features register below, one line each.
+    #[cfg(feature = "docker")]
+    registry.register(distarch_transport_docker::DockerTransport::new());
     #[cfg(feature = "ssh")]
     registry.register(distarch_transport_ssh::SshTransport::new());
     registry

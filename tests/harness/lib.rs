@@ -4,6 +4,8 @@
 //! Kubernetes API server) have their own modules.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod dockerd;
+pub mod image;
 pub mod procs;
 pub mod run;
 pub mod sshd;

@@ -111,6 +111,7 @@ pub fn create_body(
         // distarch removes the container itself after reading its exit status;
         // the engine's own auto-remove would race with that.
         auto_remove: Some(false),
+        init: Some(settings.init),
         ..Default::default()
     };
 

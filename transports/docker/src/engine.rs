@@ -107,14 +107,10 @@ impl EngineAddress {
     }
 
     /// Short label of the engine for log prefixes and `DISTARCH_HOST`: `docker` for
-    /// the default socket, the host name for a remote engine, `docker:<socket>`
-    /// otherwise.
+    /// a local socket, the host name for a remote engine.
     pub fn label(&self) -> String {
-        if self.url == DEFAULT_HOST {
+        if self.url.starts_with("unix://") {
             return "docker".to_string();
-        }
-        if let Some(path) = self.url.strip_prefix("unix://") {
-            return format!("docker:{path}");
         }
         let rest = self
             .url
@@ -243,7 +239,7 @@ mod tests {
             tls: None,
         };
         assert_eq!(a(DEFAULT_HOST).label(), "docker");
-        assert_eq!(a("unix:///tmp/x.sock").label(), "docker:/tmp/x.sock");
+        assert_eq!(a("unix:///tmp/x.sock").label(), "docker");
         assert_eq!(a("tcp://box1:2375").label(), "box1");
     }
 

@@ -45,6 +45,8 @@ pub struct EngineGc {
     pub unknown: usize,
     /// Why the engine could not be cleaned, if it could not.
     pub error: Option<String>,
+    /// Nothing was removed: `removed` lists what would have been.
+    pub dry_run: bool,
 }
 
 /// The engines named by a configuration's docker placements (their `host` and
@@ -90,6 +92,7 @@ pub async fn gc(options: &GcOptions) -> Vec<EngineGc> {
     for engine in engines {
         let mut report = EngineGc {
             engine: engine.to_string(),
+            dry_run: options.dry_run,
             ..Default::default()
         };
         match engine.connect().await {
@@ -180,4 +183,65 @@ pub(crate) async fn collect(
         }
     }
     Ok(())
+}
+
+/// `gc` for the engines a configuration names (or the default engine when it names
+/// none, or there is no configuration): what `distarch gc` runs.
+pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> Vec<EngineGc> {
+    let engines = config.map(engines_in_config).unwrap_or_default();
+    let default_missing = std::env::var_os("DOCKER_HOST").is_none()
+        && !std::path::Path::new(crate::engine::DEFAULT_HOST.trim_start_matches("unix://"))
+            .exists();
+    if engines.is_empty() && default_missing {
+        // No docker placement and no docker here: nothing of ours can exist.
+        return Vec::new();
+    }
+    let options = GcOptions {
+        engines,
+        run: None,
+        dry_run,
+    };
+    gc(&options).await
+}
+
+impl std::fmt::Display for EngineGc {
+    /// One log line in the master's format, e.g. `[master] INFO distarch: gc: docker
+    /// engine unix:///var/run/docker.sock: removed 2 container(s) ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(e) = &self.error {
+            return write!(
+                f,
+                "[master] ERROR distarch: gc: docker engine {}: {e}",
+                self.engine
+            );
+        }
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        write!(
+            f,
+            "[master] INFO distarch: gc: docker engine {}: {verb} {} container(s) of gone runs",
+            self.engine,
+            self.removed.len()
+        )?;
+        if !self.removed.is_empty() {
+            let names: Vec<&str> = self.removed.iter().map(|(n, _)| n.as_str()).collect();
+            write!(f, " ({})", names.join(", "))?;
+        }
+        if !self.stopped.is_empty() {
+            let names: Vec<&str> = self.stopped.iter().map(|(n, _)| n.as_str()).collect();
+            write!(
+                f,
+                "; killed and kept {} (auto_remove = false)",
+                names.join(", ")
+            )?;
+        }
+        write!(
+            f,
+            "; kept {} of live runs and {} of masters on other machines",
+            self.alive, self.unknown
+        )
+    }
 }

@@ -27,7 +27,7 @@ mod transport;
 
 pub use container::{container_name, create_body};
 pub use engine::{check_address, ConnectError, EngineAddress, DEFAULT_HOST};
-pub use gc::{engines_in_config, gc, EngineGc, GcOptions};
+pub use gc::{engines_in_config, gc, gc_config, EngineGc, GcOptions};
 pub use instance::DockerInstance;
 pub use settings::{
     parse_size, ByteSize, DockerSettings, MountKind, MountSetting, PullPolicy,

@@ -21,6 +21,10 @@ pub struct DockerSettings {
     /// `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
     #[serde(default)]
     pub host: Option<String>,
+    /// Label of the engine in log prefixes and `DISTARCH_HOST` (default: `docker`
+    /// for a unix socket, the host name for a remote engine).
+    #[serde(default)]
+    pub label: Option<String>,
     /// Folder with `ca.pem`, `cert.pem`, `key.pem` for a TLS engine; default
     /// `DOCKER_CERT_PATH` when `DOCKER_TLS_VERIFY` is set.
     #[serde(default)]
@@ -62,6 +66,11 @@ pub struct DockerSettings {
     /// Extra container labels (keys starting with `distarch.` are reserved).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Run a tiny init (`docker run --init`) as PID 1 that forwards signals to the
+    /// worker and reaps zombies (default true). Without it the worker is PID 1,
+    /// which the kernel shields from SIGTERM unless it handles it.
+    #[serde(default = "default_true")]
+    pub init: bool,
     /// Remove the container once it has ended (default true).
     #[serde(default = "default_true")]
     pub auto_remove: bool,
@@ -176,6 +185,9 @@ impl DockerSettings {
         }
         if let Some(host) = &self.host {
             crate::engine::check_address(host).map_err(|m| ("host", m))?;
+        }
+        if self.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
+            return Err(("label", "must not be empty".into()));
         }
         if let Some(cpus) = self.cpus {
             if !(cpus > 0.0 && cpus <= 4096.0) {

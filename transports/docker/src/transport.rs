@@ -17,6 +17,9 @@ use distarch_core::{
 };
 use serde_json::Value;
 
+/// Seconds the engine's stop timer runs past the master's `kill_after`.
+const STOP_BACKSTOP: i32 = 2;
+
 /// Runs instances as containers on Docker engines (or anything that serves the
 /// Docker Engine API).
 pub struct DockerTransport {
@@ -86,7 +89,7 @@ impl Transport for DockerTransport {
                 .map_err(|m| ConfigError::new(format!("{}.host", placement.path()), m))?;
         Ok(vec![Target {
             address: address.url.clone(),
-            host: address.label(),
+            host: settings.label.clone().unwrap_or_else(|| address.label()),
             instances: placement.instances,
         }])
     }
@@ -150,14 +153,17 @@ impl Transport for DockerTransport {
         };
         let (io, io_tasks) = crate::io::wire(attach);
         let (exit, exit_task) = watch_exit(docker.clone(), id.clone());
+        // The supervisor kills after `kill_after`; the engine's own timer is a little
+        // longer, a backstop that still ends the container if the master dies
+        // during the stop.
         let stop_timeout = i32::try_from(spec.kill_after.as_secs_f64().ceil() as i64)
-            .unwrap_or(i32::MAX)
-            .max(1);
+            .unwrap_or(i32::MAX - STOP_BACKSTOP)
+            .saturating_add(STOP_BACKSTOP);
         Ok(Box::new(DockerInstance {
             docker,
             id,
             name,
-            engine: address.label(),
+            engine: address.url.clone(),
             io: Some(io),
             io_tasks,
             exit,

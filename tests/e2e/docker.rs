@@ -1,0 +1,541 @@
+//! End-to-end tests of `distarch launch` with the docker transport, against a
+//! private dockerd started by the harness, with a test image built from the test
+//! and example workers (no registry involved).
+
+use distarch_e2e::dockerd::Dockerd;
+use distarch_e2e::image::ImageBuilder;
+use distarch_e2e::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(90);
+/// `/worker` = the test worker (entrypoint), `/example-worker` = the SDK example
+/// worker, plus busybox.
+const IMAGE: &str = "distarch-test/worker:1";
+
+/// The shared engine, with the test image built.
+fn engine() -> Arc<Dockerd> {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let d = Dockerd::shared();
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !d.docker(&["image", "inspect", IMAGE]).status.success() {
+        build_image(&d);
+    }
+    d
+}
+
+/// An engine of the test's own, for tests that kill a master: any launch or gc on
+/// a shared engine would clean up after them before they look.
+fn own_engine() -> Dockerd {
+    let d = Dockerd::start();
+    build_image(&d);
+    d
+}
+
+fn build_image(d: &Dockerd) {
+    ImageBuilder::new(IMAGE)
+        .binary(&test_worker_bin(), "/worker")
+        .binary(&example_worker_bin(), "/example-worker")
+        .busybox()
+        .entrypoint(&["/worker"])
+        .build(d);
+}
+
+/// A docker placement on `d` with `n` instances and `extra` settings
+/// (`, key = value, ...`).
+fn placement(d: &Dockerd, n: u32, extra: &str) -> String {
+    format!(
+        "{{ transport = \"docker\", image = \"{IMAGE}\", host = {h}, network = \"none\", instances = {n}{extra} }}",
+        h = toml_str(d.host())
+    )
+}
+
+/// A config with one group `g`, `command`, and one docker placement `box`.
+fn config(d: &Dockerd, launcher: &str, command: &str, group: &str, n: u32, extra: &str) -> String {
+    format!(
+        "[launcher]\n{launcher}\n[groups.g]\ncommand = {command}\n{group}\nplacements.box = {}\n",
+        placement(d, n, extra)
+    )
+}
+
+fn run_id(name: &str) -> String {
+    format!("{name}{}", std::process::id() % 100_000)
+}
+
+#[test]
+fn one_instance_sees_its_identity_and_params_and_is_removed() {
+    let d = engine();
+    let run = run_id("one");
+    let cfg = config(
+        &d,
+        "",
+        "[\"hello\"]",
+        "params = { message = \"Hello World!\", n = 3 }",
+        1,
+        "",
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has(r#"[g] [docker] [1/1] INFO hello id=1 group=g group_id=1 count=1 host=docker restart=0 params={"message":"Hello World!","n":3}"#);
+    out.assert_has(&format!("container distarch-{run}-g-1 "));
+    assert!(
+        d.run_containers(&run, true).is_empty(),
+        "auto_remove leaves nothing"
+    );
+}
+
+#[test]
+fn several_instances_have_their_own_ids() {
+    let d = engine();
+    let run = run_id("several");
+    let cfg = config(&d, "", "[\"hello\"]", "", 4, "");
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    for i in 1..=4 {
+        out.assert_has(&format!(
+            "[g] [docker] [{i}/{i}] INFO hello id={i} group=g group_id={i} count=4"
+        ));
+    }
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+#[test]
+fn stdout_and_stderr_arrive_labelled_and_command_overrides_work() {
+    let d = engine();
+    let cfg = config(
+        &d,
+        "",
+        "[\"ignored\"]",
+        "",
+        1,
+        ", entrypoint = [\"/bin/sh\", \"-c\"], command = [\"echo to-out; echo to-err >&2; exit 3\"], label = \"box1\"",
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "exit 3 is a failure\n{out}");
+    out.assert_has("[g] [box1] [1/1] INFO to-out");
+    out.assert_has("[g] [box1] [1/1] WARN to-err");
+    out.assert_has("[g] [box1] [1/1] WARN distarch: ended: exit code 3");
+}
+
+#[test]
+fn max_running_time_stops_sdk_workers_cleanly() {
+    let d = engine();
+    let run = run_id("maxrun");
+    let cfg = config(
+        &d,
+        "max_running_time = \"2s\"\nstop_grace = \"10s\"",
+        "[\"/example-worker\"]",
+        "params = { message = \"from the box\" }",
+        2,
+        ", entrypoint = []",
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has("[g] [docker] [1/1] INFO I am instance 1 (1/2 of group g) on docker, restart 0");
+    out.assert_has("[g] [docker] [2/2] INFO message: from the box");
+    out.assert_has("stopping everything: max running time reached");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        2,
+        "{out}"
+    );
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+#[test]
+fn a_container_that_ignores_stop_is_killed_after_the_grace_period() {
+    let d = engine();
+    let run = run_id("ignore");
+    let cfg = config(
+        &d,
+        "max_running_time = \"1s\"\nstop_grace = \"1s\"\nkill_after = \"1s\"",
+        "[\"ignore-stop\"]",
+        "",
+        1,
+        "",
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    out.assert_has("INFO ignoring stop");
+    out.assert_has("ended after being killed: killed by signal 9");
+    assert_eq!(out.code, 1, "a forced kill is a failure\n{out}");
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+#[test]
+fn a_container_that_ignores_the_stop_frame_gets_sigterm_from_docker_stop() {
+    let d = engine();
+    let run = run_id("term");
+    let cfg = config(
+        &d,
+        "max_running_time = \"1s\"\nstop_grace = \"500ms\"\nkill_after = \"20s\"",
+        "[\"echo up; exec sleep 3600\"]",
+        "",
+        1,
+        ", entrypoint = [\"/bin/sh\", \"-c\"]",
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    out.assert_has("INFO up");
+    out.assert_has("ended after being terminated: killed by signal 15");
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+#[test]
+fn restarts_get_new_containers_and_see_their_restart_count() {
+    let d = engine();
+    let run = run_id("restart");
+    let cfg = config(
+        &d,
+        "",
+        "[\"fail-until\", \"2\"]",
+        "restart = \"on-failure\"\nmax_restarts = 5\nbackoff = { initial = \"50ms\", factor = 1.0, jitter = 0.0 }",
+        1,
+        "",
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has("INFO failing at restart 0");
+    out.assert_has("INFO failing at restart 1");
+    out.assert_has("INFO succeeded at restart 2");
+    assert_eq!(out.lines_with("ended: exit code 1").len(), 2, "{out}");
+    out.assert_has(&format!("container distarch-{run}-g-1-r2 "));
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+#[test]
+fn memory_limit_oom_kill_is_reported_as_such() {
+    let d = engine();
+    let cfg = config(
+        &d,
+        "",
+        "[\"head -c 300m /dev/zero | tail\"]",
+        "",
+        1,
+        ", entrypoint = [\"/bin/sh\", \"-c\"], memory = \"32m\"",
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has("[g] [docker] [1/1] WARN distarch: ended: killed: out of memory");
+}
+
+#[test]
+fn a_mixed_group_runs_local_and_docker_instances() {
+    let d = engine();
+    let run = run_id("mixed");
+    let cfg = format!(
+        "[launcher]\nmax_running_time = \"2s\"\n[groups.g]\ncommand = [{w}]\nplacements.a_here = {{ transport = \"local\", instances = 2 }}\nplacements.b_box = {}\n",
+        placement(&d, 1, ", command = [\"/example-worker\"], entrypoint = []"),
+        w = toml_str(example_worker_bin().display().to_string()),
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has("[g] [localhost] [1/1] INFO I am instance 1 (1/3 of group g) on localhost");
+    out.assert_has("[g] [localhost] [2/2] INFO I am instance 2 (2/3 of group g) on localhost");
+    out.assert_has("[g] [docker] [3/3] INFO I am instance 3 (3/3 of group g) on docker");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn sigint_stops_every_container_and_labels_and_limits_are_set() {
+    let d = engine();
+    let run = run_id("sigint");
+    let cfg = config(
+        &d,
+        "stop_grace = \"10s\"",
+        "[\"serve\"]",
+        "",
+        3,
+        ", memory = \"64m\", cpus = 0.5, pids_limit = 50, labels = { team = \"blue\" }",
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    assert!(
+        running.wait_for("INFO serving", 3, LIMIT),
+        "{}",
+        running.stdout()
+    );
+    let names = d.containers(&[&format!("distarch.run={run}"), "distarch.group=g"], false);
+    let expected: Vec<String> = (1..=3).map(|i| format!("distarch-{run}-g-{i}")).collect();
+    assert_eq!(names, expected);
+    let first = &expected[0];
+    let inspect = d.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{index .Config.Labels \"team\"}} {{index .Config.Labels \"distarch.id\"}}",
+        first,
+    ]);
+    assert_eq!(inspect.trim(), format!("{} 500000000 50 blue 1", 64 << 20));
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+    assert_eq!(out.lines_with("INFO got stop").len(), 3, "{out}");
+    assert!(d.run_containers(&run, true).is_empty(), "{out}");
+}
+
+#[test]
+fn sigkill_of_the_master_ends_sdk_workers_and_gc_removes_the_rest() {
+    let d = own_engine();
+    let run = run_id("sigkill");
+    let sdk = config(&d, "", "[\"/example-worker\"]", "", 2, ", entrypoint = []");
+    let dist = Distarch::new().config(&sdk);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    assert!(
+        running.wait_for("INFO I am instance", 2, LIMIT),
+        "{}",
+        running.stdout()
+    );
+    assert_eq!(d.run_containers(&run, false).len(), 2);
+    running.signal("KILL");
+    let _ = running.wait(LIMIT);
+    // The engine closes the workers' stdin with the master's attach: they exit.
+    assert!(
+        d.wait_no_containers(
+            &[&format!("distarch.run={run}")],
+            false,
+            Duration::from_secs(20)
+        ),
+        "SDK workers still running after the master was killed: {:?}",
+        d.run_containers(&run, false)
+    );
+    // What is left (stopped containers) goes with gc.
+    assert_eq!(d.run_containers(&run, true).len(), 2);
+    let gc = dist.run(&["gc"], LIMIT);
+    assert_eq!(gc.code, 0, "{gc}");
+    gc.assert_has("removed 2 container(s) of gone runs");
+    assert!(d.run_containers(&run, true).is_empty(), "{gc}");
+}
+
+#[test]
+fn gc_removes_a_running_container_of_a_killed_master() {
+    let d = own_engine();
+    let run = run_id("stubborn");
+    // A worker that ignores stdin: only gc can end it once the master is gone.
+    let cfg = config(
+        &d,
+        "",
+        "[\"echo up; exec sleep 3600\"]",
+        "",
+        1,
+        ", entrypoint = [\"/bin/sh\", \"-c\"]",
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    assert!(
+        running.wait_for("INFO up", 1, LIMIT),
+        "{}",
+        running.stdout()
+    );
+    running.signal("KILL");
+    let _ = running.wait(LIMIT);
+    assert_eq!(d.run_containers(&run, false).len(), 1, "it keeps running");
+    let dry = dist.run(&["gc", "--dry-run"], LIMIT);
+    dry.assert_has("would remove 1 container(s)");
+    assert_eq!(
+        d.run_containers(&run, false).len(),
+        1,
+        "a dry run removes nothing"
+    );
+    let gc = dist.run(&["gc"], LIMIT);
+    assert_eq!(gc.code, 0, "{gc}");
+    gc.assert_has(&format!(
+        "removed 1 container(s) of gone runs (distarch-{run}-g-1)"
+    ));
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+#[test]
+fn gc_keeps_the_containers_of_a_live_run() {
+    let d = engine();
+    let run = run_id("live");
+    let cfg = config(&d, "", "[\"serve\"]", "", 1, "");
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    assert!(
+        running.wait_for("INFO serving", 1, LIMIT),
+        "{}",
+        running.stdout()
+    );
+    let gc = dist.run(&["gc"], LIMIT);
+    assert_eq!(gc.code, 0, "{gc}");
+    assert_eq!(d.run_containers(&run, false).len(), 1, "{gc}");
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+}
+
+#[test]
+fn an_unreachable_engine_is_a_clear_error_naming_the_placement() {
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"hello\"]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", host = \"unix:///nonexistent/docker.sock\", instances = 1 }}\n"
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has("[g] [docker] [1/1] ERROR distarch: failed to start: groups.g.placements.box: cannot reach the docker engine at unix:///nonexistent/docker.sock");
+}
+
+#[test]
+fn a_missing_image_with_pull_never_is_a_clear_error() {
+    let d = engine();
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"hello\"]\nplacements.box = {{ transport = \"docker\", image = \"distarch-test/nope:1\", pull = \"never\", host = {h}, instances = 1 }}\n",
+        h = toml_str(d.host())
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has(&format!(
+        "failed to start: groups.g.placements.box: image `distarch-test/nope:1` is not on the docker engine at {} (pull = \"never\")",
+        d.host()
+    ));
+}
+
+#[test]
+fn a_bad_mount_and_a_name_clash_are_clear_errors() {
+    let d = engine();
+    let cfg = config(
+        &d,
+        "",
+        "[\"hello\"]",
+        "",
+        1,
+        ", mounts = [{ type = \"bind\", source = \"/nonexistent-distarch-src\", target = \"/data\" }]",
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    let line = out.lines_with("failed to start").join("\n");
+    assert!(
+        line.contains("groups.g.placements.box: the docker engine at"),
+        "{out}"
+    );
+    assert!(line.contains("/nonexistent-distarch-src"), "{out}");
+
+    let run = run_id("clash");
+    let name = format!("distarch-{run}-g-1");
+    d.docker_ok(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &format!("distarch.run={run}"),
+        IMAGE,
+    ]);
+    let cfg = config(&d, "", "[\"hello\"]", "", 1, "");
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has(&format!(
+        "failed to start: groups.g.placements.box: a container named {name} already exists on the docker engine at {}",
+        d.host()
+    ));
+    d.docker_ok(&["rm", "-f", &name]);
+}
+
+#[test]
+fn bad_docker_settings_are_config_errors() {
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"hello\"]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", memory = \"lots\", instances = 1 }}\n"
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("groups.g.placements.box") && out.stderr.contains("lots"),
+        "{out}"
+    );
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"hello\"]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", pul = \"never\", instances = 1 }}\n"
+    );
+    let out = Distarch::new().config(&cfg).run(&["validate"], LIMIT);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("pul"), "{out}");
+}
+
+/// At the transport level: when the master closes the worker's stdin (the attach's
+/// write side), the worker in the container reads EOF and exits on its own.
+#[test]
+fn closing_stdin_reaches_the_worker_in_the_container() {
+    use distarch_core::{ExitStatus, InstanceSpec, Transport};
+    use distarch_transport_docker::DockerTransport;
+    use tokio::io::AsyncBufReadExt;
+
+    let d = engine();
+    let run = run_id("stdin");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let transport = DockerTransport::new().collect_on_connect(false);
+        let settings = serde_json::json!({"image": IMAGE, "host": d.host(), "network": "none"});
+        let spec = InstanceSpec {
+            run_id: run.clone(),
+            group: "g".into(),
+            placement: "box".into(),
+            id: 1,
+            group_id: 1,
+            group_count: 1,
+            target: d.host(),
+            host: "docker".into(),
+            restart: 0,
+            command: vec!["serve".into()],
+            env: Default::default(),
+            workdir: None,
+            priority: None,
+            settings: Arc::new(settings.as_object().unwrap().clone()),
+            stop_grace: Duration::from_secs(1),
+            kill_after: Duration::from_secs(1),
+        };
+        let mut instance = transport.spawn(&spec).await.expect("spawn");
+        let io = instance.take_io().expect("io");
+        let mut lines = tokio::io::BufReader::new(io.stdout).lines();
+        let limit = Duration::from_secs(30);
+        assert!(
+            tokio::time::timeout(limit, line_with(&mut lines, "serving"))
+                .await
+                .unwrap_or(false)
+        );
+        drop(io.stdin);
+        assert!(
+            tokio::time::timeout(limit, line_with(&mut lines, "stdin closed"))
+                .await
+                .unwrap_or(false)
+        );
+        let status = tokio::time::timeout(limit, instance.wait())
+            .await
+            .expect("ends")
+            .expect("status");
+        assert_eq!(status, ExitStatus::Exited(0));
+        instance.cleanup().await;
+    });
+    assert!(d.run_containers(&run, true).is_empty());
+}
+
+async fn line_with<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+    want: &str,
+) -> bool {
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains(want) {
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,231 @@
+//! A private Docker engine for one test (or a few sharing it), in a temp dir.
+//!
+//! `Dockerd::start()` runs `dockerd` with its own data root, exec root and unix
+//! socket, without iptables or a bridge (containers use `network = "none"` or
+//! `"host"`), and waits until the API answers. Dropping it removes every container
+//! of that engine, stops dockerd (SIGTERM, then SIGKILL of its whole process group,
+//! containerd included) and deletes the temp dir. `Dockerd::shared()` hands out one
+//! engine to every test of a binary that runs at the same time, started on first
+//! use and stopped when the last user drops it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How long dockerd may take to answer after it was started.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// How long dockerd may take to shut down after SIGTERM.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// A running private dockerd.
+pub struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// The docker CLI (`docker` on PATH).
+pub fn docker_cli() -> PathBuf {
+    PathBuf::from("docker")
+}
+
+impl Dockerd {
+    /// Starts a private engine; panics with dockerd's log if it does not come up.
+    pub fn start() -> Dockerd {
+        // Unix socket paths are limited to ~107 bytes: keep the dir short.
+        let dir = tempfile::Builder::new()
+            .prefix("dkd")
+            .tempdir_in("/tmp")
+            .expect("temp dir for dockerd");
+        let root = dir.path();
+        let log = std::fs::File::create(root.join("dockerd.log")).expect("dockerd log");
+        let log2 = log.try_clone().expect("dockerd log");
+        let mut cmd = Command::new("dockerd");
+        cmd.arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", root.join("docker.sock").display()))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .expect("start dockerd (is docker.io installed? scripts/test.sh installs it)");
+        let mut d = Dockerd { dir, child };
+        let up = crate::wait_until(START_LIMIT, || {
+            if matches!(d.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            d.docker(&["version", "--format", "{{.Server.APIVersion}}"])
+                .status
+                .success()
+        });
+        let exited = matches!(d.child.try_wait(), Ok(Some(_)));
+        if !up || exited {
+            let log = std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "dockerd did not come up within {START_LIMIT:?} (exited: {exited}); log:\n{}",
+                tail.join("\n")
+            );
+        }
+        d
+    }
+
+    /// One engine shared by the tests of this binary that run at the same time;
+    /// stopped when the last `Arc` is dropped.
+    pub fn shared() -> Arc<Dockerd> {
+        static SHARED: Mutex<Weak<Dockerd>> = Mutex::new(Weak::new());
+        let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = slot.upgrade() {
+            return d;
+        }
+        let d = Arc::new(Dockerd::start());
+        *slot = Arc::downgrade(&d);
+        d
+    }
+
+    /// The engine address, `unix:///tmp/dkdXXXX/docker.sock` (for `host = ...` or
+    /// `DOCKER_HOST`).
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// The engine's unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    /// The engine's temp dir (its log is `dockerd.log` there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the docker CLI against this engine.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new(docker_cli())
+            .arg("-H")
+            .arg(self.host())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the docker CLI")
+    }
+
+    /// Runs the docker CLI against this engine; panics unless it succeeds; returns
+    /// its stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Names of the containers matching every `label` filter (`key` or `key=value`);
+    /// with `all`, stopped ones too.
+    pub fn containers(&self, labels: &[&str], all: bool) -> Vec<String> {
+        let mut args: Vec<String> = vec!["ps".into(), "--format".into(), "{{.Names}}".into()];
+        if all {
+            args.push("-a".into());
+        }
+        for l in labels {
+            args.push("--filter".into());
+            args.push(format!("label={l}"));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut names: Vec<String> = self
+            .docker_ok(&refs)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Names of the containers of a distarch run (`distarch.run=RUN`).
+    pub fn run_containers(&self, run: &str, all: bool) -> Vec<String> {
+        self.containers(&[&format!("distarch.run={run}")], all)
+    }
+
+    /// Waits until no container matches `labels` (running ones only unless `all`).
+    pub fn wait_no_containers(&self, labels: &[&str], all: bool, limit: Duration) -> bool {
+        crate::wait_until(limit, || self.containers(labels, all).is_empty())
+    }
+
+    /// Removes every container of the engine.
+    pub fn remove_all_containers(&self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            let _ = self.docker(&args);
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.remove_all_containers();
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let stopped =
+                crate::wait_until(STOP_LIMIT, || matches!(self.child.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = self.child.kill();
+            }
+            let _ = self.child.wait();
+        }
+        // Whatever is left of its process group (containerd) goes too.
+        for pid in group_members(self.child.id()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Live processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name: state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() != Some(&"Z")
+            && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
