@@ -16,7 +16,17 @@ pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
             code = 1;
         }
     }
-    if !cfg!(feature = "docker") {
+    #[cfg(feature = "kubernetes")]
+    {
+        let (lines, ok) = distarch_transport_kubernetes::gc_config(config, args.dry_run).await;
+        for line in lines {
+            println!("{line}");
+        }
+        if !ok {
+            code = 1;
+        }
+    }
+    if !cfg!(any(feature = "docker", feature = "kubernetes")) {
         println!("[master] INFO distarch: gc: nothing to clean for the transports in this build");
     }
     Ok(code)

@@ -11,5 +11,7 @@ pub fn registry() -> TransportRegistry {
     registry.register(distarch_transport_docker::DockerTransport::new());
     #[cfg(feature = "ssh")]
     registry.register(distarch_transport_ssh::SshTransport::new());
+    #[cfg(feature = "kubernetes")]
+    registry.register(distarch_transport_kubernetes::KubernetesTransport::new());
     registry
 }
