@@ -14,6 +14,7 @@ use crate::labels;
 use crate::master;
 use crate::pod::MasterIdentity;
 use crate::settings::{DEFAULT_API_BURST, DEFAULT_API_QPS};
+use distarch_core::Config;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
 use kube::Api;
@@ -149,17 +150,96 @@ fn identity(cm: &ConfigMap) -> Option<MasterIdentity> {
     })
 }
 
-/// Deletes the owner objects and pods of runs whose master is gone, in every scope.
-pub async fn gc(scopes: &[GcScope]) -> Result<GcReport, GcError> {
+/// Deletes the owner objects and pods of runs whose master is gone, in every scope
+/// (with `dry_run`, only reports what it would delete).
+pub async fn gc(scopes: &[GcScope], dry_run: bool) -> Result<GcReport, GcError> {
     let unique: BTreeSet<GcScope> = scopes.iter().cloned().collect();
     let mut report = GcReport::default();
     for scope in unique {
-        gc_scope(&scope, &mut report).await?;
+        gc_scope(&scope, dry_run, &mut report).await?;
     }
     Ok(report)
 }
 
-async fn gc_scope(scope: &GcScope, report: &mut GcReport) -> Result<(), GcError> {
+/// The scopes of a configuration's `kubernetes` placements; without any, the current
+/// kube context when a kubeconfig exists (else nothing).
+pub fn scopes_in_config(config: Option<&Config>) -> Vec<GcScope> {
+    let mut out = Vec::new();
+    if let Some(config) = config {
+        for group in config.groups.values() {
+            for placement in group.placements.values() {
+                if placement.transport == crate::transport::NAME {
+                    let scope = GcScope::from_settings(&placement.settings);
+                    if !out.contains(&scope) {
+                        out.push(scope);
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        let home_config = std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".kube/config"))
+            .is_some_and(|p| p.exists());
+        if std::env::var_os("KUBECONFIG").is_some() || home_config {
+            out.push(GcScope::default());
+        }
+    }
+    out
+}
+
+/// What `distarch gc` runs for Kubernetes: one line per run found (or per error),
+/// in the master's log format, and whether everything worked.
+pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    let mut ok = true;
+    for scope in scopes_in_config(config) {
+        match gc(std::slice::from_ref(&scope), dry_run).await {
+            Ok(report) => {
+                for action in &report.actions {
+                    let text = action.to_string();
+                    let text = if dry_run {
+                        text.replace("deleted its", "would delete its")
+                    } else {
+                        text
+                    };
+                    lines.push(format!("[master] INFO distarch: gc: {text}"));
+                }
+                if report.actions.is_empty() {
+                    lines.push(format!(
+                        "[master] INFO distarch: gc: kubernetes {}: no run of distarch found",
+                        scope.describe()
+                    ));
+                }
+            }
+            Err(e) => {
+                ok = false;
+                lines.push(format!(
+                    "[master] ERROR distarch: gc: kubernetes {}: {}",
+                    scope.describe(),
+                    distarch_core::error_chain(&e)
+                ));
+            }
+        }
+    }
+    (lines, ok)
+}
+
+impl GcScope {
+    /// `context/namespace` as the user wrote them (or `current context`).
+    pub fn describe(&self) -> String {
+        let ctx = self
+            .context
+            .clone()
+            .unwrap_or_else(|| "current context".into());
+        match &self.namespace {
+            Some(ns) => format!("{ctx}, namespace {ns}"),
+            None => ctx,
+        }
+    }
+}
+
+async fn gc_scope(scope: &GcScope, dry_run: bool, report: &mut GcReport) -> Result<(), GcError> {
     let key = ClusterKey {
         kubeconfig: scope.kubeconfig.clone(),
         context: scope.context.clone(),
@@ -243,6 +323,14 @@ async fn gc_scope(scope: &GcScope, report: &mut GcReport) -> Result<(), GcError>
             });
             continue;
         }
+        if dry_run {
+            report.actions.push(GcAction::Deleted {
+                namespace: namespace.clone(),
+                run,
+                pods: pod_names.len(),
+            });
+            continue;
+        }
         let deleted = delete_pods(&pods, &pod_names)
             .await
             .map_err(|e| err("delete", "pods", e))?;
@@ -261,6 +349,14 @@ async fn gc_scope(scope: &GcScope, report: &mut GcReport) -> Result<(), GcError>
     }
     // Pods whose run has no owner object left.
     for (run, names) in pods_by_run {
+        if dry_run {
+            report.actions.push(GcAction::Deleted {
+                namespace: namespace.clone(),
+                run,
+                pods: names.len(),
+            });
+            continue;
+        }
         let deleted = delete_pods(&pods, &names)
             .await
             .map_err(|e| err("delete", "pods", e))?;

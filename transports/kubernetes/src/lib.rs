@@ -32,7 +32,7 @@ mod transport;
 mod watch;
 
 pub use client::{connect, install_crypto_provider, Cluster, ClusterError, ClusterKey};
-pub use gc::{gc, GcAction, GcError, GcReport, GcScope};
+pub use gc::{gc, gc_config, scopes_in_config, GcAction, GcError, GcReport, GcScope};
 pub use instance::{delete_params, grace_seconds};
 pub use master::current as current_master;
 pub use ratelimit::{RateLimit, RateLimitLayer};
