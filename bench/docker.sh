@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Docker benchmark: time until 50 containers have all reported `ready` through
+# distarch, against the same 50 containers started by a loop of `docker run -d`,
+# on the same private engine (started here, removed at the end). Prints a table.
+#
+# Usage: bench/docker.sh [N]   (default 50; run as root; needs docker.io and a build:
+#        `cargo build --workspace --bins`, or set BIN_DIR to a release build dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-50}
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
+DISTARCH=$BIN_DIR/distarch
+WORKER=$BIN_DIR/distarch-example-worker
+for b in "$DISTARCH" "$WORKER"; do
+    [ -x "$b" ] || { echo "bench/docker.sh: $b is missing: build first (cargo build --workspace --bins)" >&2; exit 1; }
+done
+
+DIR=$(mktemp -d /tmp/dbench.XXXX)
+HOST="unix://$DIR/docker.sock"
+IMAGE=distarch-bench/worker:1
+DOCKERD_PID=
+cleanup() {
+    if [ -n "$DOCKERD_PID" ]; then
+        ids=$(docker -H "$HOST" ps -aq 2>/dev/null || true)
+        [ -z "$ids" ] || docker -H "$HOST" rm -f $ids >/dev/null 2>&1 || true
+        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
+        for _ in $(seq 1 200); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$DOCKERD_PID" 2>/dev/null || true
+    fi
+    rm -rf "$DIR" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
+
+# 1. A private engine, as the tests run it.
+dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$DIR/dockerd.pid" \
+    -H "$HOST" --iptables=false --ip6tables=false --bridge=none >"$DIR/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 1 600); do docker -H "$HOST" version >/dev/null 2>&1 && break; sleep 0.05; done
+
+# 2. The image: the SDK example worker with its libraries, no registry.
+ROOT="$DIR/rootfs"
+mkdir -p "$ROOT/tmp"
+cp "$WORKER" "$ROOT/worker"
+for lib in $(ldd "$WORKER" | grep -o '/[^ ]*' | sort -u); do
+    mkdir -p "$ROOT$(dirname "$lib")"
+    cp -L "$lib" "$ROOT$lib"
+done
+tar -C "$ROOT" -c . | docker -H "$HOST" import -c 'ENTRYPOINT ["/worker"]' - "$IMAGE" >/dev/null
+
+# Warm-up: one container each way, so neither side pays the first-start costs.
+docker -H "$HOST" run -d -i --network none --name warm "$IMAGE" >/dev/null
+docker -H "$HOST" rm -f warm >/dev/null
+
+# 3. distarch: N containers, until every one has sent `ready`.
+cat >"$DIR/bench.toml" <<TOML
+[launcher]
+stop_grace = "10s"
+[groups.bench]
+command = ["/worker"]
+params = { tick_seconds = 5.0 }
+placements.box = { transport = "docker", image = "$IMAGE", host = "$HOST", network = "none", pull = "never", entrypoint = [], instances = $N }
+TOML
+start=$(now)
+"$DISTARCH" launch -c "$DIR/bench.toml" --run-id bench >"$DIR/distarch.log" 2>&1 &
+MASTER=$!
+while [ "$(grep -c 'distarch: ready' "$DIR/distarch.log" || true)" -lt "$N" ]; do
+    kill -0 "$MASTER" 2>/dev/null || { echo "distarch ended early:" >&2; tail -20 "$DIR/distarch.log" >&2; exit 1; }
+    sleep 0.01
+done
+t_distarch=$(since "$start")
+stop_start=$(now)
+kill -INT "$MASTER"
+wait "$MASTER" || true
+t_distarch_stop=$(since "$stop_start")
+left=$(docker -H "$HOST" ps -aq --filter label=distarch.run=bench | wc -l)
+
+# 4. The CLI loop: the same N containers, one `docker run -d` after another.
+start=$(now)
+for i in $(seq 1 "$N"); do
+    docker -H "$HOST" run -d -i --network none --name "loop-$i" \
+        -e DISTARCH_ID="$i" -e DISTARCH_GROUP=bench "$IMAGE" >/dev/null
+done
+t_loop=$(since "$start")
+stop_start=$(now)
+docker -H "$HOST" rm -f $(docker -H "$HOST" ps -aq --filter name=loop-) >/dev/null
+t_loop_rm=$(since "$stop_start")
+
+speedup=$(awk -v a="$t_loop" -v b="$t_distarch" 'BEGIN { printf "%.1f", a / b }')
+printf '\n%-58s %10s\n' "docker benchmark, $N containers, one engine" "seconds"
+printf '%-58s %10.2f\n' "distarch: launch until all $N sent ready" "$t_distarch"
+printf '%-58s %10.2f\n' "docker run -d loop: all $N started (no readiness)" "$t_loop"
+printf '%-58s %9sx\n' "speed-up (loop / distarch)" "$speedup"
+printf '%-58s %10.2f\n' "distarch: Ctrl-C until all stopped and removed" "$t_distarch_stop"
+printf '%-58s %10.2f\n' "docker rm -f of the loop's $N containers" "$t_loop_rm"
+printf '%-58s %10s\n' "containers of the distarch run left after it" "$left"
