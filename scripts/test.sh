@@ -11,6 +11,7 @@ command -v ssh-keygen >/dev/null || packages+=(openssh-client)
 command -v pgrep >/dev/null || packages+=(procps)
 command -v dockerd >/dev/null || packages+=(docker.io)
 [ -x /bin/busybox ] || packages+=(busybox-static)
+command -v openssl >/dev/null || packages+=(openssl)
 command -v ip >/dev/null || packages+=(iproute2)
 command -v python3 >/dev/null || packages+=(python3)
 if [ ${#packages[@]} -gt 0 ]; then

@@ -2,7 +2,7 @@
 //! private dockerd started by the harness, with a test image built from the test
 //! and example workers (no registry involved).
 
-use distarch_e2e::dockerd::Dockerd;
+use distarch_e2e::dockerd::{Dockerd, DockerdOptions};
 use distarch_e2e::image::ImageBuilder;
 use distarch_e2e::*;
 use std::sync::{Arc, Mutex};
@@ -380,6 +380,48 @@ fn gc_keeps_the_containers_of_a_live_run() {
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");
+}
+
+#[test]
+fn two_engines_in_one_run_one_over_tcp_with_tls_from_the_docker_environment() {
+    let a = engine();
+    let b = Dockerd::start_with(DockerdOptions { tls_tcp: true });
+    build_image(&b);
+    let tls_host = b.tls_host().unwrap();
+    let certs = b.client_certs().unwrap().display().to_string();
+    // Placement `far` names no host: DOCKER_HOST, DOCKER_TLS_VERIFY and
+    // DOCKER_CERT_PATH say where and how, as for the docker CLI.
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"hello\"]\nplacements.a_near = {}\nplacements.b_far = {{ transport = \"docker\", image = \"{IMAGE}\", network = \"none\", instances = 2 }}\n",
+        placement(&a, 1, "")
+    );
+    let run = run_id("tls");
+    let out = Distarch::new()
+        .config(&cfg)
+        .env("DOCKER_HOST", &tls_host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &certs)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has("[g] [docker] [1/1] INFO hello id=1 group=g group_id=1 count=3 host=docker");
+    out.assert_has(
+        "[g] [127.0.0.1] [2/2] INFO hello id=2 group=g group_id=2 count=3 host=127.0.0.1",
+    );
+    out.assert_has(
+        "[g] [127.0.0.1] [3/3] INFO hello id=3 group=g group_id=3 count=3 host=127.0.0.1",
+    );
+    out.assert_has(&format!("on {tls_host}"));
+
+    // Without the TLS variables the engine refuses the plain connection: a clear error.
+    let out = Distarch::new()
+        .config(&cfg)
+        .env("DOCKER_HOST", &tls_host)
+        .run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has(&format!(
+        "[g] [127.0.0.1] [2/2] ERROR distarch: failed to start: groups.g.placements.b_far: cannot reach the docker engine at {tls_host}"
+    ));
+    out.assert_has("[g] [docker] [1/1] INFO hello id=1");
 }
 
 #[test]

@@ -22,6 +22,15 @@ const STOP_LIMIT: Duration = Duration::from_secs(20);
 pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Child,
+    tls_port: Option<u16>,
+}
+
+/// How to start a private dockerd.
+#[derive(Debug, Clone, Default)]
+pub struct DockerdOptions {
+    /// Also listen on `tcp://127.0.0.1:PORT` with TLS, client certificates required
+    /// (certificates made by a throwaway CA; see [`Dockerd::client_certs`]).
+    pub tls_tcp: bool,
 }
 
 /// The docker CLI (`docker` on PATH).
@@ -32,6 +41,11 @@ pub fn docker_cli() -> PathBuf {
 impl Dockerd {
     /// Starts a private engine; panics with dockerd's log if it does not come up.
     pub fn start() -> Dockerd {
+        Self::start_with(DockerdOptions::default())
+    }
+
+    /// Starts a private engine with `options`.
+    pub fn start_with(options: DockerdOptions) -> Dockerd {
         // Unix socket paths are limited to ~107 bytes: keep the dir short.
         let dir = tempfile::Builder::new()
             .prefix("dkd")
@@ -49,15 +63,33 @@ impl Dockerd {
             .arg(root.join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", root.join("docker.sock").display()))
-            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"]);
+        let mut tls_port = None;
+        if options.tls_tcp {
+            let certs = root.join("certs");
+            make_certs(&certs);
+            let port = free_port();
+            tls_port = Some(port);
+            cmd.arg("-H")
+                .arg(format!("tcp://127.0.0.1:{port}"))
+                .arg("--tlsverify")
+                .arg("--tlscacert")
+                .arg(certs.join("ca.pem"))
+                .arg("--tlscert")
+                .arg(certs.join("server-cert.pem"))
+                .arg("--tlskey")
+                .arg(certs.join("server-key.pem"));
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .spawn()
             .expect("start dockerd (is docker.io installed? scripts/test.sh installs it)");
-        let mut d = Dockerd { dir, child };
+        let mut d = Dockerd {
+            dir,
+            child,
+            tls_port,
+        };
         let up = crate::wait_until(START_LIMIT, || {
             if matches!(d.child.try_wait(), Ok(Some(_))) {
                 return true;
@@ -96,6 +128,17 @@ impl Dockerd {
     /// `DOCKER_HOST`).
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket().display())
+    }
+
+    /// The TLS address, `tcp://127.0.0.1:PORT`, when started with `tls_tcp`.
+    pub fn tls_host(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("tcp://127.0.0.1:{p}"))
+    }
+
+    /// The folder with the client's `ca.pem`, `cert.pem` and `key.pem` (what
+    /// `DOCKER_CERT_PATH` points at), when started with `tls_tcp`.
+    pub fn client_certs(&self) -> Option<PathBuf> {
+        self.tls_port.map(|_| self.dir.path().join("certs"))
     }
 
     /// The engine's unix socket.
@@ -196,6 +239,112 @@ impl Drop for Dockerd {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, in
+/// `dir` (`ca.pem`, `server-cert.pem`, `server-key.pem`, `cert.pem`, `key.pem`).
+fn make_certs(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("certs dir");
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("client.ext");
+    let steps: [&[&str]; 5] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=distarch-test-ca",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server-key.pem",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "server-cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=distarch-test-client",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
