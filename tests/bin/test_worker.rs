@@ -53,6 +53,12 @@ fn ignore_sigterm() {
     }
 }
 
+fn pgid_is_pid() -> bool {
+    // SAFETY: getpgrp takes no arguments and cannot fail.
+    let pgid = unsafe { libc::getpgrp() };
+    pgid as u32 == std::process::id()
+}
+
 fn ping_forever() -> ! {
     loop {
         frame(&WorkerFrame::Ping);
@@ -77,6 +83,16 @@ fn main() {
             restart,
             var("DISTARCH_PARAMS")
         )),
+        "env" => {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+            // Field 19 (nice) counted after the command name's closing parenthesis.
+            let nice = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(16).map(str::to_string))
+                .unwrap_or_default();
+            let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+            say(&format!("cwd={cwd} extra={} nice={nice} pgid-is-pid={}", var("EXTRA"), pgid_is_pid()));
+        }
         "serve" => {
             watch_stdin(true);
             frame(&WorkerFrame::Ready);

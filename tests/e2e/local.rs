@@ -376,3 +376,21 @@ fn a_custom_transport_registered_by_a_library_user_runs() {
     assert!(stdout.contains("[tagged] [tagged-blue] [1/1] INFO tag=blue host=tagged-blue id=1"), "{stdout}");
     assert!(stdout.contains("[tagged] [tagged-blue] [2/2] INFO tag=blue host=tagged-blue id=2"), "{stdout}");
 }
+
+#[test]
+fn env_workdir_priority_and_process_group_reach_the_worker() {
+    let token = unique_token("env");
+    let d = Distarch::new();
+    let work = d.path("work");
+    std::fs::create_dir(&work).unwrap();
+    let d = d.config(&one_group(
+        "env",
+        1,
+        &format!("env = {{ EXTRA = \"x y\" }}\nworkdir = {}\npriority = 7", toml_str(work.display().to_string())),
+        "",
+        &token,
+    ));
+    let out = d.run(&["launch"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has(&format!("cwd={} extra=x y nice=7 pgid-is-pid=true", work.display()));
+}

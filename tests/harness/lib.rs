@@ -4,6 +4,7 @@
 //! Kubernetes API server) have their own modules.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod apiserver;
 pub mod dockerd;
 pub mod image;
 pub mod procs;
