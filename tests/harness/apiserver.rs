@@ -9,7 +9,7 @@
 use crate::dockerd::Dockerd;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -42,13 +42,27 @@ impl ApiServer {
     /// (`--forbid create:pods`, `--namespace x`, ...).
     pub fn start(dockerd: &Dockerd, extra: &[&str]) -> ApiServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let id = format!("k{}-{}", std::process::id(), dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("x"));
+        let id = format!(
+            "k{}-{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("x")
+        );
         let mut cmd = Command::new(fake_apiserver_bin());
-        cmd.args(["--docker", &dockerd.host(), "--listen", "127.0.0.1:0", "--id", &id])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("server.log")).expect("log file"));
+        cmd.args([
+            "--docker",
+            &dockerd.host(),
+            "--listen",
+            "127.0.0.1:0",
+            "--id",
+            &id,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("server.log")).expect("log file"));
         let mut child = cmd.spawn().expect("start distarch-fake-apiserver");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
@@ -64,7 +78,8 @@ impl ApiServer {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
                 panic!("distarch-fake-apiserver did not start within {START_LIMIT:?}:\n{log}");
             }
         };
@@ -120,8 +135,11 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            let stopped = crate::wait_until(STOP_LIMIT, || matches!(self.child.try_wait(), Ok(Some(_))));
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let stopped =
+                crate::wait_until(STOP_LIMIT, || matches!(self.child.try_wait(), Ok(Some(_))));
             if !stopped {
                 let _ = self.child.kill();
             }
@@ -134,13 +152,24 @@ impl Drop for ApiServer {
 fn http(addr: &str, method: &str, path: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).expect("connect to the test API server");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// Where the Kubernetes end-to-end tests run: the test API server, or a real
@@ -191,21 +220,29 @@ impl KubeTarget {
             .next()
             .unwrap_or("")
             .to_string();
-        let hostport = if hostport.contains(':') { hostport } else { format!("{hostport}:443") };
+        let hostport = if hostport.contains(':') {
+            hostport
+        } else {
+            format!("{hostport}:443")
+        };
         let reachable = hostport
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.next())
             .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok());
         if !reachable {
-            return Err(format!("the cluster of KUBECONFIG={} ({server}) is not reachable", path.display()));
+            return Err(format!(
+                "the cluster of KUBECONFIG={} ({server}) is not reachable",
+                path.display()
+            ));
         }
         let image = std::env::var("DISTARCH_E2E_K8S_IMAGE").map_err(|_| {
             "DISTARCH_E2E_K8S_IMAGE is not set (an image the cluster can pull, with /worker = distarch-test-worker and /example-worker)".to_string()
         })?;
         Ok(KubeTarget {
             kubeconfig: path,
-            namespace: std::env::var("DISTARCH_E2E_K8S_NAMESPACE").unwrap_or_else(|_| "default".into()),
+            namespace: std::env::var("DISTARCH_E2E_K8S_NAMESPACE")
+                .unwrap_or_else(|_| "default".into()),
             image,
             server: None,
         })
@@ -230,9 +267,4 @@ impl KubeTarget {
     pub fn kubeconfig_str(&self) -> String {
         self.kubeconfig.display().to_string()
     }
-}
-
-/// True when `path` exists (for skip messages).
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
