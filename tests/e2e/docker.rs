@@ -581,3 +581,77 @@ async fn line_with<R: tokio::io::AsyncBufRead + Unpin>(
     }
     false
 }
+
+/// At the transport level: `shutdown` ends containers that no supervisor cleaned up
+/// (a start cancelled by Ctrl-C, a task that went away), here one kept on purpose
+/// (`auto_remove = false`), which is killed but not removed.
+#[test]
+fn shutdown_ends_containers_left_without_cleanup() {
+    use distarch_core::{InstanceSpec, Transport};
+    use distarch_transport_docker::DockerTransport;
+
+    let d = engine();
+    let run = run_id("shutdown");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let transport = DockerTransport::new().collect_on_connect(false);
+        let settings = serde_json::json!({"image": IMAGE, "host": d.host(), "network": "none", "auto_remove": false});
+        let mut spec = InstanceSpec {
+            run_id: run.clone(),
+            group: "g".into(),
+            placement: "box".into(),
+            id: 1,
+            group_id: 1,
+            group_count: 1,
+            target: d.host(),
+            host: "docker".into(),
+            restart: 0,
+            command: vec!["silent".into()],
+            env: Default::default(),
+            workdir: None,
+            priority: None,
+            settings: Arc::new(settings.as_object().unwrap().clone()),
+            stop_grace: Duration::from_secs(1),
+            kill_after: Duration::from_secs(1),
+        };
+        let first = transport.spawn(&spec).await.expect("spawn");
+        spec.id = 2;
+        let second = transport.spawn(&spec).await.expect("spawn");
+        assert_eq!(d.run_containers(&run, false).len(), 2);
+        drop(first);
+        drop(second);
+        transport.shutdown().await;
+    });
+    assert!(d.run_containers(&run, false).is_empty(), "none running");
+    assert_eq!(d.run_containers(&run, true).len(), 2, "kept, as asked");
+    for name in d.run_containers(&run, true) {
+        d.docker_ok(&["rm", "-f", &name]);
+    }
+}
+
+#[test]
+fn sigint_while_containers_are_still_starting_leaves_none() {
+    let d = engine();
+    let run = run_id("early");
+    let cfg = config(&d, "stop_grace = \"5s\"", "[\"serve\"]", "", 12, "");
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    // Interrupt as soon as the first container runs: the others are being created,
+    // attached or started, and those starts are cancelled.
+    assert!(
+        running.wait_for("DEBUG distarch: started", 1, LIMIT),
+        "{}",
+        running.stdout()
+    );
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+    assert!(
+        d.run_containers(&run, true).is_empty(),
+        "left: {:?}\n{out}",
+        d.run_containers(&run, true)
+    );
+}

@@ -207,14 +207,6 @@ impl Engines {
             .await?;
         Ok((docker.clone(), fresh))
     }
-
-    /// Every engine connected so far.
-    pub(crate) fn connected(&self) -> Vec<(EngineAddress, Docker)> {
-        let map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .filter_map(|(a, c)| c.get().map(|d| (a.clone(), d.clone())))
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub struct DockerInstance {
     pub(crate) stop_timeout: i32,
     pub(crate) auto_remove: bool,
     pub(crate) removed: bool,
+    pub(crate) live: crate::live::Live,
 }
 
 impl DockerInstance {
@@ -230,7 +231,11 @@ impl Instance for DockerInstance {
             // Removing a container ends its attach too, so the output tasks finish.
             if remove(&self.docker, &self.id).await.is_ok() {
                 self.removed = true;
+                self.live.forget(&self.id);
             }
+        } else if !self.auto_remove {
+            // Ended and kept on purpose.
+            self.live.forget(&self.id);
         }
     }
 }

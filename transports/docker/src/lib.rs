@@ -22,6 +22,7 @@ mod images;
 mod instance;
 mod io;
 pub mod labels;
+mod live;
 mod settings;
 mod transport;
 

@@ -6,6 +6,7 @@ use crate::gc::{collect, EngineGc, GcOptions};
 use crate::images::Images;
 use crate::instance::{engine_message, remove, status_code, watch_exit, DockerInstance};
 use crate::labels::MasterIdentity;
+use crate::live::Live;
 use crate::settings::DockerSettings;
 use async_trait::async_trait;
 use bollard::query_parameters::{
@@ -24,6 +25,7 @@ const STOP_BACKSTOP: i32 = 2;
 /// Docker Engine API).
 pub struct DockerTransport {
     engines: Engines,
+    live: Live,
     images: Images,
     master: MasterIdentity,
     collect_on_connect: bool,
@@ -40,6 +42,7 @@ impl DockerTransport {
     pub fn new() -> Self {
         DockerTransport {
             engines: Engines::default(),
+            live: Live::default(),
             images: Images::default(),
             master: MasterIdentity::current(),
             collect_on_connect: true,
@@ -119,6 +122,9 @@ impl Transport for DockerTransport {
             .await
             .map_err(|e| create_error(&path, &address, &name, &e))?;
         let id = created.id;
+        // If this future is dropped from here on (the run is stopped while starting),
+        // the container must not stay behind: `shutdown` ends whatever is recorded.
+        self.live.add(&id, &docker, settings.auto_remove);
 
         // Attach before start, so that nothing the worker writes is lost.
         let attached = async {
@@ -144,7 +150,9 @@ impl Transport for DockerTransport {
         let attach = match attached {
             Ok(a) => a,
             Err((what, e)) => {
-                let _ = remove(&docker, &id).await;
+                if remove(&docker, &id).await.is_ok() {
+                    self.live.forget(&id);
+                }
                 return Err(SpawnError::new(format!(
                     "{path}: {what} on the docker engine at {address}: {}",
                     engine_message(&e)
@@ -171,12 +179,14 @@ impl Transport for DockerTransport {
             stop_timeout,
             auto_remove: settings.auto_remove,
             removed: false,
+            live: self.live.clone(),
         }))
     }
 
     async fn shutdown(&self) {
-        // Clients close their connections when dropped; nothing else is held.
-        let _ = self.engines.connected();
+        // Containers of starts that were cancelled, or whose task went away without
+        // cleanup, are still recorded: end them now.
+        self.live.end_all().await;
     }
 }
 
