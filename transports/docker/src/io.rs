@@ -93,3 +93,51 @@ async fn forward_stdin(
     }
     let _ = to_container.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn bytes(s: &str) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn demultiplexes_and_closes_stdin_when_the_master_does() {
+        let frames = vec![
+            Ok(LogOutput::StdOut {
+                message: bytes("out 1\n"),
+            }),
+            Ok(LogOutput::StdErr {
+                message: bytes("err 1\n"),
+            }),
+            Ok(LogOutput::StdOut {
+                message: bytes("out 2\n"),
+            }),
+        ];
+        let (container_stdin, mut engine_side) = tokio::io::duplex(1024);
+        let attach = AttachContainerResults {
+            output: Box::pin(futures_util::stream::iter(frames)),
+            input: Box::pin(container_stdin),
+        };
+        let (io, tasks) = wire(attach);
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        let mut out = io.stdout;
+        let mut err = io.stderr.unwrap();
+        out.read_to_string(&mut stdout).await.unwrap();
+        err.read_to_string(&mut stderr).await.unwrap();
+        assert_eq!(stdout, "out 1\nout 2\n");
+        assert_eq!(stderr, "err 1\n");
+
+        let mut stdin = io.stdin;
+        stdin.write_all(b"\x1e{\"type\":\"stop\"}\n").await.unwrap();
+        drop(stdin);
+        let mut got = Vec::new();
+        // EOF arrives only if the forwarder shut the attach's write side down.
+        engine_side.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"\x1e{\"type\":\"stop\"}\n");
+        tasks.abort();
+    }
+}
