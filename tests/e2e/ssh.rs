@@ -131,13 +131,23 @@ fn no_output_timeout_kills_a_silent_remote_worker() {
     let fx = servers(1);
     let token = unique_token("sshsilent");
     let d = Distarch::new().config(
-        &remote_group(&fx, &[0], "silent", 1, "timeout = \"1s\"", "kill_after = \"1s\"", &token)
-            .replace("\"silent\"", "\"silent\", \"--ignore-term\""),
+        &remote_group(
+            &fx,
+            &[0],
+            "silent",
+            1,
+            "timeout = \"1s\"",
+            "kill_after = \"1s\"",
+            &token,
+        )
+        .replace("\"silent\"", "\"silent\", \"--ignore-term\""),
     );
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 1, "{out}");
     let h = fx.server(0).entry();
-    out.assert_has(&format!("[g] [{h}] [1/1] WARN distarch: no output for 1s: considered hung"));
+    out.assert_has(&format!(
+        "[g] [{h}] [1/1] WARN distarch: no output for 1s: considered hung"
+    ));
     out.assert_has("killed by signal 9");
     no_remote_leftovers(&fx, &[0], &token, Duration::from_secs(5));
 }
@@ -399,13 +409,23 @@ fn the_sdk_example_runs_unchanged_over_ssh() {
     let fx = servers(1);
     let text = std::fs::read_to_string(repo_root().join("examples/ssh.toml"))
         .unwrap()
-        .replace("target/debug/distarch-example-worker", &example_worker_bin().display().to_string())
+        .replace(
+            "target/debug/distarch-example-worker",
+            &example_worker_bin().display().to_string(),
+        )
         .replace("max_running_time = \"5s\"", "max_running_time = \"8s\"")
         .replace("hosts = [\"localhost\"]", &fx.placement_settings(&[0]));
     let out = Distarch::new().config(&text).run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
     let h = fx.server(0).entry();
-    out.assert_has(&format!("[first] [{h}] [3/3] INFO I am instance 3 (3/4 of group first) on {h}"));
+    out.assert_has(&format!(
+        "[first] [{h}] [3/3] INFO I am instance 3 (3/4 of group first) on {h}"
+    ));
     out.assert_has(&format!("[first] [{h}] [4/4] INFO message: Hello World!"));
-    assert_eq!(out.lines_with("ended after a stop request: exit code 0").len(), 4, "{out}");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        4,
+        "{out}"
+    );
 }

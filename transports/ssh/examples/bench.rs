@@ -10,7 +10,7 @@
 #[path = "../../../tests/harness/sshd.rs"]
 mod sshd;
 
-use distarch_core::{Instance, InstanceSpec, Transport};
+use distarch_core::{InstanceSpec, Transport};
 use distarch_transport_ssh::SshTransport;
 use sshd::SshFixture;
 use std::sync::Arc;

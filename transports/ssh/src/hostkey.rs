@@ -44,7 +44,7 @@ pub enum HostKeyError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: russh::keys::Error,
+        source: Box<russh::keys::Error>,
     },
     /// The server presented a certificate.
     #[error("{host} presented a host certificate, which distarch does not verify; set host_key_check = \"off\" to connect anyway")]
@@ -68,7 +68,7 @@ pub fn verify(host: &ResolvedHost, key: &PublicKey) -> Result<(), HostKeyError> 
     let file_error = |source| HostKeyError::File {
         host: host.label.clone(),
         path: path.clone(),
-        source,
+        source: Box::new(source),
     };
     let known = match russh::keys::check_known_hosts_path(&host.hostname, host.port, key, path) {
         Ok(known) => known,

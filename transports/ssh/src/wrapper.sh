@@ -3,12 +3,13 @@
 # then NENV `NAME=VALUE` words, then the worker's argv.
 #
 # The worker is exec'ed in place of this shell, so it keeps the pid that sshd
-# made a session (and process group) leader: SSH `signal` requests and the exit
-# status concern the worker itself. A watcher, in a session of its own, relays
-# the channel's stdin to the worker through a fifo; when that stdin ends (the
-# master closed it, the connection dropped, or the worker exited and sshd closed
-# it), the watcher waits for the worker's process group to end, then sends it
-# SIGTERM after GRACE and SIGKILL after KILL_AFTER more. Nothing outlives it.
+# made a session (and process group) leader: the exit status and any signal sent
+# to that group concern the worker itself. A watcher, in a session of its own,
+# relays the channel's stdin to the worker through a fifo; when that stdin ends
+# (the master closed it or died, the connection dropped, or the worker exited and
+# sshd closed it), the watcher closes the worker's stdin, waits up to GRACE for
+# the worker's process group to end, then sends it SIGTERM, and SIGKILL after
+# KILL_AFTER more. Only one program (mkfifo) runs before the worker starts.
 g=$1 k=$2 w=$3 n=$4
 shift 4
 if [ -n "$w" ]; then
@@ -18,13 +19,12 @@ command -v setsid >/dev/null 2>&1 || {
     echo "distarch-ssh: setsid(1) is not installed on this host (util-linux or busybox)" >&2
     exit 125
 }
-d=$(mktemp -d "${TMPDIR:-/tmp}/distarch-ssh.XXXXXX") || exit 125
-mkfifo "$d/in" || { rm -rf "$d"; exit 125; }
+f=${TMPDIR:-/tmp}/distarch-ssh.$$.in
+mkfifo -m 600 "$f" 2>/dev/null || { rm -f "$f" && mkfifo -m 600 "$f"; } || exit 125
 watch='
-exec 4<>"$2/in"
+rm -f "$2"
 cat >&4
 exec 4>&-
-rm -rf "$2"
 p=$1
 gone() { ! kill -0 "-$p" 2>/dev/null; }
 wait_gone() {
@@ -46,9 +46,11 @@ kill -KILL "-$p" 2>/dev/null
 exit 0
 '
 exec 3<&0
-setsid /bin/sh -c "$watch" distarch-ssh-watch "$$" "$d" "$g" "$k" <&3 >/dev/null 2>&1 &
-exec 4<"$d/in" 3<&-
-rm -rf "$d"
+(
+    exec 4>"$f"
+    exec setsid /bin/sh -c "$watch" distarch-ssh-watch "$$" "$f" "$g" "$k" <&3 >/dev/null 2>&1
+) &
+exec 4<"$f" 3<&-
 while [ "$n" -gt 0 ]; do
     export "$1" || exit 125
     shift

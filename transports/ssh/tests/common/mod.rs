@@ -1,7 +1,7 @@
 //! Helpers shared by the transport-level tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
-use distarch_core::{ExitStatus, Instance, InstanceSpec, Transport};
+use distarch_core::{ExitStatus, InstanceSpec, Transport};
 use distarch_transport_ssh::SshTransport;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
