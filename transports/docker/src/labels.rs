@@ -24,6 +24,8 @@ pub const MASTER_PID: &str = "distarch.master.pid";
 /// Start time of the master process, in clock ticks since boot (tells a reused pid
 /// apart).
 pub const MASTER_START: &str = "distarch.master.start";
+/// The master's pid namespace (`pid:[N]`): pids of other namespaces mean nothing here.
+pub const MASTER_PIDNS: &str = "distarch.master.pidns";
 
 /// Which master process started a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct MasterIdentity {
     pub pid: u32,
     /// Process start time in clock ticks since boot (0 when unknown).
     pub start: u64,
+    /// Pid namespace (`pid:[N]`, empty when unknown).
+    pub pidns: String,
 }
 
 /// Whether a container's master is still running.
@@ -58,16 +62,20 @@ impl MasterIdentity {
             boot: read_trimmed("/proc/sys/kernel/random/boot_id"),
             pid,
             start: process_start(pid).unwrap_or(0),
+            pidns: std::fs::read_link("/proc/self/ns/pid")
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         }
     }
 
     /// The labels that record this identity.
-    pub fn labels(&self) -> [(&'static str, String); 4] {
+    pub fn labels(&self) -> [(&'static str, String); 5] {
         [
             (MASTER_HOST, self.host.clone()),
             (MASTER_BOOT, self.boot.clone()),
             (MASTER_PID, self.pid.to_string()),
             (MASTER_START, self.start.to_string()),
+            (MASTER_PIDNS, self.pidns.clone()),
         ]
     }
 
@@ -78,12 +86,17 @@ impl MasterIdentity {
             boot: labels.get(MASTER_BOOT)?.clone(),
             pid: labels.get(MASTER_PID)?.parse().ok()?,
             start: labels.get(MASTER_START)?.parse().ok()?,
+            pidns: labels.get(MASTER_PIDNS).cloned().unwrap_or_default(),
         })
     }
 
     /// Whether this master still runs, judged from the machine `here` is on.
     pub fn state_from(&self, here: &MasterIdentity) -> MasterState {
-        if self.boot.is_empty() || self.boot != here.boot || self.host != here.host {
+        if self.boot.is_empty()
+            || self.boot != here.boot
+            || self.host != here.host
+            || self.pidns != here.pidns
+        {
             return MasterState::Unknown;
         }
         match process_start(self.pid) {
@@ -139,6 +152,12 @@ mod tests {
             ..me.clone()
         };
         assert_eq!(elsewhere.state_from(&me), MasterState::Unknown);
+        let other_container = MasterIdentity {
+            pidns: "pid:[1]".into(),
+            start: me.start + 1,
+            ..me.clone()
+        };
+        assert_eq!(other_container.state_from(&me), MasterState::Unknown);
     }
 
     #[test]
