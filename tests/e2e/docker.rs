@@ -64,6 +64,8 @@ fn run_id(name: &str) -> String {
 
 #[test]
 fn one_instance_sees_its_identity_and_params_and_is_removed() {
+    // `pull` is left at its default, "missing": the image is on the engine, so no
+    // pull is tried (one would fail here: there is no registry to reach).
     let d = engine();
     let run = run_id("one");
     let cfg = config(
