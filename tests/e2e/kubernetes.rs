@@ -278,9 +278,18 @@ fn identity_labels_and_clean_stop() {
     let d = engine();
     let t = KubeTarget::fake(&d, IMAGE, &[]);
     check_identity_labels_and_clean_stop(&t);
-    let (total, by) = t.server.as_ref().expect("fake").requests();
-    // No polling: a handful of requests per pod whatever the run's length.
-    assert!(total <= 3 * 5 + 6, "requests: {by}");
+    let (_, by) = t.server.as_ref().expect("fake").requests();
+    // No polling: one watch for the run, a fixed handful of requests per pod
+    // (the test's own lists and gets of the run are counted apart).
+    let n = |k: &str| by[k].as_u64().unwrap_or(0);
+    assert_eq!(n("watch pods"), 1, "{by}");
+    assert_eq!(n("create pods"), 3, "{by}");
+    assert_eq!(n("create pods/attach"), 3, "{by}");
+    assert_eq!(n("get pods/log"), 3, "{by}");
+    assert_eq!(n("delete pods"), 3, "{by}");
+    assert_eq!(n("get pods"), 0, "the transport never polls a pod: {by}");
+    assert_eq!(n("create configmaps"), 1, "{by}");
+    assert_eq!(n("delete configmaps"), 1, "{by}");
 }
 
 #[test]

@@ -227,8 +227,15 @@ impl Transport for KubernetesTransport {
             scope.watch.unsubscribe(&name);
             return Err(spawn_error(scope.call("create", "pods"), e));
         }
+        // If this start is abandoned half-way (the run is stopping and drops this
+        // future), the pod must not stay behind.
+        let mut guard = PodGuard {
+            api: Some(scope.pods.clone()),
+            name: name.clone(),
+            watch: scope.watch.clone(),
+        };
         let fail = |message: String| async {
-            let _ = scope.pods.delete(&name, &delete_params(0)).await;
+            guard_delete(&scope.pods, &name).await;
             scope.watch.unsubscribe(&name);
             SpawnError::new(message)
         };
@@ -242,7 +249,10 @@ impl Transport for KubernetesTransport {
         .await
         {
             Ok(running) => running,
-            Err(message) => return Err(fail(message).await),
+            Err(message) => {
+                guard.api = None;
+                return Err(fail(message).await);
+            }
         };
         let (io, attached) = match attach_stdio(
             &scope.pods,
@@ -254,10 +264,12 @@ impl Transport for KubernetesTransport {
         {
             Ok(x) => x,
             Err((call, e)) => {
+                guard.api = None;
                 let message = crate::errors::describe(scope.call(call.0, call.1), &e);
                 return Err(fail(format!("pod {}/{}: {message}", scope.namespace, name)).await);
             }
         };
+        guard.api = None;
         Ok(Box::new(PodInstance::new(
             scope.pods.clone(),
             name,
@@ -285,6 +297,30 @@ impl Transport for KubernetesTransport {
                         tracing::warn!(error = %e, "could not delete the run's owner object");
                     }
                 }
+            }
+        }
+    }
+}
+
+async fn guard_delete(pods: &Api<Pod>, name: &str) {
+    let _ = pods.delete(name, &delete_params(0)).await;
+}
+
+/// Deletes a pod whose start was abandoned (the spawn future dropped) unless
+/// disarmed by taking `api`.
+struct PodGuard {
+    api: Option<Api<Pod>>,
+    name: String,
+    watch: Arc<PodWatch>,
+}
+
+impl Drop for PodGuard {
+    fn drop(&mut self) {
+        if let Some(api) = self.api.take() {
+            self.watch.unsubscribe(&self.name);
+            let name = std::mem::take(&mut self.name);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { guard_delete(&api, &name).await });
             }
         }
     }

@@ -43,6 +43,8 @@ enum Behaviour {
     Forbidden,
     /// The namespace does not exist.
     NoNamespace,
+    /// Someone deletes the pod before it starts.
+    DeletedWhilePending,
 }
 
 struct Fake {
@@ -151,10 +153,12 @@ impl Fake {
                 };
                 later["metadata"]["resourceVersion"] = json!(self.next_rv());
                 let events = self.events.clone();
+                let deleted = self.behaviour == Behaviour::DeletedWhilePending;
                 tokio::spawn(async move {
                     // Let the create answer arrive first, as a real server would.
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    let _ = events.send(json!({"type": "MODIFIED", "object": later}));
+                    let kind = if deleted { "DELETED" } else { "MODIFIED" };
+                    let _ = events.send(json!({"type": kind, "object": later}));
                 });
                 full(StatusCode::CREATED, created)
             }
@@ -561,4 +565,21 @@ async fn unreachable_cluster_says_so() {
         err.chain()
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_pod_deleted_before_it_starts_fails_the_start() {
+    let (t, _fake) = transport(Behaviour::DeletedWhilePending);
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        t.spawn(&spec(json!({"image": "w"}))),
+    )
+    .await
+    .expect("must not hang")
+    .err()
+    .expect("spawn must fail");
+    assert_eq!(
+        err.chain(),
+        "pod default/distarch-r1x2-work-ers-3 was deleted before its container started"
+    );
 }
