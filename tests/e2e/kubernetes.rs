@@ -224,6 +224,30 @@ fn check_stop_escalation(t: &KubeTarget) {
     assert_run_gone(t, &run);
 }
 
+/// A worker that ignores the stop frame but handles SIGTERM: terminate (a delete
+/// with the grace period) delivers SIGTERM, and its exit code comes back.
+fn check_terminate_delivers_sigterm(t: &KubeTarget) {
+    let run = run_id("ktm");
+    let cfg = format!(
+        "[launcher]\nmax_running_time = \"2s\"\nstop_grace = \"1s\"\nkill_after = \"30s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo got TERM; exit 3' TERM; echo up; while true; do sleep 0.1; done\"]\nplacements.k8s = {}\n",
+        t.placement(1, "")
+    );
+    let started = std::time::Instant::now();
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    out.assert_has("INFO up");
+    out.assert_has("INFO got TERM");
+    out.assert_has("exit code 3");
+    // Well before kill_after: SIGTERM came with the graceful delete, not a SIGKILL.
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "took {:?}\n{out}",
+        started.elapsed()
+    );
+    assert_run_gone(t, &run);
+}
+
 /// The master is SIGKILLed: its attach connections drop, so the workers see stdin
 /// EOF and end; `distarch gc` then deletes the run's owner and pods.
 fn check_master_sigkill_then_gc(t: &KubeTarget) {
@@ -304,6 +328,13 @@ fn stop_escalates_to_grace_then_kill() {
     let d = engine();
     let t = KubeTarget::fake(&d, IMAGE, &[]);
     check_stop_escalation(&t);
+}
+
+#[test]
+fn terminate_delivers_sigterm_with_the_grace() {
+    let d = engine();
+    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    check_terminate_delivers_sigterm(&t);
 }
 
 #[test]
@@ -405,5 +436,6 @@ fn real_cluster_suite() {
     check_identity_labels_and_clean_stop(&t);
     check_exit_codes_and_restarts(&t);
     check_stop_escalation(&t);
+    check_terminate_delivers_sigterm(&t);
     check_master_sigkill_then_gc(&t);
 }
