@@ -439,3 +439,119 @@ fn real_cluster_suite() {
     check_terminate_delivers_sigterm(&t);
     check_master_sigkill_then_gc(&t);
 }
+
+// ---------------------------------------------------------------------------
+// The test API server itself answers as the API reference says.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn test_api_server_follows_the_reference() {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{DeleteParams, PostParams};
+    use serde_json::json;
+    let d = engine();
+    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    block_on(async {
+        let key = ClusterKey {
+            kubeconfig: Some(t.kubeconfig.clone()),
+            context: None,
+            in_cluster: false,
+        };
+        let c = connect(&key, 50.0, 100).await.expect("cluster");
+        let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+        let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+        let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+
+        let owner: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap();
+        let owner = cms
+            .create(&PostParams::default(), &owner)
+            .await
+            .expect("create configmap");
+        let uid = owner.metadata.uid.clone().expect("uid");
+        let err = cms
+            .create(&PostParams::default(), &owner)
+            .await
+            .expect_err("duplicate");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"),
+            "{err:?}"
+        );
+
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p1", "labels": {"x": "y"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+                     "containers": [{"name": "worker", "image": IMAGE, "command": ["/worker", "silent"]}]}
+        }))
+        .unwrap();
+        let created = pods
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        assert_eq!(phase(&created), "Pending");
+        assert!(created.metadata.resource_version.is_some());
+        let running = wait_for_phase(&pods, "p1", "Running").await;
+        let cs = &running
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0];
+        assert!(
+            cs.ready && cs.state.as_ref().unwrap().running.is_some(),
+            "{cs:?}"
+        );
+        assert_eq!(
+            running.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("fake-node")
+        );
+
+        let err = pods.get("nope").await.expect_err("missing pod");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 404 && s.message == "pods \"nope\" not found"),
+            "{err:?}"
+        );
+
+        // Deleting the owner cascades: the pod gets the graceful delete (its own
+        // grace), SIGTERM is ignored by PID 1 without a handler, SIGKILL after 5 s.
+        cms.delete("owner", &DeleteParams::default())
+            .await
+            .expect("delete owner");
+        let deleting = pods.get("p1").await.expect("still terminating");
+        assert_eq!(deleting.metadata.deletion_grace_period_seconds, Some(5));
+        assert!(deleting.metadata.deletion_timestamp.is_some());
+        let gone = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if pods.get_opt("p1").await.expect("get").is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(gone.is_ok(), "the owned pod must be deleted");
+        let evs = events
+            .list(&ListParams::default().fields("involvedObject.name=p1"))
+            .await
+            .expect("events");
+        let reasons: Vec<String> = evs.items.iter().filter_map(|e| e.reason.clone()).collect();
+        assert_eq!(
+            reasons,
+            ["Scheduled", "Pulled", "Created", "Started", "Killing"],
+            "{reasons:?}"
+        );
+    });
+}
+
+async fn wait_for_phase(pods: &Api<Pod>, name: &str, want: &str) -> Pod {
+    for _ in 0..300 {
+        let p = pods.get(name).await.expect("get pod");
+        if phase(&p) == want {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pod {name} never reached {want}");
+}
