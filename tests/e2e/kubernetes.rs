@@ -3,6 +3,7 @@
 //! API server (tests/kube-apiserver), which runs each pod as a container on a
 //! private dockerd; and the same checks run against a real cluster when
 //! `KUBECONFIG` points at a reachable one (see `real_cluster_suite`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
 
 use distarch_e2e::apiserver::KubeTarget;
 use distarch_e2e::dockerd::Dockerd;
