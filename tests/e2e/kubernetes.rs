@@ -249,6 +249,25 @@ fn check_terminate_delivers_sigterm(t: &KubeTarget) {
     assert_run_gone(t, &run);
 }
 
+/// `output = "attach"`: stdout and stderr come apart over the attach stream
+/// (stderr lines are `warn`), and stdin carries the stop frame.
+fn check_attach_output(t: &KubeTarget) {
+    let run = run_id("kat");
+    let cfg = format!(
+        "[launcher]\nmax_running_time = \"3s\"\nstop_grace = \"10s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 1; echo to-stdout; echo to-stderr >&2; read line; echo got-a-line; exit 0\"]\nplacements.k8s = {}\n",
+        t.placement(1, ", output = \"attach\"")
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has("INFO to-stdout");
+    out.assert_has("WARN to-stderr");
+    out.assert_has("INFO got-a-line");
+    out.assert_has("exit code 0");
+    assert_run_gone(t, &run);
+}
+
 /// The master is SIGKILLed: its attach connections drop, so the workers see stdin
 /// EOF and end; `distarch gc` then deletes the run's owner and pods.
 fn check_master_sigkill_then_gc(t: &KubeTarget) {
@@ -336,6 +355,13 @@ fn terminate_delivers_sigterm_with_the_grace() {
     let d = engine();
     let t = KubeTarget::fake(&d, IMAGE, &[]);
     check_terminate_delivers_sigterm(&t);
+}
+
+#[test]
+fn attach_output_keeps_stderr_apart() {
+    let d = engine();
+    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    check_attach_output(&t);
 }
 
 #[test]
@@ -438,6 +464,7 @@ fn real_cluster_suite() {
     check_exit_codes_and_restarts(&t);
     check_stop_escalation(&t);
     check_terminate_delivers_sigterm(&t);
+    check_attach_output(&t);
     check_master_sigkill_then_gc(&t);
 }
 
