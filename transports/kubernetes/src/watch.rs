@@ -149,3 +149,72 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use serde_json::json;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn pod(name: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "default", "resourceVersion": "5", "labels": {"distarch.run": "r"}},
+               "spec": {"containers": [{"name": "worker", "image": "w"}]},
+               "status": {"phase": "Running"}})
+    }
+
+    /// The first list has the pod; the watch from it says the version expired
+    /// (410); the re-list no longer has the pod: it was deleted meanwhile.
+    #[tokio::test]
+    async fn a_pod_missing_from_a_relist_is_deleted() {
+        let lists = Arc::new(AtomicUsize::new(0));
+        let l = lists.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let l = l.clone();
+            async move {
+                let q = req.uri().query().unwrap_or("").to_string();
+                let body = if q.contains("watch=true") {
+                    let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "message": "too old resource version", "reason": "Expired", "code": 410}});
+                    format!("{gone}\n")
+                } else {
+                    let items = if l.fetch_add(1, Ordering::SeqCst) == 0 {
+                        vec![pod("p1")]
+                    } else {
+                        vec![]
+                    };
+                    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}, "items": items}).to_string()
+                };
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)).boxed()))
+            }
+        });
+        let client = kube::Client::new(service, "default");
+        let w = PodWatch::start(
+            Api::namespaced(client, "default"),
+            "distarch.run=r".into(),
+            "default".into(),
+            "fake".into(),
+        );
+        let mut rx = w.subscribe("p1");
+        let deleted = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if rx.borrow_and_update().deleted {
+                    return rx.borrow().pod.is_some();
+                }
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the re-list must mark the pod deleted");
+        assert!(deleted, "the pod was seen before it went");
+        assert!(
+            lists.load(Ordering::SeqCst) >= 2,
+            "a 410 must lead to a re-list"
+        );
+    }
+}
