@@ -193,6 +193,14 @@ pub fn scopes_in_config(config: Option<&Config>) -> Vec<GcScope> {
 pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> (Vec<String>, bool) {
     let mut lines = Vec::new();
     let mut ok = true;
+    // Without a kubernetes placement, the current context is looked at only in case:
+    // an unreachable cluster there is worth a warning, not a failed gc.
+    let explicit = config.is_some_and(|c| {
+        c.groups
+            .values()
+            .flat_map(|g| g.placements.values())
+            .any(|p| p.transport == crate::transport::NAME)
+    });
     for scope in scopes_in_config(config) {
         match gc(std::slice::from_ref(&scope), dry_run).await {
             Ok(report) => {
@@ -212,7 +220,7 @@ pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> (Vec<String>, 
                     ));
                 }
             }
-            Err(e) => {
+            Err(e) if explicit => {
                 ok = false;
                 lines.push(format!(
                     "[master] ERROR distarch: gc: kubernetes {}: {}",
@@ -220,6 +228,11 @@ pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> (Vec<String>, 
                     distarch_core::error_chain(&e)
                 ));
             }
+            Err(e) => lines.push(format!(
+                "[master] WARN distarch: gc: kubernetes {} (no kubernetes placement configured; skipped): {}",
+                scope.describe(),
+                distarch_core::error_chain(&e)
+            )),
         }
     }
     (lines, ok)
