@@ -67,6 +67,7 @@ pub struct SshFixture {
     /// A known_hosts file (empty until [`SshFixture::trust`]).
     pub known_hosts: PathBuf,
     servers: Vec<Sshd>,
+    empty_bashrc: bool,
 }
 
 fn run(cmd: &mut Command) {
@@ -103,6 +104,7 @@ impl SshFixture {
             known_hosts: dir.path().join("known_hosts"),
             dir,
             servers: Vec::new(),
+            empty_bashrc: false,
         };
         fixture.keygen("id_client", "ed25519", "");
         std::fs::write(&fixture.known_hosts, "").unwrap();
@@ -138,6 +140,14 @@ impl SshFixture {
             .open(self.dir.path().join("authorized_keys"))
             .unwrap();
         f.write_all(public.as_bytes()).unwrap();
+    }
+
+    /// Makes servers started from now on run in a private mount namespace where
+    /// `$HOME/.bashrc` is empty, so that sessions do not pay for the machine's own
+    /// shell start-up files (bash sources ~/.bashrc for every SSH command).
+    pub fn with_empty_bashrc(mut self) -> Self {
+        self.empty_bashrc = true;
+        self
     }
 
     /// Starts an sshd on `ip` (a loopback address) on a free port; returns its index.
@@ -178,7 +188,21 @@ impl SshFixture {
                 .local_addr()
                 .unwrap()
                 .port();
-            let child = Command::new("/usr/sbin/sshd")
+            let bashrc = std::env::var("HOME")
+                .map(|h| format!("{h}/.bashrc"))
+                .unwrap_or_default();
+            let mut command = if self.empty_bashrc && Path::new(&bashrc).exists() {
+                let mut c = Command::new("unshare");
+                c.args(["-m", "--propagation", "private", "sh", "-c"])
+                    .arg(format!(
+                        "mount --bind /dev/null '{bashrc}' && exec /usr/sbin/sshd \"$@\""
+                    ))
+                    .arg("sshd");
+                c
+            } else {
+                Command::new("/usr/sbin/sshd")
+            };
+            let child = command
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")

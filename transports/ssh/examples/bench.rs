@@ -64,12 +64,21 @@ async fn distarch_round(fx: &SshFixture) -> (Duration, usize) {
             };
             set.spawn(async move {
                 let mut instance = transport.spawn(&spec).await.expect("spawn");
+                let spawned = started.elapsed();
                 let io = instance.take_io().expect("io");
                 let mut lines = BufReader::new(io.stdout).lines();
                 while let Some(line) = lines.next_line().await.expect("read") {
                     if is_ready(&line) {
                         break;
                     }
+                }
+                if std::env::var_os("BENCH_TRACE").is_some() {
+                    eprintln!(
+                        "{:>8.3} spawned {:>8.3} ready {}",
+                        spawned.as_secs_f64(),
+                        started.elapsed().as_secs_f64(),
+                        spec.target
+                    );
                 }
                 (instance, io.stdin)
             });
@@ -167,6 +176,37 @@ async fn openssh_round(fx: &SshFixture) -> (Duration, usize) {
     (elapsed, retries)
 }
 
+/// CPU seconds from /proc/PID/stat: (own utime+stime, reaped children's cutime+cstime).
+fn cpu_of(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // After the comm field: state is index 0, utime is field 14 overall = index 11.
+    let tick = 100.0;
+    if f.len() < 15 {
+        return (0.0, 0.0);
+    }
+    ((f[11] + f[12]) / tick, (f[13] + f[14]) / tick)
+}
+
+/// Client CPU (this process and its reaped children) and server CPU (what the sshd
+/// listeners reaped: connection processes, sessions, workers).
+fn cpu_now(fx: &SshFixture) -> (f64, f64) {
+    let (own, children) = cpu_of("self");
+    let server: f64 = (0..HOSTS)
+        .map(|i| cpu_of(&fx.server(i).pid().to_string()).1)
+        .sum();
+    (own + children, server)
+}
+
+async fn settle() {
+    // Let sshd reap the finished connections before reading its counters.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -178,35 +218,76 @@ async fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let mut fx = SshFixture::new();
-    for i in 0..HOSTS {
-        fx.start(&format!("127.0.0.{}", i + 1));
+    for empty_bashrc in [false, true] {
+        let mut fx = SshFixture::new();
+        if empty_bashrc {
+            fx = fx.with_empty_bashrc();
+        }
+        for i in 0..HOSTS {
+            fx.start(&format!("127.0.0.{}", i + 1));
+        }
+        fx.trust_all();
+        println!();
+        if empty_bashrc {
+            println!("## sshd with an empty ~/.bashrc (a private mount namespace hides the machine's own)");
+        } else {
+            println!("## sshd as the machine is (bash sources ~/.bashrc for every SSH command)");
+        }
+        compare(&fx, rounds).await;
     }
-    fx.trust_all();
+}
+
+async fn compare(fx: &SshFixture, rounds: usize) {
+    let fx = fx;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut conns, mut retries) = (0, 0);
+    let (mut our_cpu, mut their_cpu) = ((0.0, 0.0), (0.0, 0.0));
     for _ in 0..rounds {
-        let (t, c) = distarch_round(&fx).await;
+        let before = cpu_now(fx);
+        let (t, c) = distarch_round(fx).await;
+        settle().await;
+        let after = cpu_now(fx);
+        our_cpu.0 += after.0 - before.0;
+        our_cpu.1 += after.1 - before.1;
         ours.push(t);
         conns = c;
-        let (t, r) = openssh_round(&fx).await;
+        let before = cpu_now(fx);
+        let (t, r) = openssh_round(fx).await;
+        settle().await;
+        let after = cpu_now(fx);
+        their_cpu.0 += after.0 - before.0;
+        their_cpu.1 += after.1 - before.1;
         theirs.push(t);
         retries += r;
     }
+    let per = |x: f64| x / rounds as f64;
     let (a, b) = (median(ours.clone()), median(theirs.clone()));
     println!("{HOSTS} hosts x {PER_HOST} instances = {} workers, time until all reported `ready` (median of {rounds}):", HOSTS * PER_HOST);
-    println!("| method | median | all rounds | notes |");
-    println!("| --- | ---: | --- | --- |");
+    println!("| method | median | all rounds | CPU client + server per round | notes |");
+    println!("| --- | ---: | --- | --- | --- |");
     println!(
-        "| distarch ssh transport (russh, shared connections) | {:.3} s | {} | {conns} SSH connections in all |",
+        "| distarch ssh transport (russh, shared connections) | {:.3} s | {} | {:.2} s + {:.2} s | {conns} SSH connections in all |",
         a.as_secs_f64(),
-        ours.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" / ")
+        ours.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" / "),
+        per(our_cpu.0),
+        per(our_cpu.1),
     );
     println!(
-        "| one OpenSSH client per instance, fan-out {FAN_OUT} | {:.3} s | {} | {} connections per round; {retries} retries after sshd dropped a connection (MaxStartups) |",
+        "| one OpenSSH client per instance, fan-out {FAN_OUT} | {:.3} s | {} | {:.2} s + {:.2} s | {} connections per round; {retries} retries after sshd dropped a connection (MaxStartups) |",
         b.as_secs_f64(),
         theirs.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" / "),
+        per(their_cpu.0),
+        per(their_cpu.1),
         HOSTS * PER_HOST
     );
-    println!("speed-up: {:.1}x", b.as_secs_f64() / a.as_secs_f64());
+    println!(
+        "speed-up: {:.1}x in wall time, {:.1}x in CPU time (machine load average now: {})",
+        b.as_secs_f64() / a.as_secs_f64(),
+        (their_cpu.0 + their_cpu.1) / (our_cpu.0 + our_cpu.1).max(0.001),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+    );
 }
