@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 
 /// Buffer between the channel and the supervisor's readers, per stream.
 const PIPE_BUFFER: usize = 64 * 1024;
-/// The wrapper's first line is short; more than this without a newline means the
-/// output is not the wrapper's.
-const MAX_PID_LINE: usize = 256;
+/// How much stdout may come before the wrapper's pid line (a login shell's
+/// start-up files may print something) before the search for it stops.
+const PID_SEARCH_LIMIT: usize = 16 * 1024;
 /// How long a signal delivery may take before it is given up.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long terminate/kill wait for the delivery before returning (it goes on).
@@ -98,7 +98,7 @@ impl SshInstance {
             stderr: Some(stderr_w),
             status: status_tx,
             pid: pid_tx,
-            first_line: Some(Vec::new()),
+            filter: PidLineFilter::default(),
             slot,
         };
         let pump = tokio::spawn(pump.run(read, early));
@@ -306,7 +306,7 @@ struct Pump {
     stderr: Option<DuplexStream>,
     status: watch::Sender<Option<ExitStatus>>,
     pid: watch::Sender<Option<u32>>,
-    first_line: Option<Vec<u8>>,
+    filter: PidLineFilter,
     slot: ChannelSlot,
 }
 
@@ -349,40 +349,12 @@ impl Pump {
     }
 
     async fn on_stdout(&mut self, data: &[u8]) {
-        let mut rest = data;
-        if let Some(buf) = self.first_line.as_mut() {
-            match rest.iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    buf.extend_from_slice(&rest[..i]);
-                    rest = &rest[i + 1..];
-                    let line = String::from_utf8_lossy(buf).into_owned();
-                    self.first_line = None;
-                    match line
-                        .strip_prefix(PID_LINE_PREFIX)
-                        .and_then(|p| p.trim().parse().ok())
-                    {
-                        Some(pid) => {
-                            let _ = self.pid.send(Some(pid));
-                        }
-                        None => {
-                            let mut whole = line.into_bytes();
-                            whole.push(b'\n');
-                            write_or_drop(&mut self.stdout, &whole).await;
-                        }
-                    }
-                }
-                None => {
-                    buf.extend_from_slice(rest);
-                    if buf.len() > MAX_PID_LINE {
-                        let whole = self.first_line.take().unwrap_or_default();
-                        write_or_drop(&mut self.stdout, &whole).await;
-                    }
-                    return;
-                }
-            }
+        let (pid, pass) = self.filter.feed(data);
+        if let Some(pid) = pid {
+            let _ = self.pid.send(Some(pid));
         }
-        if !rest.is_empty() {
-            write_or_drop(&mut self.stdout, rest).await;
+        if !pass.is_empty() {
+            write_or_drop(&mut self.stdout, &pass).await;
         }
     }
 
@@ -399,9 +371,8 @@ impl Pump {
                 self.set_status(ExitStatus::Signaled(signal_number(&signal_name)))
             }
             ChannelMsg::Eof => {
-                if let Some(buf) = self.first_line.take() {
-                    write_or_drop(&mut self.stdout, &buf).await;
-                }
+                let rest = self.filter.finish();
+                write_or_drop(&mut self.stdout, &rest).await;
                 self.stdout = None;
                 self.stderr = None;
             }
@@ -430,5 +401,103 @@ impl Pump {
             format!("the channel to {} closed without an exit status", self.host)
         };
         self.set_status(ExitStatus::Lost(why));
+    }
+}
+
+/// Takes the wrapper's pid line out of the worker's stdout. Lines before it (a
+/// login shell's start-up files may print some) are passed on; after
+/// [`PID_SEARCH_LIMIT`] bytes without it, the search stops.
+#[derive(Debug)]
+struct PidLineFilter {
+    /// The partial line, while still searching.
+    line: Option<Vec<u8>>,
+    searched: usize,
+}
+
+impl Default for PidLineFilter {
+    fn default() -> Self {
+        PidLineFilter {
+            line: Some(Vec::new()),
+            searched: 0,
+        }
+    }
+}
+
+impl PidLineFilter {
+    /// Feeds stdout bytes; returns the pid if its line ended here, and the bytes to
+    /// pass on.
+    fn feed(&mut self, data: &[u8]) -> (Option<u32>, Vec<u8>) {
+        let mut pass = Vec::new();
+        let mut found = None;
+        let mut rest = data;
+        while let Some(buf) = self.line.as_mut() {
+            let Some(i) = rest.iter().position(|b| *b == b'\n') else {
+                buf.extend_from_slice(rest);
+                rest = &[];
+                if self.searched + buf.len() > PID_SEARCH_LIMIT {
+                    pass.extend(self.line.take().unwrap_or_default());
+                }
+                break;
+            };
+            buf.extend_from_slice(&rest[..i]);
+            rest = &rest[i + 1..];
+            let line = std::mem::take(buf);
+            self.searched += line.len() + 1;
+            let pid = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|l| l.strip_prefix(PID_LINE_PREFIX))
+                .and_then(|p| p.trim().parse().ok());
+            if let Some(pid) = pid {
+                found = Some(pid);
+                self.line = None;
+            } else {
+                pass.extend_from_slice(&line);
+                pass.push(b'\n');
+                if self.searched > PID_SEARCH_LIMIT {
+                    self.line = None;
+                }
+            }
+        }
+        pass.extend_from_slice(rest);
+        (found, pass)
+    }
+
+    /// Stdout ended: whatever partial line was held.
+    fn finish(&mut self) -> Vec<u8> {
+        self.line.take().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_line_is_taken_out_wherever_it_is_cut() {
+        let mut f = PidLineFilter::default();
+        assert_eq!(
+            f.feed(b"motd from .bashrc\ndistarch-ssh p"),
+            (None, b"motd from .bashrc\n".to_vec())
+        );
+        assert_eq!(f.feed(b"id 42\nhello\n"), (Some(42), b"hello\n".to_vec()));
+        assert_eq!(
+            f.feed(b"distarch-ssh pid 7\n"),
+            (None, b"distarch-ssh pid 7\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn the_search_stops_after_the_limit() {
+        let mut f = PidLineFilter::default();
+        let big = vec![b'x'; PID_SEARCH_LIMIT + 1];
+        let (pid, pass) = f.feed(&big);
+        assert_eq!((pid, pass.len()), (None, big.len()));
+        assert_eq!(
+            f.feed(b"distarch-ssh pid 1\n"),
+            (None, b"distarch-ssh pid 1\n".to_vec())
+        );
+        let mut f = PidLineFilter::default();
+        assert_eq!(f.feed(b"partial"), (None, Vec::new()));
+        assert_eq!(f.finish(), b"partial".to_vec());
     }
 }
