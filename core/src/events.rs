@@ -27,9 +27,24 @@ pub struct InstanceLabel {
 
 impl InstanceLabel {
     /// A label; its text prefix is computed here, once.
-    pub fn new(group: Arc<str>, host: Arc<str>, id: u64, group_id: u64, group_count: u64, restart: u32) -> Self {
+    pub fn new(
+        group: Arc<str>,
+        host: Arc<str>,
+        id: u64,
+        group_id: u64,
+        group_count: u64,
+        restart: u32,
+    ) -> Self {
         let prefix = format!("[{group}] [{host}] [{id}/{group_id}] ");
-        InstanceLabel { prefix, group, host, id, group_id, group_count, restart }
+        InstanceLabel {
+            prefix,
+            group,
+            host,
+            id,
+            group_id,
+            group_count,
+            restart,
+        }
     }
 
     /// The text-log prefix `[group] [host] [id/group_id] ` (with a trailing space).
@@ -85,13 +100,39 @@ pub struct LogLines {
 
 impl LogLines {
     /// An empty set of lines.
-    pub fn new(time: SystemTime, instance: Arc<InstanceLabel>, level: Level, stream: LogStream) -> Self {
-        LogLines { time, instance, level, stream, text: String::new(), ends: Vec::new() }
+    pub fn new(
+        time: SystemTime,
+        instance: Arc<InstanceLabel>,
+        level: Level,
+        stream: LogStream,
+    ) -> Self {
+        Self::with_capacity(time, instance, level, stream, 0)
+    }
+
+    /// An empty set of lines with room for `bytes` of text.
+    pub fn with_capacity(
+        time: SystemTime,
+        instance: Arc<InstanceLabel>,
+        level: Level,
+        stream: LogStream,
+        bytes: usize,
+    ) -> Self {
+        LogLines {
+            time,
+            instance,
+            level,
+            stream,
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(bytes / 32),
+        }
     }
 
     /// Adds a line (without its newline; invalid UTF-8 replaced).
     pub fn push(&mut self, bytes: &[u8], truncated: bool) {
-        self.text.push_str(&String::from_utf8_lossy(bytes));
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.text.push_str(text),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
         self.ends.push((self.text.len(), truncated));
     }
 

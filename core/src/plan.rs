@@ -98,7 +98,10 @@ pub fn build_plan(
         validate_group(&path, group, &mut errors);
         let argv = match group.command.argv() {
             Ok(argv) if argv.is_empty() || argv[0].is_empty() => {
-                errors.push(ConfigError::new(format!("{path}.command"), "the command is empty"));
+                errors.push(ConfigError::new(
+                    format!("{path}.command"),
+                    "the command is empty",
+                ));
                 continue;
             }
             Ok(argv) => argv,

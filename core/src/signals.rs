@@ -18,7 +18,10 @@ pub(crate) struct Signals {
 impl Signals {
     pub(crate) fn new(enabled: bool) -> Self {
         if !enabled {
-            return Signals { int: None, term: None };
+            return Signals {
+                int: None,
+                term: None,
+            };
         }
         Signals {
             int: signal(SignalKind::interrupt()).ok(),

@@ -20,7 +20,11 @@ impl Transport for Hosts {
         let s: S = p.parse_settings()?;
         Ok(s.hosts
             .into_iter()
-            .map(|h| Target { address: h.clone(), host: h, instances: p.instances })
+            .map(|h| Target {
+                address: h.clone(),
+                host: h,
+                instances: p.instances,
+            })
             .collect())
     }
     async fn spawn(&self, _: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
@@ -32,9 +36,13 @@ fn config(text: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, text).unwrap();
-    config::load(&config::ConfigSources { file: Some(path), ignore_env: true, ..Default::default() })
-        .unwrap()
-        .config
+    config::load(&config::ConfigSources {
+        file: Some(path),
+        ignore_env: true,
+        ..Default::default()
+    })
+    .unwrap()
+    .config
 }
 
 fn registry() -> TransportRegistry {
@@ -61,7 +69,14 @@ placements.x = { transport = "hosts", hosts = ["h9"], instances = 1 }
     let rows: Vec<(u64, &str, u64, &str)> = plan
         .instances
         .iter()
-        .map(|i| (i.id, &*plan.group_of(i).name, i.group_id, i.target.host.as_str()))
+        .map(|i| {
+            (
+                i.id,
+                &*plan.group_of(i).name,
+                i.group_id,
+                i.target.host.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         rows,
@@ -97,7 +112,12 @@ placements.r = { transport = "hosts", hosts = ["h"] }
 "#,
     );
     let missing = build_plan(&c, &registry(), &["missing".into()]).unwrap_err();
-    assert!(missing.to_string().contains("groups.missing: no such group (known: a, b)"), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .contains("groups.missing: no such group (known: a, b)"),
+        "{missing}"
+    );
     let errors = build_plan(&c, &registry(), &[]).unwrap_err();
     let text = errors.to_string();
     for needle in [

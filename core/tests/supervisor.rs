@@ -53,7 +53,11 @@ impl Transport for FakeTransport {
     }
 
     fn plan(&self, p: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
-        Ok(vec![Target { address: "fake".into(), host: "fakehost".into(), instances: p.instances }])
+        Ok(vec![Target {
+            address: "fake".into(),
+            host: "fakehost".into(),
+            instances: p.instances,
+        }])
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
@@ -97,7 +101,11 @@ impl Transport for FakeTransport {
             drop(stdout_worker);
         });
         Ok(Box::new(FakeInstance {
-            io: Some(InstanceIo { stdin: Box::new(stdin_master), stdout: Box::new(stdout_master), stderr: None }),
+            io: Some(InstanceIo {
+                stdin: Box::new(stdin_master),
+                stdout: Box::new(stdout_master),
+                stderr: None,
+            }),
             exit,
             exit_rx,
             script,
@@ -158,7 +166,11 @@ fn group(extra: impl FnOnce(&mut GroupConfig)) -> GroupConfig {
         order: 0,
         placements: [(
             "p".to_string(),
-            PlacementConfig { transport: "fake".into(), instances: None, settings: Default::default() },
+            PlacementConfig {
+                transport: "fake".into(),
+                instances: None,
+                settings: Default::default(),
+            },
         )]
         .into_iter()
         .collect(),
@@ -167,14 +179,21 @@ fn group(extra: impl FnOnce(&mut GroupConfig)) -> GroupConfig {
     g
 }
 
-async fn run(script: Script, g: GroupConfig, launcher: LauncherConfig) -> (RunReport, Arc<Calls>, Vec<Event>) {
+async fn run(
+    script: Script,
+    g: GroupConfig,
+    launcher: LauncherConfig,
+) -> (RunReport, Arc<Calls>, Vec<Event>) {
     let calls = Arc::new(Calls::default());
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink_events = events.clone();
     let report = Launcher::builder()
         .launcher(launcher)
         .group("g", g)
-        .transport(FakeTransport { script, calls: calls.clone() })
+        .transport(FakeTransport {
+            script,
+            calls: calls.clone(),
+        })
         .build()
         .expect("valid config")
         .run(move |e| sink_events.lock().unwrap().push(e))
@@ -194,9 +213,19 @@ fn launcher(max_running: u64) -> LauncherConfig {
 
 #[tokio::test]
 async fn a_stop_frame_is_enough_for_an_obedient_worker() {
-    let script = Script { obey_stop: true, lines: vec!["hi".into()], ..Script::default() };
+    let script = Script {
+        obey_stop: true,
+        lines: vec!["hi".into()],
+        ..Script::default()
+    };
     let (report, calls, events) = run(script, group(|_| {}), launcher(100)).await;
-    assert_eq!(report.instances[0].outcome, Outcome::Stopped { exit: ExitStatus::Exited(0), step: StopStep::StopFrame });
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::Stopped {
+            exit: ExitStatus::Exited(0),
+            step: StopStep::StopFrame
+        }
+    );
     assert_eq!(calls.terminates.load(Ordering::SeqCst), 0);
     assert_eq!(report.exit_code(), EXIT_OK);
     // Life cycle in order: created, started, seen, the line, stopped.
@@ -216,9 +245,18 @@ async fn a_stop_frame_is_enough_for_an_obedient_worker() {
 
 #[tokio::test]
 async fn a_worker_deaf_to_stop_is_terminated_after_the_grace() {
-    let script = Script { obey_terminate: true, ..Script::default() };
+    let script = Script {
+        obey_terminate: true,
+        ..Script::default()
+    };
     let (report, calls, _) = run(script, group(|_| {}), launcher(50)).await;
-    assert_eq!(report.instances[0].outcome, Outcome::Stopped { exit: ExitStatus::Signaled(15), step: StopStep::Terminate });
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::Stopped {
+            exit: ExitStatus::Signaled(15),
+            step: StopStep::Terminate
+        }
+    );
     assert_eq!(calls.terminates.load(Ordering::SeqCst), 1);
     assert_eq!(calls.kills.load(Ordering::SeqCst), 0);
     assert_eq!(report.exit_code(), EXIT_OK);
@@ -227,18 +265,37 @@ async fn a_worker_deaf_to_stop_is_terminated_after_the_grace() {
 #[tokio::test]
 async fn a_worker_deaf_to_everything_is_killed_and_the_run_fails() {
     let (report, calls, _) = run(Script::default(), group(|_| {}), launcher(50)).await;
-    assert_eq!(report.instances[0].outcome, Outcome::Stopped { exit: ExitStatus::Signaled(9), step: StopStep::Kill });
-    assert_eq!((calls.terminates.load(Ordering::SeqCst), calls.kills.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::Stopped {
+            exit: ExitStatus::Signaled(9),
+            step: StopStep::Kill
+        }
+    );
+    assert_eq!(
+        (
+            calls.terminates.load(Ordering::SeqCst),
+            calls.kills.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
     assert_eq!(report.exit_code(), EXIT_FAILED);
 }
 
 #[tokio::test]
 async fn on_failure_restarts_until_success() {
-    let script = Script { exit_after: Some(Duration::from_millis(10)), exit_codes: vec![1, 1, 0], ..Script::default() };
+    let script = Script {
+        exit_after: Some(Duration::from_millis(10)),
+        exit_codes: vec![1, 1, 0],
+        ..Script::default()
+    };
     let g = group(|g| g.restart = RestartPolicy::OnFailure);
     let (report, calls, events) = run(script, g, launcher(0)).await;
     assert_eq!(report.instances[0].restarts, 2);
-    assert_eq!(report.instances[0].outcome, Outcome::Exited(ExitStatus::Exited(0)));
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::Exited(ExitStatus::Exited(0))
+    );
     assert_eq!(calls.spawns.load(Ordering::SeqCst), 3);
     let delays: Vec<u128> = events
         .iter()
@@ -252,46 +309,80 @@ async fn on_failure_restarts_until_success() {
 
 #[tokio::test]
 async fn max_restarts_bounds_a_crash_loop() {
-    let script = Script { exit_after: Some(Duration::from_millis(1)), exit_codes: vec![2], ..Script::default() };
+    let script = Script {
+        exit_after: Some(Duration::from_millis(1)),
+        exit_codes: vec![2],
+        ..Script::default()
+    };
     let g = group(|g| {
         g.restart = RestartPolicy::Always;
         g.max_restarts = 3;
     });
     let (report, calls, _) = run(script, g, launcher(0)).await;
     assert_eq!(calls.spawns.load(Ordering::SeqCst), 4);
-    assert_eq!(report.instances[0].outcome, Outcome::Exited(ExitStatus::Exited(2)));
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::Exited(ExitStatus::Exited(2))
+    );
     assert_eq!(report.exit_code(), EXIT_FAILED);
 }
 
 #[tokio::test]
 async fn a_spawn_failure_is_reported_and_follows_the_policy() {
-    let script = Script { fail_spawn: true, ..Script::default() };
+    let script = Script {
+        fail_spawn: true,
+        ..Script::default()
+    };
     let (report, calls, events) = run(script.clone(), group(|_| {}), launcher(0)).await;
-    assert_eq!(report.instances[0].outcome, Outcome::FailedToStart("fakehost is unreachable".into()));
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::FailedToStart("fakehost is unreachable".into())
+    );
     assert_eq!(calls.spawns.load(Ordering::SeqCst), 1);
-    assert!(events.iter().any(|e| matches!(e, Event::InstanceFailedToStart { error, .. } if error.contains("unreachable"))));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::InstanceFailedToStart { error, .. } if error.contains("unreachable"))
+    ));
     let g = group(|g| {
         g.restart = RestartPolicy::OnFailure;
         g.max_restarts = 2;
     });
     let (_, calls, _) = run(script, g, launcher(0)).await;
-    assert_eq!(calls.spawns.load(Ordering::SeqCst), 3, "first try + 2 restarts");
+    assert_eq!(
+        calls.spawns.load(Ordering::SeqCst),
+        3,
+        "first try + 2 restarts"
+    );
 }
 
 #[tokio::test]
 async fn a_silent_instance_is_hung_after_the_group_timeout() {
-    let script = Script { obey_terminate: true, ..Script::default() };
+    let script = Script {
+        obey_terminate: true,
+        ..Script::default()
+    };
     let g = group(|g| g.timeout = HumanDuration::from_millis(100));
     let (report, calls, events) = run(script, g, launcher(0)).await;
-    assert_eq!(report.instances[0].outcome, Outcome::TimedOut(ExitStatus::Signaled(15)));
-    assert_eq!(calls.terminates.load(Ordering::SeqCst), 1, "hung: terminate without a stop frame");
-    assert!(events.iter().any(|e| matches!(e, Event::InstanceTimedOut { .. })));
+    assert_eq!(
+        report.instances[0].outcome,
+        Outcome::TimedOut(ExitStatus::Signaled(15))
+    );
+    assert_eq!(
+        calls.terminates.load(Ordering::SeqCst),
+        1,
+        "hung: terminate without a stop frame"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::InstanceTimedOut { .. })));
     assert_eq!(report.exit_code(), EXIT_FAILED);
 }
 
 #[tokio::test]
 async fn the_launcher_timeout_stops_everything_with_exit_code_3() {
-    let script = Script { obey_terminate: true, ..Script::default() };
+    let script = Script {
+        obey_terminate: true,
+        ..Script::default()
+    };
     let mut l = launcher(0);
     l.timeout = HumanDuration::from_millis(100);
     let g = group(|g| g.instances = Some(3));
@@ -307,7 +398,13 @@ async fn a_stop_handle_stops_a_library_run() {
     let launcher = Launcher::builder()
         .launcher(launcher(0))
         .group("g", group(|g| g.instances = Some(2)))
-        .transport(FakeTransport { script: Script { obey_stop: true, ..Script::default() }, calls })
+        .transport(FakeTransport {
+            script: Script {
+                obey_stop: true,
+                ..Script::default()
+            },
+            calls,
+        })
         .build()
         .unwrap();
     let handle = launcher.stop_handle();
@@ -317,5 +414,11 @@ async fn a_stop_handle_stops_a_library_run() {
     });
     let report = launcher.run(|_e: Event| {}).await;
     assert_eq!(report.stop_reason, Some(StopReason::Requested));
-    assert!(report.instances.iter().all(|i| matches!(i.outcome, Outcome::Stopped { step: StopStep::StopFrame, .. })));
+    assert!(report.instances.iter().all(|i| matches!(
+        i.outcome,
+        Outcome::Stopped {
+            step: StopStep::StopFrame,
+            ..
+        }
+    )));
 }

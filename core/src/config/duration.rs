@@ -54,9 +54,11 @@ impl std::str::FromStr for HumanDuration {
         if let Ok(secs) = t.parse::<u64>() {
             return Ok(HumanDuration::from_secs(secs));
         }
-        humantime::parse_duration(t).map(HumanDuration).map_err(|e| {
-            format!("invalid duration `{s}`: {e} (write e.g. \"300ms\", \"30s\", \"5m\")")
-        })
+        humantime::parse_duration(t)
+            .map(HumanDuration)
+            .map_err(|e| {
+                format!("invalid duration `{s}`: {e} (write e.g. \"300ms\", \"30s\", \"5m\")")
+            })
     }
 }
 
@@ -96,10 +98,19 @@ mod tests {
 
     #[test]
     fn parses_human_strings_and_seconds() {
-        assert_eq!("300ms".parse::<HumanDuration>(), Ok(HumanDuration::from_millis(300)));
-        assert_eq!("5m".parse::<HumanDuration>(), Ok(HumanDuration::from_secs(300)));
+        assert_eq!(
+            "300ms".parse::<HumanDuration>(),
+            Ok(HumanDuration::from_millis(300))
+        );
+        assert_eq!(
+            "5m".parse::<HumanDuration>(),
+            Ok(HumanDuration::from_secs(300))
+        );
         assert_eq!("0s".parse::<HumanDuration>(), Ok(HumanDuration::default()));
-        assert_eq!("12".parse::<HumanDuration>(), Ok(HumanDuration::from_secs(12)));
+        assert_eq!(
+            "12".parse::<HumanDuration>(),
+            Ok(HumanDuration::from_secs(12))
+        );
         let err = "5 parsecs".parse::<HumanDuration>().unwrap_err();
         assert!(err.contains("invalid duration `5 parsecs`"), "{err}");
         assert_eq!(HumanDuration::from_millis(1500).to_string(), "1s 500ms");

@@ -180,10 +180,16 @@ fn figment_errors(figment: &Figment, error: figment::Error) -> ConfigErrors {
             .map(|md| describe_metadata(md, &path))
             .or_else(|| {
                 // Missing fields carry no metadata: say which layer defined the parent.
-                figment.find_metadata(&path).map(|md| describe_metadata(md, &path))
+                figment
+                    .find_metadata(&path)
+                    .map(|md| describe_metadata(md, &path))
             });
         out.push(ConfigError {
-            path: if path.is_empty() { "(top level)".into() } else { path },
+            path: if path.is_empty() {
+                "(top level)".into()
+            } else {
+                path
+            },
             message,
             origin,
         });
@@ -203,7 +209,9 @@ impl FlagOverride {
         if key.is_empty() || key.split('.').any(str::is_empty) {
             return Err(ConfigError::new(
                 key,
-                format!("`--set {key}={raw}`: the key must be a dotted path such as launcher.timeout"),
+                format!(
+                    "`--set {key}={raw}`: the key must be a dotted path such as launcher.timeout"
+                ),
             )
             .into());
         }
@@ -306,7 +314,11 @@ placements.here = { transport = "local" }
     #[test]
     fn bad_duration_names_key() {
         let dir = tempfile::tempdir().unwrap();
-        let file = write(dir.path(), "c.toml", &BASE.replace("\"2s\"", "\"2 parsecs\""));
+        let file = write(
+            dir.path(),
+            "c.toml",
+            &BASE.replace("\"2s\"", "\"2 parsecs\""),
+        );
         let err = load(&ConfigSources {
             file: Some(file),
             ignore_env: true,

@@ -8,6 +8,6 @@ mod model;
 pub use duration::HumanDuration;
 pub use load::{load, ConfigSources, LoadedConfig, DEFAULT_CONFIG_FILE, ENV_CONFIG_PREFIX};
 pub use model::{
-    BackoffConfig, CommandLine, Config, GroupConfig, LauncherConfig, LogFormat,
-    PlacementConfig, RestartPolicy,
+    BackoffConfig, CommandLine, Config, GroupConfig, LauncherConfig, LogFormat, PlacementConfig,
+    RestartPolicy,
 };

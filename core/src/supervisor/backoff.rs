@@ -29,7 +29,9 @@ mod tests {
             jitter: 0.0,
             reset_after: HumanDuration::from_secs(60),
         };
-        let d: Vec<u128> = (1..=6).map(|n| restart_delay(&c, n, 0.5).as_millis()).collect();
+        let d: Vec<u128> = (1..=6)
+            .map(|n| restart_delay(&c, n, 0.5).as_millis())
+            .collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
     }
 

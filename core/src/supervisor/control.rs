@@ -88,10 +88,7 @@ impl StopHandle {
 
 /// Waits until the order is at least `min`; returns the order then. Never returns
 /// if the sender is gone (which only happens once the run is over).
-pub(crate) async fn order_at_least(
-    rx: &mut watch::Receiver<ControlState>,
-    min: Order,
-) -> Order {
+pub(crate) async fn order_at_least(rx: &mut watch::Receiver<ControlState>, min: Order) -> Order {
     loop {
         let order = rx.borrow_and_update().order;
         if order >= min {

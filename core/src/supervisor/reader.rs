@@ -2,12 +2,14 @@
 
 use super::activity::Activity;
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream};
-use distarch_protocol::{parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine, FRAME_MARKER};
+use crate::sink::EventTx;
+use distarch_protocol::{
+    parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine, FRAME_MARKER,
+};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use crate::sink::EventTx;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -29,13 +31,13 @@ pub(crate) async fn read_stream(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut chunk = Chunk::new(kind, &label);
+        let mut chunk = Chunk::new(kind, &label, n);
         splitter.feed(&buf[..n], |line| chunk.line(line, &activity));
         if !events.send_batch(chunk.finish(&activity)).await {
             return;
         }
     }
-    let mut chunk = Chunk::new(kind, &label);
+    let mut chunk = Chunk::new(kind, &label, splitter.buffered());
     splitter.finish(|line| chunk.line(line, &activity));
     events.send_batch(chunk.finish(&activity)).await;
 }
@@ -49,11 +51,21 @@ struct Chunk<'a> {
     plain: Option<LogLines>,
     events: Vec<Event>,
     alive: bool,
+    /// Size of the read, to size the text buffer once.
+    bytes: usize,
 }
 
 impl<'a> Chunk<'a> {
-    fn new(kind: LogStream, label: &'a Arc<InstanceLabel>) -> Self {
-        Chunk { kind, label, time: SystemTime::now(), plain: None, events: Vec::new(), alive: false }
+    fn new(kind: LogStream, label: &'a Arc<InstanceLabel>, bytes: usize) -> Self {
+        Chunk {
+            kind,
+            label,
+            time: SystemTime::now(),
+            plain: None,
+            events: Vec::new(),
+            alive: false,
+            bytes,
+        }
     }
 
     fn plain_level(&self) -> Level {
@@ -73,9 +85,9 @@ impl<'a> Chunk<'a> {
     fn push_plain(&mut self, bytes: &[u8], truncated: bool) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let level = self.plain_level();
-        let (time, label, kind) = (self.time, self.label, self.kind);
+        let (time, label, kind, size) = (self.time, self.label, self.kind, self.bytes);
         self.plain
-            .get_or_insert_with(|| LogLines::new(time, label.clone(), level, kind))
+            .get_or_insert_with(|| LogLines::with_capacity(time, label.clone(), level, kind, size))
             .push(bytes, truncated);
     }
 
@@ -84,7 +96,10 @@ impl<'a> Chunk<'a> {
             return;
         }
         self.alive = true;
-        if self.kind == LogStream::Stderr || line.truncated || line.bytes.first() != Some(&FRAME_MARKER) {
+        if self.kind == LogStream::Stderr
+            || line.truncated
+            || line.bytes.first() != Some(&FRAME_MARKER)
+        {
             // Frames are only read on stdout, and a cut line cannot be a whole frame.
             return self.push_plain(line.bytes, line.truncated);
         }
@@ -102,13 +117,20 @@ impl<'a> Chunk<'a> {
         let event = match parse_worker_line(line.bytes) {
             WorkerLine::Text(_) => return self.push_plain(line.bytes, false),
             WorkerLine::Frame(WorkerFrame::Ping) => return,
-            WorkerLine::Frame(WorkerFrame::Log { level, message, fields }) => record(level, message, fields),
+            WorkerLine::Frame(WorkerFrame::Log {
+                level,
+                message,
+                fields,
+            }) => record(level, message, fields),
             WorkerLine::Frame(WorkerFrame::Ready) => Event::InstanceReady(self.label.clone()),
             WorkerLine::Frame(WorkerFrame::Ended) => {
                 activity.mark_ended_frame();
                 return;
             }
-            WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus { instance: self.label.clone(), text },
+            WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
+                instance: self.label.clone(),
+                text,
+            },
             WorkerLine::Malformed { text, error } => {
                 let mut fields = Map::new();
                 fields.insert("malformed_frame".into(), Value::String(error));
@@ -125,7 +147,8 @@ impl<'a> Chunk<'a> {
         if self.alive {
             activity.touch();
             if activity.first_seen() {
-                self.events.insert(0, Event::InstanceSeen(self.label.clone()));
+                self.events
+                    .insert(0, Event::InstanceSeen(self.label.clone()));
             }
         }
         self.events

@@ -8,13 +8,13 @@ use crate::config::{GroupConfig, RestartPolicy};
 use crate::error::error_chain;
 use crate::events::{Event, InstanceLabel, LogStream, StopStep};
 use crate::report::{InstanceReport, Outcome};
+use crate::sink::EventTx;
 use crate::transport::{ExitStatus, Instance, InstanceSpec, Transport};
 use distarch_protocol::{encode_master_frame, env_vars, MasterFrame};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use crate::sink::EventTx;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
@@ -267,14 +267,24 @@ impl InstanceTask {
                 StopStep::Terminate => {
                     if let Err(e) = instance.terminate().await {
                         let label = self.label(self.spec.restart);
-                        self.emit(master_log(&label, distarch_protocol::Level::Warn, format!("terminate failed: {}", error_chain(&e)))).await;
+                        self.emit(master_log(
+                            &label,
+                            distarch_protocol::Level::Warn,
+                            format!("terminate failed: {}", error_chain(&e)),
+                        ))
+                        .await;
                     }
                     self.spec.kill_after
                 }
                 StopStep::Kill => {
                     if let Err(e) = instance.kill().await {
                         let label = self.label(self.spec.restart);
-                        self.emit(master_log(&label, distarch_protocol::Level::Warn, format!("kill failed: {}", error_chain(&e)))).await;
+                        self.emit(master_log(
+                            &label,
+                            distarch_protocol::Level::Warn,
+                            format!("kill failed: {}", error_chain(&e)),
+                        ))
+                        .await;
                     }
                     AFTER_KILL_WAIT
                 }

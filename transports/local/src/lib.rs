@@ -5,10 +5,12 @@
 //! working directory and nice value. Terminate and kill signal the whole process
 //! group, so children of the worker go too; once the worker has ended, whatever is
 //! left of its group is killed. Two mechanisms make sure that nothing outlives a
-//! master that dies, even by SIGKILL: every worker gets `PR_SET_PDEATHSIG(SIGKILL)`,
-//! and, when [`install_reaper`] was called at the start of `main`, a small reaper
-//! process (forked before any thread exists) learns every process group and kills
-//! them all the moment the master's end of its pipe closes.
+//! master that dies, even by SIGKILL: when [`install_reaper`] was called at the start
+//! of `main`, a small reaper process (forked before any thread exists) learns every
+//! process group and kills them all the moment the master's end of its pipe closes;
+//! without a live reaper, every worker gets `PR_SET_PDEATHSIG(SIGKILL)` instead
+//! (which costs a full `fork()` of the master per instance, so it is skipped while
+//! the reaper covers it).
 #![deny(unsafe_code)]
 
 mod reaper;

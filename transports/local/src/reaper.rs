@@ -29,13 +29,27 @@ pub fn install_reaper() -> io::Result<()> {
 
 /// Tells the reaper about a process group (`add`) or that it is gone.
 pub(crate) fn register(pgid: i32, add: bool) {
-    if let Some(lock) = REAPER.get() {
-        if let Ok(mut pipe) = lock.lock() {
-            let line = format!("{}{pgid}\n", if add { '+' } else { '-' });
-            // A few bytes to a pipe the reaper drains continuously: this does not block
-            // for long. If the reaper is gone there is nothing better to do.
-            let _ = pipe.write_all(line.as_bytes());
-        }
+    let line = format!("{}{pgid}\n", if add { '+' } else { '-' });
+    send(line.as_bytes());
+}
+
+/// True when the reaper is installed and still reading its pipe: then it alone
+/// guarantees that no worker group outlives the master, and workers can be started
+/// without a `fork()` of the master (see the transport). Costs one tiny write.
+pub(crate) fn is_alive() -> bool {
+    REAPER.get().is_some() && send(b"\n")
+}
+
+/// Writes to the reaper's pipe; false when there is no reaper or it is gone.
+fn send(bytes: &[u8]) -> bool {
+    let Some(lock) = REAPER.get() else {
+        return false;
+    };
+    match lock.lock() {
+        // A few bytes to a pipe the reaper drains continuously: this does not block
+        // for long. A write error (EPIPE) means the reaper is gone.
+        Ok(mut pipe) => pipe.write_all(bytes).is_ok(),
+        Err(_) => false,
     }
 }
 
