@@ -238,7 +238,6 @@ async fn main() {
 }
 
 async fn compare(fx: &SshFixture, rounds: usize) {
-    let fx = fx;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut conns, mut retries) = (0, 0);
     let (mut our_cpu, mut their_cpu) = ((0.0, 0.0), (0.0, 0.0));
