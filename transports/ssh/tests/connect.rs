@@ -226,3 +226,41 @@ async fn a_dropped_connection_loses_the_instance_and_leaves_nothing_on_the_host(
     .await;
     assert_eq!(String::from_utf8_lossy(&f.stdout), "again\n");
 }
+
+#[tokio::test]
+async fn a_host_that_never_answers_times_out_without_hanging() {
+    let fx = SshFixture::new();
+    // Accepts TCP connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let entry = format!("root@127.0.0.1:{port}");
+    let t = std::sync::Arc::new(SshTransport::new());
+    let settings = settings(&fx, json!({ "connect_timeout": "500ms" }));
+    let started = Instant::now();
+    // Two instances waiting for the same host get the same answer.
+    let spec = spec(&settings, &entry, &["true"]);
+    let (a, b) = tokio::join!(t.spawn(&spec), t.spawn(&spec));
+    let elapsed = started.elapsed();
+    silent.abort();
+    for r in [a, b] {
+        let err = error_chain(&r.err().expect("must fail"));
+        assert!(
+            err.contains(&format!(
+                "connecting to {entry} (127.0.0.1:{port}) timed out after 500ms"
+            )),
+            "{err}"
+        );
+    }
+    // 3 attempts of 0.5 s with 0.3 s + 0.6 s of backoff (plus jitter), once for both.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "retried: {elapsed:?}"
+    );
+}
