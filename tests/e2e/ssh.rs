@@ -429,3 +429,24 @@ fn the_sdk_example_runs_unchanged_over_ssh() {
         "{out}"
     );
 }
+
+#[test]
+fn flooding_remote_workers_sharing_a_connection_lose_no_line() {
+    let fx = servers(1);
+    let token = unique_token("sshflood");
+    let d = Distarch::new().config(
+        &remote_group(&fx, &[0], "flood", 3, "", "", &token)
+            .replace("\"flood\"", "\"flood\", \"50000\""),
+    );
+    let out = d.run(&["launch"], Duration::from_secs(180));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.lines_with("xxxxxxxxxx").len(), 150_000);
+    let h = fx.server(0).entry();
+    for id in 1..=3 {
+        assert_eq!(
+            out.lines_with(&format!("[g] [{h}] [{id}/{id}] INFO line 0000049999"))
+                .len(),
+            1
+        );
+    }
+}
