@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long cleanup waits for the log to be read to its end before deleting the pod.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+
 /// How the pod was asked to go, strongest last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Deletion {
@@ -32,6 +35,8 @@ pub struct PodInstance {
     pub(crate) io: Option<InstanceIo>,
     /// Kept alive for the life of the pod: dropping it ends the attach.
     pub(crate) attached: Option<AttachedProcess>,
+    /// Turns true once the followed log has been read to its end.
+    pub(crate) log_done: Option<watch::Receiver<bool>>,
     pub(crate) kill_after: Duration,
     deletion: Deletion,
 }
@@ -48,6 +53,7 @@ impl PodInstance {
         watch: Arc<PodWatch>,
         io: InstanceIo,
         attached: Option<AttachedProcess>,
+        log_done: Option<watch::Receiver<bool>>,
         kill_after: Duration,
     ) -> Self {
         PodInstance {
@@ -59,6 +65,7 @@ impl PodInstance {
             watch,
             io: Some(io),
             attached,
+            log_done,
             kill_after,
             deletion: Deletion::None,
         }
@@ -166,6 +173,12 @@ impl Instance for PodInstance {
     }
 
     async fn cleanup(&mut self) {
+        // Deleting the pod ends its log: let the log be read to its last line first
+        // (bounded: a stuck reader must not keep the pod).
+        // (Only when someone reads it: the streams were handed out.)
+        if let (Some(done), None) = (self.log_done.as_mut(), self.io.as_ref()) {
+            let _ = tokio::time::timeout(LOG_DRAIN, done.wait_for(|d| *d)).await;
+        }
         let already_gone = self.state.borrow().deleted;
         if !already_gone && self.deletion < Deletion::Forced {
             if let Err(e) = self.delete(0, Deletion::Forced).await {

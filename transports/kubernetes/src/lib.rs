@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod eof;
 mod errors;
 mod gc;
 mod instance;

@@ -117,7 +117,14 @@ pub async fn attach_stdio(
     name: &str,
     running: bool,
     output_from_attach: bool,
-) -> Result<(InstanceIo, Option<AttachedProcess>), (FailedCall, kube::Error)> {
+) -> Result<
+    (
+        InstanceIo,
+        Option<AttachedProcess>,
+        Option<watch::Receiver<bool>>,
+    ),
+    (FailedCall, kube::Error),
+> {
     let mut attached = None;
     if running {
         let params = AttachParams::default()
@@ -162,6 +169,7 @@ pub async fn attach_stdio(
                 stderr,
             },
             attached,
+            None,
         ));
     }
     let params = LogParams {
@@ -173,12 +181,14 @@ pub async fn attach_stdio(
         .log_stream(name, &params)
         .await
         .map_err(|e| (("get", "pods/log"), e))?;
+    let (stdout, log_done) = crate::eof::EofSignal::new(log.compat());
     Ok((
         InstanceIo {
             stdin,
-            stdout: Box::new(log.compat()),
+            stdout: Box::new(stdout),
             stderr: None,
         },
         attached,
+        Some(log_done),
     ))
 }

@@ -254,7 +254,7 @@ impl Transport for KubernetesTransport {
                 return Err(fail(message).await);
             }
         };
-        let (io, attached) = match attach_stdio(
+        let (io, attached, log_done) = match attach_stdio(
             &scope.pods,
             &name,
             running,
@@ -279,6 +279,7 @@ impl Transport for KubernetesTransport {
             scope.watch.clone(),
             io,
             attached,
+            log_done,
             spec.kill_after,
         )))
     }
