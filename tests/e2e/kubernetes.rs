@@ -365,6 +365,34 @@ fn attach_output_keeps_stderr_apart() {
 }
 
 #[test]
+fn an_overloaded_api_server_is_waited_for() {
+    // The first 6 creates and deletes answer 429 with Retry-After: the client backs
+    // off as the server says and every pod still starts and goes.
+    let d = engine();
+    let t = KubeTarget::fake(&d, IMAGE, &["--throttle", "6"]);
+    let run = run_id("kth");
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"/worker\", \"hello\"]\nplacements.k8s = {}\n",
+        t.placement(3, "")
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.lines_with("hello id=").len(), 3, "{out}");
+    let (_, by) = t.server.as_ref().expect("fake").requests();
+    let throttled: u64 = by
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("throttled "))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(throttled, 6, "{by}");
+    assert_run_gone(&t, &run);
+}
+
+#[test]
 fn master_sigkill_leaves_no_running_pod_after_gc() {
     let d = engine();
     let t = KubeTarget::fake(&d, IMAGE, &[]);

@@ -85,6 +85,19 @@ pub async fn handle(server: Shared, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// 429 as priority and fairness writes it, with `Retry-After: 1`.
+pub fn too_many_requests() -> Response<Body> {
+    let mut r = status_response(
+        429,
+        "TooManyRequests",
+        "Too many requests, please try again later.",
+        Some(json!({"retryAfterSeconds": 1})),
+    );
+    r.headers_mut()
+        .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+    r
+}
+
 /// 403 as the authorizer writes it.
 pub fn forbidden(verb: &str, resource: &str, ns: &str, name: Option<&str>) -> Response<Body> {
     let base = resource.split('/').next().unwrap_or(resource);
@@ -171,6 +184,9 @@ async fn collection(
                 return status_response(405, "MethodNotAllowed", "create needs a namespace", None);
             };
             server.count("create", resource);
+            if server.throttled("create", resource) {
+                return too_many_requests();
+            }
             if server.forbidden("create", resource) {
                 return forbidden("create", resource, ns, None);
             }
@@ -585,6 +601,9 @@ async fn item(
         }
         Method::DELETE => {
             server.count("delete", resource);
+            if server.throttled("delete", resource) {
+                return too_many_requests();
+            }
             if server.forbidden("delete", resource) {
                 return forbidden("delete", resource, ns, Some(name));
             }

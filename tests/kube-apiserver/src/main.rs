@@ -7,7 +7,7 @@
 //!
 //! Usage: `distarch-fake-apiserver --docker unix:///path/docker.sock [--listen
 //! 127.0.0.1:0] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]...
-//! [--id ID]`. It prints `listening on http://ADDR` on stdout once it accepts
+//! [--id ID] [--throttle N]`. It prints `listening on http://ADDR` on stdout once it accepts
 //! connections. SIGTERM or SIGINT removes its containers and exits.
 #![forbid(unsafe_code)]
 
@@ -37,6 +37,7 @@ struct Args {
     forbid: BTreeSet<String>,
     node_labels: BTreeMap<String, String>,
     id: String,
+    throttle: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         forbid: BTreeSet::new(),
         node_labels: BTreeMap::new(),
         id: format!("fake-{}", std::process::id()),
+        throttle: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,8 +69,14 @@ fn parse_args() -> Result<Args, String> {
                 a.node_labels.insert(k.into(), v.into());
             }
             "--id" => a.id = value()?,
+            "--throttle" => {
+                let v = value()?;
+                a.throttle = v
+                    .parse()
+                    .map_err(|_| format!("--throttle wants a count, got {v:?}"))?;
+            }
             "--help" | "-h" => {
-                println!("usage: distarch-fake-apiserver --docker unix:///PATH [--listen ADDR] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]... [--id ID]");
+                println!("usage: distarch-fake-apiserver --docker unix:///PATH [--listen ADDR] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]... [--id ID] [--throttle N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -171,6 +179,7 @@ async fn main() {
         node_name: "fake-node".into(),
         counters: Mutex::default(),
         id: args.id,
+        throttle: std::sync::atomic::AtomicU64::new(args.throttle),
     });
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();

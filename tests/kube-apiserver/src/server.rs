@@ -33,6 +33,9 @@ pub struct Server {
     pub counters: Mutex<BTreeMap<String, u64>>,
     /// Label value put on every container of this server.
     pub id: String,
+    /// How many more create/delete requests answer 429 Too Many Requests (as the
+    /// API server's priority and fairness does when overloaded).
+    pub throttle: std::sync::atomic::AtomicU64,
 }
 
 /// Shared handle.
@@ -52,6 +55,19 @@ impl Server {
         *lock(&self.counters)
             .entry(format!("{verb} {resource}"))
             .or_default() += 1;
+    }
+
+    /// True when this request must be throttled (429); counts it.
+    pub fn throttled(&self, verb: &str, resource: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        let took = self
+            .throttle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if took {
+            self.count("throttled", &format!("{verb} {resource}"));
+        }
+        took
     }
 
     /// True when the test asked `verb` on `resource` to be forbidden.
