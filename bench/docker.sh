@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50}
+NETWORK=${NETWORK:-none}   # network mode of every container, both ways
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
 DISTARCH=$BIN_DIR/distarch
 WORKER=$BIN_DIR/distarch-example-worker
@@ -51,7 +52,7 @@ done
 tar -C "$ROOT" -c . | docker -H "$HOST" import -c 'ENTRYPOINT ["/worker"]' - "$IMAGE" >/dev/null
 
 # Warm-up: one container each way, so neither side pays the first-start costs.
-docker -H "$HOST" run -d -i --network none --name warm "$IMAGE" >/dev/null
+docker -H "$HOST" run -d -i --network "$NETWORK" --name warm "$IMAGE" >/dev/null
 docker -H "$HOST" rm -f warm >/dev/null
 
 # 3. distarch: N containers, until every one has sent `ready`.
@@ -61,12 +62,14 @@ stop_grace = "10s"
 [groups.bench]
 command = ["/worker"]
 params = { tick_seconds = 5.0 }
-placements.box = { transport = "docker", image = "$IMAGE", host = "$HOST", network = "none", pull = "never", entrypoint = [], instances = $N }
+placements.box = { transport = "docker", image = "$IMAGE", host = "$HOST", network = "$NETWORK", pull = "never", entrypoint = [], init = false, instances = $N }
 TOML
+: >"$DIR/distarch.log"
+ready() { grep -c 'distarch: ready' "$DIR/distarch.log" || true; }
 start=$(now)
-"$DISTARCH" launch -c "$DIR/bench.toml" --run-id bench >"$DIR/distarch.log" 2>&1 &
+"$DISTARCH" launch -c "$DIR/bench.toml" --run-id bench >>"$DIR/distarch.log" 2>&1 &
 MASTER=$!
-while [ "$(grep -c 'distarch: ready' "$DIR/distarch.log" || true)" -lt "$N" ]; do
+while [ "$(ready)" -lt "$N" ]; do
     kill -0 "$MASTER" 2>/dev/null || { echo "distarch ended early:" >&2; tail -20 "$DIR/distarch.log" >&2; exit 1; }
     sleep 0.01
 done
@@ -80,7 +83,7 @@ left=$(docker -H "$HOST" ps -aq --filter label=distarch.run=bench | wc -l)
 # 4. The CLI loop: the same N containers, one `docker run -d` after another.
 start=$(now)
 for i in $(seq 1 "$N"); do
-    docker -H "$HOST" run -d -i --network none --name "loop-$i" \
+    docker -H "$HOST" run -d -i --network "$NETWORK" --name "loop-$i" \
         -e DISTARCH_ID="$i" -e DISTARCH_GROUP=bench "$IMAGE" >/dev/null
 done
 t_loop=$(since "$start")
@@ -88,11 +91,19 @@ stop_start=$(now)
 docker -H "$HOST" rm -f $(docker -H "$HOST" ps -aq --filter name=loop-) >/dev/null
 t_loop_rm=$(since "$stop_start")
 
+# 5. For reference, the engine's own limit: the same N `docker run -d` all at once.
+start=$(now)
+seq 1 "$N" | xargs -P "$N" -I{} docker -H "$HOST" run -d -i --network "$NETWORK" \
+    --name "par-{}" "$IMAGE" >/dev/null
+t_par=$(since "$start")
+docker -H "$HOST" rm -f $(docker -H "$HOST" ps -aq --filter name=par-) >/dev/null
+
 speedup=$(awk -v a="$t_loop" -v b="$t_distarch" 'BEGIN { printf "%.1f", a / b }')
 printf '\n%-58s %10s\n' "docker benchmark, $N containers, one engine" "seconds"
 printf '%-58s %10.2f\n' "distarch: launch until all $N sent ready" "$t_distarch"
 printf '%-58s %10.2f\n' "docker run -d loop: all $N started (no readiness)" "$t_loop"
 printf '%-58s %9sx\n' "speed-up (loop / distarch)" "$speedup"
+printf '%-58s %10.2f\n' "(engine limit: $N docker run -d at once, no readiness)" "$t_par"
 printf '%-58s %10.2f\n' "distarch: Ctrl-C until all stopped and removed" "$t_distarch_stop"
 printf '%-58s %10.2f\n' "docker rm -f of the loop's $N containers" "$t_loop_rm"
 printf '%-58s %10s\n' "containers of the distarch run left after it" "$left"

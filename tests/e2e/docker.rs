@@ -657,3 +657,35 @@ fn sigint_while_containers_are_still_starting_leaves_none() {
         d.run_containers(&run, true)
     );
 }
+
+#[test]
+fn the_docker_example_runs_as_documented() {
+    let d = engine();
+    let root = repo_root();
+    let build = std::process::Command::new(root.join("examples/build-docker-image.sh"))
+        .arg(example_worker_bin())
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .expect("run examples/build-docker-image.sh");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let config = root.join("examples/docker.toml").display().to_string();
+    let out = Distarch::new().env("DOCKER_HOST", &d.host()).run(
+        &["launch", "-c", &config, "--max-running-time", "2s"],
+        LIMIT,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has(
+        "[boxed] [docker] [3/3] INFO I am instance 3 (3/3 of group boxed) on docker, restart 0",
+    );
+    out.assert_has("[boxed] [docker] [1/1] INFO message: Hello from a container!");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        3,
+        "{out}"
+    );
+}
