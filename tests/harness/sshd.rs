@@ -340,6 +340,13 @@ impl SshFixture {
     /// Cuts every connection to server `i`: kills the per-connection sshd processes
     /// below the listener (not the listener, not the sessions' programs).
     pub fn kill_connections(&self, i: usize) -> usize {
+        self.signal_connections(i, "KILL")
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`, `KILL`) to the per-connection sshd
+    /// processes of server `i`; returns how many there were. `STOP` makes the
+    /// connections silent without closing them, like a network partition.
+    pub fn signal_connections(&self, i: usize, signal: &str) -> usize {
         let listener = self.servers[i].pid();
         let tree = process_tree();
         let mut victims = Vec::new();
@@ -354,7 +361,7 @@ impl SshFixture {
         }
         for v in &victims {
             let _ = Command::new("kill")
-                .arg("-KILL")
+                .arg(format!("-{signal}"))
                 .arg(v.to_string())
                 .stderr(Stdio::null())
                 .status();

@@ -264,3 +264,42 @@ async fn a_host_that_never_answers_times_out_without_hanging() {
         "retried: {elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn keepalives_notice_a_silent_connection() {
+    let mut fx = SshFixture::new();
+    let a = fx.start("127.0.0.1");
+    fx.trust(a);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({ "keepalive": "300ms" }));
+    let tok = token("frozen");
+    let spec = spec(
+        &settings,
+        &fx.server(a).entry(),
+        &["sh", "-c", "sleep 1000; true", &tok],
+    );
+    let mut instance = t.spawn(&spec).await.unwrap();
+    let _io = instance.take_io().unwrap();
+    // The server's side of the connection stops answering, without closing it.
+    assert!(fx.signal_connections(a, "STOP") > 0);
+    let started = Instant::now();
+    let exit = tokio::time::timeout(Duration::from_secs(20), instance.wait()).await;
+    fx.signal_connections(a, "CONT");
+    let exit = exit
+        .expect("keepalives should have dropped the connection")
+        .unwrap();
+    assert!(matches!(&exit, ExitStatus::Lost(_)), "{exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // When the host's sshd runs again it finds the connection closed, and the
+    // watcher leaves nothing behind.
+    assert!(
+        eventually(Duration::from_secs(10), || fx
+            .remote_pids(a, &tok)
+            .is_empty())
+        .await
+    );
+}
