@@ -200,3 +200,15 @@ async fn fifty_instances_on_one_host_with_the_default_max_sessions() {
         .await
     );
 }
+
+#[tokio::test]
+async fn the_group_priority_becomes_the_remote_nice_value() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.3");
+    fx.trust(s);
+    let settings = settings(&fx, json!({}));
+    let mut spec = spec(&settings, &fx.server(s).entry(), &["nice"]);
+    spec.priority = Some(7);
+    let f = run_to_end(&SshTransport::new(), &spec).await;
+    assert_eq!(String::from_utf8_lossy(&f.stdout), "7\n");
+}
