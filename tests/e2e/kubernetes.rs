@@ -393,6 +393,30 @@ fn an_overloaded_api_server_is_waited_for() {
 }
 
 #[test]
+fn the_placement_context_picks_cluster_and_default_namespace() {
+    let d = engine();
+    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    let server = t.server.as_ref().expect("fake");
+    // Two contexts on the same server: the current one points at a dead port, the
+    // placement's one at the server, with kube-system as its namespace.
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:1\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: broken\n  context:\n    cluster: dead\n    user: u\n- name: sys\n  context:\n    cluster: fake\n    user: u\n    namespace: kube-system\ncurrent-context: broken\nusers:\n- name: u\n  user: {{}}\n",
+        server.url()
+    );
+    let run = run_id("kcx");
+    let dir = Distarch::new().file("kubeconfig", &kc);
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"/worker\", \"hello\"]\nplacements.k8s = {{ transport = \"kubernetes\", image = \"{IMAGE}\", kubeconfig = {}, context = \"sys\", instances = 1 }}\n",
+        toml_str(dir.path("kubeconfig").display().to_string())
+    );
+    let out = dir.config(&cfg).run(&["launch", "--run-id", &run], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has(&format!("(pod kube-system/distarch-{run}-g-1)"));
+    out.assert_has("[g] [sys] [1/1]");
+    out.assert_has("host=sys");
+}
+
+#[test]
 fn master_sigkill_leaves_no_running_pod_after_gc() {
     let d = engine();
     let t = KubeTarget::fake(&d, IMAGE, &[]);

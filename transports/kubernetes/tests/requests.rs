@@ -583,3 +583,18 @@ async fn a_pod_deleted_before_it_starts_fails_the_start() {
         "pod default/distarch-r1x2-work-ers-3 was deleted before its container started"
     );
 }
+
+#[tokio::test]
+async fn in_cluster_outside_a_cluster_says_so() {
+    let err = KubernetesTransport::new()
+        .spawn(&spec(json!({"image": "w", "in_cluster": true})))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.chain()
+            .starts_with("cannot load the in-cluster service-account configuration"),
+        "{}",
+        err.chain()
+    );
+}
