@@ -1,7 +1,7 @@
 //! distarch-transport-ssh: instances on remote hosts over SSH (russh), with
 //! nothing installed there but sshd and a POSIX shell.
 //!
-//! How it works: [`SshTransport::plan`] gives one target per host of a placement.
+//! How it works: the [`SshTransport`]'s `plan` gives one target per host of a placement.
 //! At spawn time the host entry is resolved (entry, then placement settings, then
 //! `~/.ssh/config`), and the instance gets a session channel from that host's pool
 //! of connections: channels share connections, and a new connection is opened when
