@@ -9,9 +9,11 @@
 //! host key against known_hosts and authenticate with the agent's keys, then key
 //! files. The channel runs a small POSIX sh wrapper ([`command::WRAPPER`]) whose
 //! arguments are single-quoted words, so no value reaches a shell parser. The
-//! wrapper starts a watcher in a session of its own and then execs the worker with
-//! sshd's session pid, so an SSH `signal` request reaches the worker's process
-//! group. The watcher relays the channel's stdin to the worker; when stdin ends
+//! wrapper starts a watcher in a session of its own, reports the worker's pid and
+//! then execs the worker with sshd's session pid, which is also its process group
+//! id: terminate and kill run `kill -TERM|-KILL -<pgid>` in a short channel of their
+//! own (OpenSSH refuses SSH `signal` requests in common setups). The watcher relays
+//! the channel's stdin to the worker; when stdin ends
 //! (the master closed it, died, or the connection dropped) it gives the worker's
 //! process group the stop grace, then SIGTERM, then SIGKILL. The channel's stdout
 //! and stderr are the worker's, the channel's exit status is the worker's, and a
