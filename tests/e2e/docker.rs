@@ -689,3 +689,36 @@ fn the_docker_example_runs_as_documented() {
         "{out}"
     );
 }
+
+#[test]
+fn the_next_launch_removes_what_a_killed_master_left() {
+    let d = own_engine();
+    let run = run_id("left");
+    let stubborn = config(
+        &d,
+        "",
+        "[\"echo up; exec sleep 3600\"]",
+        "",
+        2,
+        ", entrypoint = [\"/bin/sh\", \"-c\"]",
+    );
+    let dist = Distarch::new().config(&stubborn);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    assert!(
+        running.wait_for("INFO up", 2, LIMIT),
+        "{}",
+        running.stdout()
+    );
+    running.signal("KILL");
+    let _ = running.wait(LIMIT);
+    assert_eq!(d.run_containers(&run, false).len(), 2, "they keep running");
+    // Any later launch against the engine collects them, even a short one.
+    let next = config(&d, "", "[\"hello\"]", "", 1, "");
+    let out = Distarch::new().config(&next).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        d.run_containers(&run, true).is_empty(),
+        "left: {:?}",
+        d.run_containers(&run, true)
+    );
+}

@@ -17,6 +17,11 @@ use distarch_core::{
     ConfigError, Instance, InstanceSpec, PlacementRef, SpawnError, Target, Transport,
 };
 use serde_json::Value;
+use std::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// How long `shutdown` waits for the collections of gone runs to finish.
+const COLLECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Seconds the engine's stop timer runs past the master's `kill_after`.
 const STOP_BACKSTOP: i32 = 2;
@@ -29,6 +34,7 @@ pub struct DockerTransport {
     images: Images,
     master: MasterIdentity,
     collect_on_connect: bool,
+    collections: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Default for DockerTransport {
@@ -46,6 +52,7 @@ impl DockerTransport {
             images: Images::default(),
             master: MasterIdentity::current(),
             collect_on_connect: true,
+            collections: Mutex::new(Vec::new()),
         }
     }
 
@@ -66,10 +73,14 @@ impl DockerTransport {
         if fresh && self.collect_on_connect {
             let docker = docker.clone();
             let here = self.master.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let mut report = EngineGc::default();
                 let _ = collect(&docker, &here, &GcOptions::default(), &mut report).await;
             });
+            self.collections
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
         }
         Ok(docker)
     }
@@ -187,6 +198,15 @@ impl Transport for DockerTransport {
         // Containers of starts that were cancelled, or whose task went away without
         // cleanup, are still recorded: end them now.
         self.live.end_all().await;
+        // Let the collections started at connection finish, so a short run still
+        // cleans what killed runs left (bounded: an engine may be slow).
+        let tasks: Vec<JoinHandle<()>> = self
+            .collections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        let _ = tokio::time::timeout(COLLECTION_WAIT, futures_util::future::join_all(tasks)).await;
     }
 }
 
