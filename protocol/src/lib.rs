@@ -11,8 +11,8 @@
 //! This crate holds the frame types, their encoding ([`encode_worker_frame`],
 //! [`encode_master_frame`]), the classification of a received line ([`parse_worker_line`],
 //! [`parse_master_line`]) and a [`LineSplitter`] that cuts a byte stream into lines
-//! while never buffering more than a fixed bound. It depends on serde only, so that
-//! workers can use it without pulling any runtime. `docs/protocol.md` in the
+//! while never buffering more than a fixed bound. It depends on serde (and memchr for
+//! fast newline search) only, so that workers can use it without pulling any runtime. `docs/protocol.md` in the
 //! repository is the normative description.
 #![forbid(unsafe_code)]
 

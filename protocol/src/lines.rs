@@ -49,7 +49,7 @@ impl LineSplitter {
     /// Feeds a chunk; calls `emit` for every line completed (or cut) by it.
     pub fn feed(&mut self, mut input: &[u8], mut emit: impl FnMut(RawLine<'_>)) {
         while !input.is_empty() {
-            let newline = input.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', input);
             if self.skipping {
                 match newline {
                     Some(pos) => {

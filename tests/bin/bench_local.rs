@@ -6,7 +6,7 @@
 //! `distarch-bench-local [--instances 1000] [--workers 4] [--lines 250000]`
 //! (expects the release or debug build directory of the workspace beside it).
 #![allow(unsafe_code)] // wait4(2) for the children's peak RSS
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // a measuring tool: failing loudly is right
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,7 +41,11 @@ fn measure(mut cmd: Command) -> (Duration, u64, i32) {
     let took = start.elapsed();
     assert_eq!(rc, pid, "wait4 failed");
     std::mem::forget(child); // already reaped by wait4
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     (took, usage.ru_maxrss as u64, code)
 }
 
@@ -72,7 +76,9 @@ fn floor_start(n: u64, out: &Path) {
 /// Floor for (2): W flooding workers, one thread each copying lines to one file.
 fn floor_flood(workers: u64, lines: u64, out: &Path) {
     let worker = dir().join("distarch-test-worker");
-    let file = std::sync::Arc::new(std::sync::Mutex::new(BufWriter::new(std::fs::File::create(out).expect("out"))));
+    let file = std::sync::Arc::new(std::sync::Mutex::new(BufWriter::new(
+        std::fs::File::create(out).expect("out"),
+    )));
     let mut threads = Vec::new();
     for _ in 0..workers {
         let mut child = Command::new(&worker)
@@ -113,9 +119,15 @@ fn distarch(config: &str, tmp: &Path, out: &Path) -> Command {
     cmd
 }
 
+/// Counts lines containing `needle` without holding the file in memory (the bench's
+/// own size leaks into its children's peak RSS through fork+exec).
 fn count_lines(path: &Path, needle: &str) -> usize {
-    let text = std::fs::read(path).unwrap_or_default();
-    text.split(|&b| b == b'\n')
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
         .filter(|l| std::str::from_utf8(l).map(|s| s.contains(needle)).unwrap_or(false))
         .count()
 }
@@ -125,67 +137,84 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("floor-start") => return floor_start(arg("floor-start", 1000), Path::new(&args[3])),
         Some("floor-flood") => {
-            return floor_flood(args[2].parse().unwrap_or(4), args[3].parse().unwrap_or(250_000), Path::new(&args[4]))
+            return floor_flood(
+                args[2].parse().unwrap_or(4),
+                args[3].parse().unwrap_or(250_000),
+                Path::new(&args[4]),
+            )
         }
         _ => {}
     }
     let n = arg("--instances", 1000);
     let workers = arg("--workers", 4);
     let lines = arg("--lines", 250_000);
+    let runs = arg("--runs", 3).max(1);
     let tmp = tempfile::tempdir().expect("tmp");
     let me = std::env::current_exe().expect("exe");
     let worker = dir().join("distarch-test-worker");
-
-    // (1) start N instances that print one line and exit.
-    let floor_out = tmp.path().join("floor-start.log");
-    let mut cmd = Command::new(&me);
-    cmd.args(["floor-start", &n.to_string()]).arg(&floor_out);
-    let (floor_t, floor_rss, _) = measure(cmd);
-    let d_out = tmp.path().join("distarch-start.log");
-    let config = format!(
+    let total = workers * lines;
+    let start_config = format!(
         "[groups.bench]\ncommand = [{:?}, \"hello\"]\ninstances = {n}\ntimeout = \"0s\"\n",
         worker.display().to_string()
     );
-    let (d_t, d_rss, d_code) = measure(distarch(&config, tmp.path(), &d_out));
-    let d_hellos = count_lines(&d_out, "INFO hello id=");
-    let f_hellos = count_lines(&floor_out, "hello id=");
-
-    // (2) throughput: W workers x L lines of ~60 bytes, to a file.
-    let floor_flood_out = tmp.path().join("floor-flood.log");
-    let mut cmd = Command::new(&me);
-    cmd.args(["floor-flood", &workers.to_string(), &lines.to_string()]).arg(&floor_flood_out);
-    let (ff_t, ff_rss, _) = measure(cmd);
-    let df_out = tmp.path().join("distarch-flood.log");
-    let config = format!(
+    let flood_config = format!(
         "[groups.flood]\ncommand = [{:?}, \"flood\", \"{lines}\"]\ninstances = {workers}\ntimeout = \"0s\"\n",
         worker.display().to_string()
     );
-    let (df_t, df_rss, df_code) = measure(distarch(&config, tmp.path(), &df_out));
-    let total = workers * lines;
-    let ff_lines = count_lines(&floor_flood_out, "xxxxxxxx");
-    let df_lines = count_lines(&df_out, "xxxxxxxx");
+    let mut rows = Vec::new();
+    let mut checks = Vec::new();
+    // Floor and distarch alternate, run after run, so that a busy machine slows both.
+    let (mut fs, mut ds, mut ff, mut df) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let floor_out = tmp.path().join("floor-start.log");
+        let mut cmd = Command::new(&me);
+        cmd.args(["floor-start", &n.to_string()]).arg(&floor_out);
+        fs.push(measure(cmd));
+        checks.push(format!("(1) floor {}/{n}", count_lines(&floor_out, "hello id=")));
+        let d_out = tmp.path().join("distarch-start.log");
+        ds.push(measure(distarch(&start_config, tmp.path(), &d_out)));
+        checks.push(format!("(1) distarch {}/{n}", count_lines(&d_out, "INFO hello id=")));
 
-    let rate = |lines: usize, t: Duration| lines as f64 / t.as_secs_f64();
-    println!("distarch local benchmark (same run, same worker binary)");
-    println!("{:<44} {:>14} {:>14} {:>8}", "measure", "floor", "distarch", "ratio");
-    println!(
-        "{:<44} {:>12.3} s {:>12.3} s {:>7.2}x",
+        let floor_out = tmp.path().join("floor-flood.log");
+        let mut cmd = Command::new(&me);
+        cmd.args(["floor-flood", &workers.to_string(), &lines.to_string()]).arg(&floor_out);
+        ff.push(measure(cmd));
+        checks.push(format!("(2) floor {}/{total}", count_lines(&floor_out, "xxxxxxxx")));
+        let d_out = tmp.path().join("distarch-flood.log");
+        df.push(measure(distarch(&flood_config, tmp.path(), &d_out)));
+        checks.push(format!("(2) distarch {}/{total}", count_lines(&d_out, "xxxxxxxx")));
+    }
+    let median = |v: &[(Duration, u64, i32)]| {
+        let mut t: Vec<Duration> = v.iter().map(|x| x.0).collect();
+        t.sort();
+        t[t.len() / 2]
+    };
+    let peak = |v: &[(Duration, u64, i32)]| v.iter().map(|x| x.1).max().unwrap_or(0);
+    let (f1, d1, f2, d2) = (median(&fs), median(&ds), median(&ff), median(&df));
+    let rate = |t: Duration| total as f64 / t.as_secs_f64();
+    rows.push(format!(
+        "{:<46} {:>12.3} s {:>12.3} s {:>8.2}x",
         format!("(1) start {n} instances until all ended"),
-        floor_t.as_secs_f64(),
-        d_t.as_secs_f64(),
-        d_t.as_secs_f64() / floor_t.as_secs_f64()
-    );
-    println!(
-        "{:<44} {:>14.0} {:>14.0} {:>7.2}x",
+        f1.as_secs_f64(),
+        d1.as_secs_f64(),
+        d1.as_secs_f64() / f1.as_secs_f64()
+    ));
+    rows.push(format!(
+        "{:<46} {:>14.0} {:>14.0} {:>8.2}x",
         format!("(2) lines/s, {workers} workers x {lines} lines"),
-        rate(ff_lines, ff_t),
-        rate(df_lines, df_t),
-        ff_t.as_secs_f64() / df_t.as_secs_f64()
-    );
-    println!("{:<44} {:>11} KiB {:>11} KiB", "(3) peak RSS during (1)", floor_rss, d_rss);
-    println!("{:<44} {:>11} KiB {:>11} KiB", "(3) peak RSS during (2)", ff_rss, df_rss);
-    println!(
-        "check: (1) lines {f_hellos}/{n} floor, {d_hellos}/{n} distarch (exit {d_code}); (2) lines {ff_lines}/{total} floor, {df_lines}/{total} distarch (exit {df_code})"
-    );
-    println!("(ratio: distarch time / floor time for (1); floor time / distarch time for (2): both read 'how many times slower than the floor')");
+        rate(f2),
+        rate(d2),
+        d2.as_secs_f64() / f2.as_secs_f64()
+    ));
+    rows.push(format!("{:<46} {:>10} KiB {:>10} KiB", "(3) peak RSS during (1)", peak(&fs), peak(&ds)));
+    rows.push(format!("{:<46} {:>10} KiB {:>10} KiB", "(3) peak RSS during (2)", peak(&ff), peak(&df)));
+    println!("distarch local benchmark: median of {runs} run(s), floor and distarch alternating");
+    println!("{:<46} {:>14} {:>14} {:>9}", "measure", "floor", "distarch", "slowdown");
+    for row in rows {
+        println!("{row}");
+    }
+    let codes: Vec<i32> = ds.iter().chain(&df).map(|x| x.2).collect();
+    println!("distarch exit codes: {codes:?}");
+    println!("lines received: {}", checks.join(", "));
+    println!("slowdown = distarch time / floor time (target: at most 1.5x)");
 }

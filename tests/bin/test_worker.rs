@@ -5,7 +5,9 @@
 //! process's command line so tests can find leftovers).
 #![allow(unsafe_code)] // ignoring SIGTERM needs libc::signal
 
-use distarch_protocol::{encode_worker_frame, parse_master_line, MasterFrame, MasterLine, WorkerFrame};
+use distarch_protocol::{
+    encode_worker_frame, parse_master_line, MasterFrame, MasterLine, WorkerFrame,
+};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -90,8 +92,14 @@ fn main() {
                 .rsplit_once(')')
                 .and_then(|(_, rest)| rest.split_whitespace().nth(16).map(str::to_string))
                 .unwrap_or_default();
-            let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
-            say(&format!("cwd={cwd} extra={} nice={nice} pgid-is-pid={}", var("EXTRA"), pgid_is_pid()));
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            say(&format!(
+                "cwd={cwd} extra={} nice={nice} pgid-is-pid={}",
+                var("EXTRA"),
+                pgid_is_pid()
+            ));
         }
         "serve" => {
             watch_stdin(true);
@@ -122,7 +130,10 @@ fn main() {
             let n: u64 = arg.parse().unwrap_or(100_000);
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for i in 0..n {
-                let _ = writeln!(out, "line {i:010} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+                let _ = writeln!(
+                    out,
+                    "line {i:010} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                );
             }
         }
         "garbage" => {

@@ -24,7 +24,9 @@ fn one_instance() {
     let d = Distarch::new().config(&one_group("hello", 1, "", "", &token));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
-    out.assert_has("[g] [localhost] [1/1] INFO hello id=1 group=g group_id=1 count=1 host=localhost restart=0");
+    out.assert_has(
+        "[g] [localhost] [1/1] INFO hello id=1 group=g group_id=1 count=1 host=localhost restart=0",
+    );
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
@@ -68,11 +70,22 @@ fn params_reach_the_worker() {
 #[test]
 fn max_running_time_stops_a_long_worker_cleanly() {
     let token = unique_token("maxrun");
-    let d = Distarch::new().config(&one_group("serve", 2, "", "max_running_time = \"1s\"\nstop_grace = \"10s\"", &token));
+    let d = Distarch::new().config(&one_group(
+        "serve",
+        2,
+        "",
+        "max_running_time = \"1s\"\nstop_grace = \"10s\"",
+        &token,
+    ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.lines_with("INFO got stop").len(), 2, "{out}");
-    assert_eq!(out.lines_with("ended after a stop request: exit code 0").len(), 2, "{out}");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        2,
+        "{out}"
+    );
     out.assert_has("stopping everything: max running time reached");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
@@ -111,11 +124,20 @@ fn a_worker_that_ignores_stop_is_killed_after_the_grace_period() {
 #[test]
 fn a_worker_printing_only_empty_lines_hits_the_group_timeout() {
     let token = unique_token("empty");
-    let d = Distarch::new().config(&one_group("empty-lines", 1, "timeout = \"1s\"", "kill_after = \"1s\"", &token));
+    let d = Distarch::new().config(&one_group(
+        "empty-lines",
+        1,
+        "timeout = \"1s\"",
+        "kill_after = \"1s\"",
+        &token,
+    ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 1, "{out}");
     out.assert_has("[g] [localhost] [1/1] WARN distarch: no output for 1s: considered hung");
-    assert!(out.lines_with("restarting").is_empty(), "restart = never\n{out}");
+    assert!(
+        out.lines_with("restarting").is_empty(),
+        "restart = never\n{out}"
+    );
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
@@ -131,7 +153,11 @@ fn a_hung_worker_is_restarted_per_policy() {
     ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 1, "{out}");
-    assert_eq!(out.lines_with("considered hung").len(), 3, "first start + 2 restarts\n{out}");
+    assert_eq!(
+        out.lines_with("considered hung").len(),
+        3,
+        "first start + 2 restarts\n{out}"
+    );
     out.assert_has("not restarting: 2 restarts in a row");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
@@ -166,7 +192,11 @@ fn sigint_stops_every_worker_cleanly() {
     let token = unique_token("sigint");
     let d = Distarch::new().config(&one_group("serve", 3, "", "stop_grace = \"10s\"", &token));
     let mut running = d.spawn(&["launch"]);
-    assert!(running.wait_for("INFO serving", 3, LIMIT), "{}", running.stdout());
+    assert!(
+        running.wait_for("INFO serving", 3, LIMIT),
+        "{}",
+        running.stdout()
+    );
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");
@@ -178,11 +208,25 @@ fn sigint_stops_every_worker_cleanly() {
 #[test]
 fn a_second_sigint_kills_at_once() {
     let token = unique_token("sigint2");
-    let d = Distarch::new().config(&one_group("ignore-stop", 2, "", "stop_grace = \"30s\"\nkill_after = \"30s\"", &token));
+    let d = Distarch::new().config(&one_group(
+        "ignore-stop",
+        2,
+        "",
+        "stop_grace = \"30s\"\nkill_after = \"30s\"",
+        &token,
+    ));
     let mut running = d.spawn(&["launch"]);
-    assert!(running.wait_for("INFO serving", 2, LIMIT), "{}", running.stdout());
+    assert!(
+        running.wait_for("INFO serving", 2, LIMIT),
+        "{}",
+        running.stdout()
+    );
     running.signal("INT");
-    assert!(running.wait_for("ignoring stop", 2, LIMIT), "{}", running.stdout());
+    assert!(
+        running.wait_for("ignoring stop", 2, LIMIT),
+        "{}",
+        running.stdout()
+    );
     running.signal("INT");
     let out = running.wait(Duration::from_secs(10));
     assert_eq!(out.code, 130, "{out}");
@@ -195,7 +239,11 @@ fn sigkill_of_the_master_leaves_no_worker_nor_grandchild() {
     let token = unique_token("sigkill");
     let d = Distarch::new().config(&one_group("grandchild", 2, "", "", &token));
     let mut running = d.spawn(&["launch"]);
-    assert!(running.wait_for("grandchild pid", 2, LIMIT), "{}", running.stdout());
+    assert!(
+        running.wait_for("grandchild pid", 2, LIMIT),
+        "{}",
+        running.stdout()
+    );
     // Workers and grandchildren exist: 2 + 2 processes carry the token.
     assert_eq!(pids_with_token(&token).len(), 4, "{}", running.stdout());
     running.signal("KILL");
@@ -206,31 +254,54 @@ fn sigkill_of_the_master_leaves_no_worker_nor_grandchild() {
 #[test]
 fn garbage_output_does_not_hurt_the_master_nor_grow_its_memory() {
     let token = unique_token("garbage");
-    let d = Distarch::new().config(&one_group("garbage", 1, "", "stop_grace = \"5s\"", &token).replace("\"garbage\"", "\"garbage\", \"--stay\""));
+    let d = Distarch::new().config(
+        &one_group("garbage", 1, "", "stop_grace = \"5s\"", &token)
+            .replace("\"garbage\"", "\"garbage\", \"--stay\""),
+    );
     let mut running = d.spawn(&["launch"]);
-    assert!(running.wait_for("after-garbage", 1, LIMIT), "{}", running.stdout());
+    assert!(
+        running.wait_for("after-garbage", 1, LIMIT),
+        "{}",
+        running.stdout()
+    );
     let peak = running.peak_rss_kib().expect("master's VmHWM");
     running.signal("INT");
     let out = running.wait(LIMIT);
     out.assert_has("INFO invalid utf8 \u{fffd}\u{fffd} here");
     out.assert_has("{not json malformed_frame=");
     out.assert_has("{\"type\":\"no-such-frame\"} malformed_frame=");
-    assert_eq!(out.lines_with("[line truncated]").len(), 1, "the 50 MiB line is cut once");
+    assert_eq!(
+        out.lines_with("[line truncated]").len(),
+        1,
+        "the 50 MiB line is cut once"
+    );
     let cut = out.lines_with("[line truncated]")[0];
-    assert!(cut.len() < 1024 * 1024 + 200, "the cut line holds at most 1 MiB");
+    assert!(
+        cut.len() < 1024 * 1024 + 200,
+        "the cut line holds at most 1 MiB"
+    );
     // 50 MiB went through; the master must not have held it.
-    assert!(peak < 64 * 1024, "master peak RSS {peak} KiB for a 50 MiB line");
+    assert!(
+        peak < 64 * 1024,
+        "master peak RSS {peak} KiB for a 50 MiB line"
+    );
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
 #[test]
 fn a_flooding_worker_is_back_pressured_and_every_line_arrives() {
     let token = unique_token("flood");
-    let d = Distarch::new().config(&one_group("flood", 2, "", "", &token).replace("\"flood\"", "\"flood\", \"200000\""));
+    let d = Distarch::new().config(
+        &one_group("flood", 2, "", "", &token).replace("\"flood\"", "\"flood\", \"200000\""),
+    );
     let out = d.run(&["launch"], Duration::from_secs(120));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.lines_with("xxxxxxxxxx").len(), 400_000);
-    assert_eq!(out.lines_with("[g] [localhost] [2/2] INFO line 0000199999").len(), 1);
+    assert_eq!(
+        out.lines_with("[g] [localhost] [2/2] INFO line 0000199999")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -241,8 +312,12 @@ fn json_log_format_gives_one_object_per_line() {
     assert_eq!(out.code, 0, "{out}");
     let mut hello = None;
     for line in out.stdout.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-        if v["message"].as_str().is_some_and(|m| m.starts_with("hello")) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("hello"))
+        {
             hello = Some(v);
         }
     }
@@ -264,8 +339,16 @@ fn validate_prints_the_plan_without_starting_anything() {
     let out = d.run(&["validate"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
     out.assert_has("3 instance(s) in 2 group(s)");
-    let rows: Vec<&str> = out.stdout.lines().skip_while(|l| !l.starts_with("ID")).skip(1).collect();
-    let cells: Vec<Vec<&str>> = rows.iter().map(|r| r.split_whitespace().collect()).collect();
+    let rows: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("ID"))
+        .skip(1)
+        .collect();
+    let cells: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
     assert_eq!(cells[0][..3], ["1", "b", "1/2"]);
     assert_eq!(cells[1][..3], ["2", "b", "2/2"]);
     assert_eq!(cells[2][..5], ["3", "a", "1/1", "local", "local"]);
@@ -290,47 +373,92 @@ fn config_error(config: &str, args: &[&str]) -> Output {
     let d = Distarch::new().config(config);
     let out = d.run(args, LIMIT);
     assert_eq!(out.code, 2, "{out}");
-    assert!(out.stdout.is_empty(), "nothing starts on a bad config\n{out}");
-    assert!(out.stderr.starts_with("distarch: invalid configuration:"), "{out}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing starts on a bad config\n{out}"
+    );
+    assert!(
+        out.stderr.starts_with("distarch: invalid configuration:"),
+        "{out}"
+    );
     out
 }
 
 #[test]
 fn bad_configs_exit_2_naming_the_key_and_the_file() {
     let w = worker();
-    let unknown = config_error(&format!("[groups.g]\ncommand = [{w}]\ninstances = 1\ncomand = 1\n"), &["launch"]);
-    assert!(unknown.stderr.contains("groups.g") && unknown.stderr.contains("comand"), "{unknown}");
+    let unknown = config_error(
+        &format!("[groups.g]\ncommand = [{w}]\ninstances = 1\ncomand = 1\n"),
+        &["launch"],
+    );
+    assert!(
+        unknown.stderr.contains("groups.g") && unknown.stderr.contains("comand"),
+        "{unknown}"
+    );
     assert!(unknown.stderr.contains("distarch.toml"), "{unknown}");
 
     let missing = config_error("[groups.g]\ninstances = 1\n", &["launch"]);
-    assert!(missing.stderr.contains("groups.g") && missing.stderr.contains("missing field `command`"), "{missing}");
+    assert!(
+        missing.stderr.contains("groups.g") && missing.stderr.contains("missing field `command`"),
+        "{missing}"
+    );
     assert!(missing.stderr.contains("distarch.toml"), "{missing}");
 
-    let zero = config_error(&format!("[groups.g]\ncommand = [{w}]\ninstances = 0\n"), &["launch"]);
-    assert!(zero.stderr.contains("groups.g.placements.local.instances: instances must be at least 1"), "{zero}");
+    let zero = config_error(
+        &format!("[groups.g]\ncommand = [{w}]\ninstances = 0\n"),
+        &["launch"],
+    );
+    assert!(
+        zero.stderr
+            .contains("groups.g.placements.local.instances: instances must be at least 1"),
+        "{zero}"
+    );
     assert!(zero.stderr.contains("distarch.toml"), "{zero}");
 
     let transport = config_error(
         &format!("[groups.g]\ncommand = [{w}]\nplacements.p = {{ transport = \"carrier-pigeon\", instances = 1 }}\n"),
         &["launch"],
     );
-    assert!(transport.stderr.contains("groups.g.placements.p.transport: unknown transport `carrier-pigeon`"), "{transport}");
+    assert!(
+        transport
+            .stderr
+            .contains("groups.g.placements.p.transport: unknown transport `carrier-pigeon`"),
+        "{transport}"
+    );
     assert!(transport.stderr.contains("distarch.toml"), "{transport}");
 
-    let duration = config_error(&format!("[launcher]\ntimeout = \"5 parsecs\"\n[groups.g]\ncommand = [{w}]\ninstances = 1\n"), &["launch"]);
-    assert!(duration.stderr.contains("launcher.timeout") && duration.stderr.contains("invalid duration `5 parsecs`"), "{duration}");
+    let duration = config_error(
+        &format!(
+            "[launcher]\ntimeout = \"5 parsecs\"\n[groups.g]\ncommand = [{w}]\ninstances = 1\n"
+        ),
+        &["launch"],
+    );
+    assert!(
+        duration.stderr.contains("launcher.timeout")
+            && duration.stderr.contains("invalid duration `5 parsecs`"),
+        "{duration}"
+    );
     assert!(duration.stderr.contains("distarch.toml"), "{duration}");
 
-    let flag = config_error(&format!("[groups.g]\ncommand = [{w}]\ninstances = 1\n"), &["launch", "--timeout", "soon"]);
-    assert!(flag.stderr.contains("launcher.timeout") && flag.stderr.contains("--set launcher.timeout"), "{flag}");
+    let flag = config_error(
+        &format!("[groups.g]\ncommand = [{w}]\ninstances = 1\n"),
+        &["launch", "--timeout", "soon"],
+    );
+    assert!(
+        flag.stderr.contains("launcher.timeout") && flag.stderr.contains("--set launcher.timeout"),
+        "{flag}"
+    );
 }
 
 #[test]
 fn a_missing_program_fails_to_start_with_a_clear_error() {
-    let d = Distarch::new().config("[groups.g]\ncommand = [\"./no-such-program\"]\ninstances = 1\n");
+    let d =
+        Distarch::new().config("[groups.g]\ncommand = [\"./no-such-program\"]\ninstances = 1\n");
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 1, "{out}");
-    out.assert_has("[g] [localhost] [1/1] ERROR distarch: failed to start: cannot start `./no-such-program`");
+    out.assert_has(
+        "[g] [localhost] [1/1] ERROR distarch: failed to start: cannot start `./no-such-program`",
+    );
 }
 
 #[test]
@@ -346,7 +474,12 @@ fn the_shell_worker_works() {
     out.assert_has("[sh] [localhost] [1/1]");
     out.assert_has("[sh] [localhost] [2/2]");
     assert!(out.stdout.contains("from-sh"), "{out}");
-    assert_eq!(out.lines_with("ended after a stop request: exit code 0").len(), 2, "{out}");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        2,
+        "{out}"
+    );
 }
 
 #[test]
@@ -355,7 +488,10 @@ fn the_sdk_example_runs_from_the_repository_root() {
     let config = repo_root().join("examples/distarch.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replace("target/debug/distarch-example-worker", &example_worker_bin().display().to_string())
+        .replace(
+            "target/debug/distarch-example-worker",
+            &example_worker_bin().display().to_string(),
+        )
         .replace("max_running_time = \"5s\"", "max_running_time = \"2s\"");
     let d = d.config(&text);
     let out = d.run(&["launch"], LIMIT);
@@ -363,18 +499,32 @@ fn the_sdk_example_runs_from_the_repository_root() {
     out.assert_has("[first] [localhost] [1/1] INFO I am instance 1 (1/3 of group first)");
     out.assert_has("[second] [localhost] [5/2] INFO I am instance 5 (2/2 of group second)");
     out.assert_has("INFO message: Hello World!");
-    assert_eq!(out.lines_with("ended after a stop request: exit code 0").len(), 5, "{out}");
+    assert_eq!(
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
+        5,
+        "{out}"
+    );
 }
 
 #[test]
 fn a_custom_transport_registered_by_a_library_user_runs() {
     let bin = profile_dir().join("distarch-custom-transport");
     let config = repo_root().join("examples/custom-transport.toml");
-    let out = std::process::Command::new(bin).arg(config).output().expect("run the example");
+    let out = std::process::Command::new(bin)
+        .arg(config)
+        .output()
+        .expect("run the example");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("[tagged] [tagged-blue] [1/1] INFO tag=blue host=tagged-blue id=1"), "{stdout}");
-    assert!(stdout.contains("[tagged] [tagged-blue] [2/2] INFO tag=blue host=tagged-blue id=2"), "{stdout}");
+    assert!(
+        stdout.contains("[tagged] [tagged-blue] [1/1] INFO tag=blue host=tagged-blue id=1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[tagged] [tagged-blue] [2/2] INFO tag=blue host=tagged-blue id=2"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -386,11 +536,17 @@ fn env_workdir_priority_and_process_group_reach_the_worker() {
     let d = d.config(&one_group(
         "env",
         1,
-        &format!("env = {{ EXTRA = \"x y\" }}\nworkdir = {}\npriority = 7", toml_str(work.display().to_string())),
+        &format!(
+            "env = {{ EXTRA = \"x y\" }}\nworkdir = {}\npriority = 7",
+            toml_str(work.display().to_string())
+        ),
         "",
         &token,
     ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
-    out.assert_has(&format!("cwd={} extra=x y nice=7 pgid-is-pid=true", work.display()));
+    out.assert_has(&format!(
+        "cwd={} extra=x y nice=7 pgid-is-pid=true",
+        work.display()
+    ));
 }

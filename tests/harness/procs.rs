@@ -22,7 +22,11 @@ pub fn pids_with_token(token: &str) -> Vec<u32> {
         return out;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == std::process::id() {
@@ -46,7 +50,10 @@ pub fn pids_with_token(token: &str) -> Vec<u32> {
 fn is_zombie(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -58,7 +65,10 @@ pub fn assert_no_leftovers(token: &str, limit: Duration) {
         let pids = pids_with_token(token);
         for pid in &pids {
             // SAFETY-free: kill via the command, no libc needed here.
-            let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
         }
         panic!("processes left behind with token {token}: {pids:?}");
     }

@@ -31,13 +31,20 @@ impl Output {
 
     /// Panics with the whole output unless stdout contains `needle`.
     pub fn assert_has(&self, needle: &str) {
-        assert!(self.stdout.contains(needle), "expected `{needle}` in output:\n{self}");
+        assert!(
+            self.stdout.contains(needle),
+            "expected `{needle}` in output:\n{self}"
+        );
     }
 }
 
 impl std::fmt::Display for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -102,7 +109,9 @@ impl Distarch {
     /// Starts `distarch ARGS` in the background, output captured as it comes.
     pub fn spawn(&self, args: &[&str]) -> Running {
         let mut cmd = self.command(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start distarch");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -110,7 +119,12 @@ impl Distarch {
             pump(child.stdout.take().expect("stdout"), stdout.clone()),
             pump(child.stderr.take().expect("stderr"), stderr.clone()),
         ];
-        Running { child, stdout, stderr, readers }
+        Running {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
     }
 
     /// Path of a file in the directory.
@@ -119,7 +133,10 @@ impl Distarch {
     }
 }
 
-fn pump(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
+fn pump(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         loop {
@@ -152,13 +169,21 @@ impl Running {
 
     /// Waits until stdout has `count` lines containing `needle`; false on timeout.
     pub fn wait_for(&self, needle: &str, count: usize, limit: Duration) -> bool {
-        crate::wait_until(limit, || self.stdout().lines().filter(|l| l.contains(needle)).count() >= count)
+        crate::wait_until(limit, || {
+            self.stdout().lines().filter(|l| l.contains(needle)).count() >= count
+        })
     }
 
     /// Sends a signal (e.g. "INT", "KILL") to the master.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status();
-        assert!(matches!(status, Ok(s) if s.success()), "kill -{name} failed");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill -{name} failed"
+        );
     }
 
     /// Peak resident memory of the master so far, in KiB (VmHWM).

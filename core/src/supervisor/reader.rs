@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-const READ_CHUNK: usize = 16 * 1024;
+/// First read buffer of a stream.
+const READ_CHUNK_MIN: usize = 4 * 1024;
+/// Largest read buffer of a stream.
+const READ_CHUNK_MAX: usize = 16 * 1024;
 
 /// Reads `stream` to its end, turning lines into events. Sending waits when the
 /// event channel is full, so a flooding worker is slowed down by its own pipe
@@ -24,13 +27,19 @@ pub(crate) async fn read_stream(
     events: EventTx,
     max_line: usize,
 ) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Quiet workers (most of them, when there are thousands) keep a small buffer;
+    // one that fills it gets a bigger one, up to READ_CHUNK_MAX.
+    let mut buf = vec![0u8; READ_CHUNK_MIN];
     let mut splitter = LineSplitter::new(max_line);
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if n == buf.len() && buf.len() < READ_CHUNK_MAX {
+            let grown = (buf.len() * 4).min(READ_CHUNK_MAX);
+            buf.resize(grown, 0);
+        }
         let mut chunk = Chunk::new(kind, &label, n);
         splitter.feed(&buf[..n], |line| chunk.line(line, &activity));
         if !events.send_batch(chunk.finish(&activity)).await {
