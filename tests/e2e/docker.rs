@@ -722,3 +722,28 @@ fn the_next_launch_removes_what_a_killed_master_left() {
         d.run_containers(&run, true)
     );
 }
+
+#[test]
+fn workdir_user_env_and_volumes_reach_the_container() {
+    let d = engine();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("note.txt"), "from the host\n").unwrap();
+    let extra = format!(
+        ", entrypoint = [\"/bin/sh\", \"-c\"], workdir = \"/tmp\", user = \"65534:65534\", env = {{ COLOUR = \"blue\" }}, volumes = [{v}]",
+        v = toml_str(format!("{}:/shared:ro", shared.path().display()))
+    );
+    let cfg = config(
+        &d,
+        "",
+        "[\"echo dir=$(pwd) uid=$(id -u) colour=$COLOUR id=$DISTARCH_ID; cat /shared/note.txt; touch /shared/x || echo read-only\"]",
+        "env = { COLOUR = \"red\" }",
+        1,
+        &extra,
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_has("INFO dir=/tmp uid=65534 colour=blue id=1");
+    out.assert_has("INFO from the host");
+    out.assert_has("WARN touch: /shared/x: Read-only file system");
+    out.assert_has("INFO read-only");
+}
