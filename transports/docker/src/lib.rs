@@ -13,6 +13,25 @@
 //! once it has ended. The worker's stdin is open only while the master's attach is:
 //! when the master goes, even by SIGKILL, the engine closes it and SDK workers exit;
 //! [`gc`] (and the next launch) removes what remains of runs whose master is gone.
+//!
+//! ```no_run
+//! use distarch_core::{Config, Launcher, LogFormat, LogWriter};
+//! use distarch_transport_docker::{gc, DockerTransport, GcOptions};
+//! # async fn demo(config: Config) -> Result<(), distarch_core::ConfigErrors> {
+//! // Placements with `transport = "docker"` now run as containers.
+//! let launcher = Launcher::builder()
+//!     .config(config)
+//!     .transport(DockerTransport::new())
+//!     .build()?;
+//! let report = launcher.run(LogWriter::new(std::io::stdout(), LogFormat::Text)).await;
+//! // Later, or from another process: remove what runs whose master died left.
+//! for engine in gc(&GcOptions::default()).await {
+//!     println!("{engine}");
+//! }
+//! # let _ = report;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod container;
