@@ -28,6 +28,10 @@ cleanup() {
         for _ in $(seq 1 200); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.05; done
         kill -KILL "$DOCKERD_PID" 2>/dev/null || true
     fi
+    # dockerd may leave mounts (exec/netns/default) under its dir.
+    for m in $(awk -v d="$DIR" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
     rm -rf "$DIR" 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -239,7 +239,30 @@ impl Drop for Dockerd {
                 .stderr(Stdio::null())
                 .status();
         }
+        // dockerd may leave mounts (e.g. `exec/netns/default`) that would keep the
+        // temp dir from being deleted.
+        for point in mounts_under(self.dir.path()) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&point)
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
