@@ -96,18 +96,19 @@ pub fn build_plan(
     for (name, group) in ordered {
         let path = format!("groups.{name}");
         validate_group(&path, group, &mut errors);
+        // A bad command is reported, and the placements are still checked.
         let argv = match group.command.argv() {
             Ok(argv) if argv.is_empty() || argv[0].is_empty() => {
                 errors.push(ConfigError::new(
                     format!("{path}.command"),
                     "the command is empty",
                 ));
-                continue;
+                Vec::new()
             }
             Ok(argv) => argv,
             Err(e) => {
                 errors.push(ConfigError::new(format!("{path}.command"), e));
-                continue;
+                Vec::new()
             }
         };
         let placements: Vec<(String, PlacementConfig)> = if group.placements.is_empty() {

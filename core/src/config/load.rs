@@ -91,15 +91,11 @@ fn describe_metadata(md: &Metadata, key: &str) -> String {
     match &md.source {
         Some(Source::File(path)) => path.display().to_string(),
         Some(Source::Custom(text)) => text.clone(),
-        _ => {
-            let segments: Vec<&str> = key.split('.').collect();
-            let name = md.interpolate(&Profile::Default, &segments);
-            if md.name.contains("environment") {
-                format!("environment variable {name}")
-            } else {
-                md.name.to_string()
-            }
-        }
+        _ if md.name.contains("environment") => format!(
+            "environment variable {ENV_CONFIG_PREFIX}{}",
+            key.replace('.', "__").to_ascii_uppercase()
+        ),
+        _ => md.name.to_string(),
     }
 }
 
