@@ -10,9 +10,11 @@ use std::path::PathBuf;
 /// are handled per policy, and Ctrl-C stops everything cleanly.
 #[derive(Debug, Parser)]
 #[command(name = "distarch", version, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 all instances ended cleanly; 1 at least one failed; \
+#[command(
+    after_help = "Exit codes: 0 all instances ended cleanly; 1 at least one failed; \
 2 bad configuration or usage; 3 the launcher-wide no-output timeout fired; \
-130 interrupted (SIGINT); 143 terminated (SIGTERM); 70 internal error.")]
+130 interrupted (SIGINT); 143 terminated (SIGTERM); 70 internal error."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -122,7 +124,9 @@ pub enum LogFormatArg {
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("`{s}` is not KEY=VALUE (e.g. groups.first.instances=5)")),
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (e.g. groups.first.instances=5)"
+        )),
     }
 }
 

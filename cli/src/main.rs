@@ -8,9 +8,7 @@ mod transports;
 
 use args::{Cli, Command, ConfigArgs};
 use clap::Parser;
-use distarch_core::{
-    config, ConfigErrors, Launcher, LogWriter, EXIT_CONFIG,
-};
+use distarch_core::{config, ConfigErrors, Launcher, LogWriter, EXIT_CONFIG};
 use std::io::Write;
 use std::os::fd::AsFd;
 
@@ -25,7 +23,10 @@ fn main() {
             eprintln!("[master] WARN distarch: cannot start the reaper process ({e}); children of workers may outlive a killed master");
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("distarch: cannot start the async runtime: {e}");
@@ -45,7 +46,10 @@ async fn run(cli: Cli) -> i32 {
                 return EXIT_CONFIG;
             };
             if args.dry_run {
-                print!("{}", plan_table::render(launcher.plan(), loaded.file.as_deref()));
+                print!(
+                    "{}",
+                    plan_table::render(launcher.plan(), loaded.file.as_deref())
+                );
                 return 0;
             }
             let format = loaded.config.launcher.log_format;
@@ -56,7 +60,10 @@ async fn run(cli: Cli) -> i32 {
             let Some((loaded, launcher)) = prepare(&args, None) else {
                 return EXIT_CONFIG;
             };
-            print!("{}", plan_table::render(launcher.plan(), loaded.file.as_deref()));
+            print!(
+                "{}",
+                plan_table::render(launcher.plan(), loaded.file.as_deref())
+            );
             0
         }
         Command::Gc(args) => {
@@ -89,10 +96,7 @@ fn load(args: &ConfigArgs) -> Result<config::LoadedConfig, ConfigErrors> {
 }
 
 /// Loads the configuration and builds the launcher, printing every problem.
-fn prepare(
-    args: &ConfigArgs,
-    run_id: Option<String>,
-) -> Option<(config::LoadedConfig, Launcher)> {
+fn prepare(args: &ConfigArgs, run_id: Option<String>) -> Option<(config::LoadedConfig, Launcher)> {
     let loaded = match load(args) {
         Ok(l) => l,
         Err(errors) => {
@@ -133,4 +137,3 @@ fn stdout_file() -> Box<dyn Write + Send> {
         Err(_) => Box::new(std::io::stdout()),
     }
 }
-

@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn plain_and_malformed_lines_are_not_frames() {
-        assert_eq!(parse_worker_line(b"hello\r"), WorkerLine::Text("hello".into()));
+        assert_eq!(
+            parse_worker_line(b"hello\r"),
+            WorkerLine::Text("hello".into())
+        );
         match parse_worker_line(b"\x1e{\"type\":\"bogus\"}") {
             WorkerLine::Malformed { text, .. } => assert_eq!(text, "{\"type\":\"bogus\"}"),
             other => panic!("expected malformed, got {other:?}"),
@@ -120,7 +123,10 @@ mod tests {
             parse_worker_line(b"\x1e{\"type\":\"ready\"}"),
             WorkerLine::Frame(WorkerFrame::Ready)
         );
-        assert_eq!(parse_master_line(b"\x1e{\"type\":\"stop\"}"), MasterLine::Frame(MasterFrame::Stop));
+        assert_eq!(
+            parse_master_line(b"\x1e{\"type\":\"stop\"}"),
+            MasterLine::Frame(MasterFrame::Stop)
+        );
         assert_eq!(parse_master_line(b"stop"), MasterLine::Other);
     }
 

@@ -143,6 +143,9 @@ mod tests {
     #[test]
     fn a_line_of_exactly_the_bound_is_whole() {
         let out = split(4, &[b"abcd\nef\n"]);
-        assert_eq!(out, vec![(b"abcd".to_vec(), false), (b"ef".to_vec(), false)]);
+        assert_eq!(
+            out,
+            vec![(b"abcd".to_vec(), false), (b"ef".to_vec(), false)]
+        );
     }
 }

@@ -19,11 +19,22 @@ fn worker_frame() -> impl Strategy<Value = WorkerFrame> {
         Just(WorkerFrame::Ready),
         Just(WorkerFrame::Ended),
         any::<String>().prop_map(|text| WorkerFrame::Status { text }),
-        (level(), any::<String>(), proptest::option::of(proptest::collection::btree_map(any::<String>(), any::<String>(), 0..4)))
+        (
+            level(),
+            any::<String>(),
+            proptest::option::of(proptest::collection::btree_map(
+                any::<String>(),
+                any::<String>(),
+                0..4
+            ))
+        )
             .prop_map(|(level, message, fields)| WorkerFrame::Log {
                 level,
                 message,
-                fields: fields.map(|m| m.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect()),
+                fields: fields.map(|m| m
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect()),
             }),
     ]
 }

@@ -128,7 +128,11 @@ fn count_lines(path: &Path, needle: &str) -> usize {
     BufReader::new(file)
         .split(b'\n')
         .map_while(Result::ok)
-        .filter(|l| std::str::from_utf8(l).map(|s| s.contains(needle)).unwrap_or(false))
+        .filter(|l| {
+            std::str::from_utf8(l)
+                .map(|s| s.contains(needle))
+                .unwrap_or(false)
+        })
         .count()
 }
 
@@ -170,19 +174,32 @@ fn main() {
         let mut cmd = Command::new(&me);
         cmd.args(["floor-start", &n.to_string()]).arg(&floor_out);
         fs.push(measure(cmd));
-        checks.push(format!("(1) floor {}/{n}", count_lines(&floor_out, "hello id=")));
+        checks.push(format!(
+            "(1) floor {}/{n}",
+            count_lines(&floor_out, "hello id=")
+        ));
         let d_out = tmp.path().join("distarch-start.log");
         ds.push(measure(distarch(&start_config, tmp.path(), &d_out)));
-        checks.push(format!("(1) distarch {}/{n}", count_lines(&d_out, "INFO hello id=")));
+        checks.push(format!(
+            "(1) distarch {}/{n}",
+            count_lines(&d_out, "INFO hello id=")
+        ));
 
         let floor_out = tmp.path().join("floor-flood.log");
         let mut cmd = Command::new(&me);
-        cmd.args(["floor-flood", &workers.to_string(), &lines.to_string()]).arg(&floor_out);
+        cmd.args(["floor-flood", &workers.to_string(), &lines.to_string()])
+            .arg(&floor_out);
         ff.push(measure(cmd));
-        checks.push(format!("(2) floor {}/{total}", count_lines(&floor_out, "xxxxxxxx")));
+        checks.push(format!(
+            "(2) floor {}/{total}",
+            count_lines(&floor_out, "xxxxxxxx")
+        ));
         let d_out = tmp.path().join("distarch-flood.log");
         df.push(measure(distarch(&flood_config, tmp.path(), &d_out)));
-        checks.push(format!("(2) distarch {}/{total}", count_lines(&d_out, "xxxxxxxx")));
+        checks.push(format!(
+            "(2) distarch {}/{total}",
+            count_lines(&d_out, "xxxxxxxx")
+        ));
     }
     let median = |v: &[(Duration, u64, i32)]| {
         let mut t: Vec<Duration> = v.iter().map(|x| x.0).collect();
@@ -206,10 +223,23 @@ fn main() {
         rate(d2),
         d2.as_secs_f64() / f2.as_secs_f64()
     ));
-    rows.push(format!("{:<46} {:>10} KiB {:>10} KiB", "(3) peak RSS during (1)", peak(&fs), peak(&ds)));
-    rows.push(format!("{:<46} {:>10} KiB {:>10} KiB", "(3) peak RSS during (2)", peak(&ff), peak(&df)));
+    rows.push(format!(
+        "{:<46} {:>10} KiB {:>10} KiB",
+        "(3) peak RSS during (1)",
+        peak(&fs),
+        peak(&ds)
+    ));
+    rows.push(format!(
+        "{:<46} {:>10} KiB {:>10} KiB",
+        "(3) peak RSS during (2)",
+        peak(&ff),
+        peak(&df)
+    ));
     println!("distarch local benchmark: median of {runs} run(s), floor and distarch alternating");
-    println!("{:<46} {:>14} {:>14} {:>9}", "measure", "floor", "distarch", "slowdown");
+    println!(
+        "{:<46} {:>14} {:>14} {:>9}",
+        "measure", "floor", "distarch", "slowdown"
+    );
     for row in rows {
         println!("{row}");
     }

@@ -1,7 +1,7 @@
 //! A minimal master that uses the local transport without the reaper: it starts
 //! `sleep 1000` as an instance, prints the worker's pid, and waits forever. The
 //! crate's tests SIGKILL it to prove that the parent-death signal alone ends the
-//! worker. 
+//! worker.
 
 use distarch_core::{InstanceSpec, Transport};
 use distarch_transport_local::LocalTransport;

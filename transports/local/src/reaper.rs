@@ -59,7 +59,9 @@ fn reaper_main(read_fd: OwnedFd) -> ! {
     for line in reader.lines() {
         let Ok(line) = line else { break };
         let (op, num) = line.split_at(line.len().min(1));
-        let Ok(pgid) = num.trim().parse::<i32>() else { continue };
+        let Ok(pgid) = num.trim().parse::<i32>() else {
+            continue;
+        };
         match op {
             "+" => {
                 groups.insert(pgid);

@@ -143,11 +143,9 @@ impl Instance for LocalInstance {
     }
 
     async fn wait(&mut self) -> Result<ExitStatus, InstanceError> {
-        let status = self
-            .child
-            .wait()
-            .await
-            .map_err(|e| InstanceError::with_source(format!("cannot wait for pid {}", self.pgid), e))?;
+        let status = self.child.wait().await.map_err(|e| {
+            InstanceError::with_source(format!("cannot wait for pid {}", self.pgid), e)
+        })?;
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => ExitStatus::Exited(code),
             (None, Some(sig)) => ExitStatus::Signaled(sig),

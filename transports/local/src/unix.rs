@@ -10,7 +10,10 @@ use std::io;
 /// exists is not an error.
 pub(crate) fn signal_group(pgid: i32, signal: i32) -> io::Result<()> {
     if pgid <= 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal process group <= 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal process group <= 1",
+        ));
     }
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let rc = unsafe { libc::kill(-pgid, signal) };
@@ -32,7 +35,14 @@ pub(crate) fn child_setup(master_pid: i32, nice: Option<i32>) -> io::Result<()> 
     // SAFETY: prctl/getppid/setpriority are async-signal-safe system calls with
     // integer arguments; nothing is allocated between fork and exec.
     unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return Err(io::Error::last_os_error());
         }
         if libc::getppid() != master_pid {
@@ -76,7 +86,8 @@ pub(crate) fn fork_reaper(child_main: fn(std::os::fd::OwnedFd) -> !) -> io::Resu
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
-    let (read_fd, write_fd) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_fd, write_fd) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: called while single-threaded (documented contract), so the child may
     // run arbitrary code.
     match unsafe { libc::fork() } {
@@ -89,7 +100,13 @@ pub(crate) fn fork_reaper(child_main: fn(std::os::fd::OwnedFd) -> !) -> io::Resu
             // master's stdio open.
             unsafe {
                 libc::setpgid(0, 0);
-                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
+                for sig in [
+                    libc::SIGINT,
+                    libc::SIGTERM,
+                    libc::SIGHUP,
+                    libc::SIGPIPE,
+                    libc::SIGQUIT,
+                ] {
                     libc::signal(sig, libc::SIG_IGN);
                 }
                 let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
