@@ -1,6 +1,8 @@
 //! The placement plan: id order and error reporting, against the real local transport's
 //! neighbour, a minimal transport defined here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use async_trait::async_trait;
 use distarch_core::*;
 

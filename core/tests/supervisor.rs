@@ -1,6 +1,8 @@
 //! The supervisor's state machine, driven through a fake transport whose instances
 //! follow a script and record what the supervisor asked of them. No processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use async_trait::async_trait;
 use distarch_core::*;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,6 +1,8 @@
 //! Snapshot tests of what the `distarch` command shows a person: help texts and
 //! configuration error messages (temp paths replaced by `[DIR]`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use distarch_e2e::*;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! End-to-end tests of `distarch launch` with the local transport: the original
 //! library's test matrix, plus misbehaving workers, signals and bad configs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use distarch_e2e::*;
 use std::time::Duration;
 

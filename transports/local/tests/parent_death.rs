@@ -1,6 +1,8 @@
 //! Without the reaper, the parent-death signal alone ends a worker whose master was
 //! SIGKILLed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
