@@ -5,6 +5,7 @@ use distarch_core::Config;
 
 /// Cleans every engine and cluster the configuration names; returns the exit code.
 pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
+    // Without the docker and kubernetes features there is nothing to clean.
     let _ = (args, config);
     #[allow(unused_mut)]
     let mut code = 0;
