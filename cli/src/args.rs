@@ -77,6 +77,11 @@ pub struct ConfigArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,
 
+    /// Least severe level shown: trace, debug (default), info, warn or error. `info`
+    /// hides the master's "started"/"ready" lines and workers' debug logs.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
     /// Ignore DISTARCH_* environment variables.
     #[arg(long)]
     pub no_env: bool,
@@ -143,6 +148,7 @@ impl ConfigArgs {
         quoted("launcher.max_running_time", &self.max_running_time);
         quoted("launcher.stop_grace", &self.stop_grace);
         quoted("launcher.kill_after", &self.kill_after);
+        quoted("launcher.log_level", &self.log_level);
         if let Some(f) = self.log_format {
             let v = match f {
                 LogFormatArg::Text => "text",

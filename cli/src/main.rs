@@ -52,8 +52,9 @@ async fn run(cli: Cli) -> i32 {
                 );
                 return 0;
             }
-            let format = loaded.config.launcher.log_format;
-            let report = launcher.run(LogWriter::new(stdout_file(), format)).await;
+            let l = &loaded.config.launcher;
+            let writer = LogWriter::new(stdout_file(), l.log_format).with_min_level(l.log_level);
+            let report = launcher.run(writer).await;
             report.exit_code()
         }
         Command::Validate(args) => {

@@ -19,6 +19,7 @@ const FLUSH_AT: usize = 128 * 1024;
 pub struct LogWriter<W: Write + Send + 'static> {
     out: W,
     format: LogFormat,
+    min_level: Level,
     buf: Vec<u8>,
 }
 
@@ -28,8 +29,15 @@ impl<W: Write + Send + 'static> LogWriter<W> {
         LogWriter {
             out,
             format,
+            min_level: Level::Trace,
             buf: Vec::with_capacity(FLUSH_AT * 2),
         }
+    }
+
+    /// Shows only lines at `level` or more severe.
+    pub fn with_min_level(mut self, level: Level) -> Self {
+        self.min_level = level;
+        self
     }
 
     fn write_buffer(&mut self) {
@@ -44,6 +52,9 @@ impl<W: Write + Send + 'static> LogWriter<W> {
 
 impl<W: Write + Send + 'static> EventSink for LogWriter<W> {
     fn event(&mut self, event: Event) {
+        if event_level(&event).is_some_and(|level| level < self.min_level) {
+            return;
+        }
         match self.format {
             LogFormat::Text => format_text(&mut self.buf, &event),
             LogFormat::Json => format_json(&mut self.buf, &event),
@@ -140,6 +151,15 @@ fn describe(event: &Event) -> Option<(Option<&InstanceLabel>, Level, String)> {
         ),
         Event::Log(_) | Event::Lines(_) => return None,
     })
+}
+
+/// The level an event is shown at (`None` for events that are never shown).
+fn event_level(event: &Event) -> Option<Level> {
+    match event {
+        Event::Log(r) => Some(r.level),
+        Event::Lines(l) => Some(l.level),
+        other => describe(other).map(|(_, level, _)| level),
+    }
 }
 
 fn round_ms(d: std::time::Duration) -> std::time::Duration {

@@ -552,3 +552,17 @@ fn env_workdir_priority_and_process_group_reach_the_worker() {
         work.display()
     ));
 }
+
+#[test]
+fn log_level_hides_less_severe_lines() {
+    let token = unique_token("level");
+    let d = Distarch::new().config(&one_group("hello", 1, "", "", &token));
+    let all = d.run(&["launch"], LIMIT);
+    all.assert_has("DEBUG distarch: started (pid");
+    let info = d.run(&["launch", "--log-level", "info"], LIMIT);
+    assert_eq!(info.code, 0, "{info}");
+    assert!(info.lines_with("DEBUG").is_empty(), "{info}");
+    info.assert_has("[g] [localhost] [1/1] INFO hello id=1");
+    let warn = d.run(&["launch", "--log-level", "warn"], LIMIT);
+    assert!(warn.stdout.is_empty(), "{warn}");
+}

@@ -34,6 +34,8 @@ pub struct LauncherConfig {
     pub max_line_bytes: usize,
     /// Format of the master's output: `text` or `json`.
     pub log_format: LogFormat,
+    /// Least severe level shown: `trace`, `debug` (default), `info`, `warn`, `error`.
+    pub log_level: distarch_protocol::Level,
 }
 
 impl Default for LauncherConfig {
@@ -45,6 +47,7 @@ impl Default for LauncherConfig {
             kill_after: HumanDuration::from_secs(5),
             max_line_bytes: distarch_protocol::DEFAULT_MAX_LINE,
             log_format: LogFormat::Text,
+            log_level: distarch_protocol::Level::Debug,
         }
     }
 }
