@@ -205,6 +205,7 @@ fn sigint_stops_every_worker_cleanly() {
     assert_eq!(out.lines_with("INFO got stop").len(), 3, "{out}");
     out.assert_has("stopping everything: interrupted (SIGINT)");
     assert_no_leftovers(&token, Duration::from_secs(5));
+    assert_nothing_runs_in(&d.dir().canonicalize().unwrap(), Duration::from_secs(5));
 }
 
 #[test]
@@ -248,9 +249,14 @@ fn sigkill_of_the_master_leaves_no_worker_nor_grandchild() {
     );
     // Workers and grandchildren exist: 2 + 2 processes carry the token.
     assert_eq!(pids_with_token(&token).len(), 4, "{}", running.stdout());
+    // Master, reaper, 2 workers and 2 grandchildren all run in the test's directory.
+    let dir = d.dir().canonicalize().unwrap();
+    assert_eq!(pids_in_dir(&dir).len(), 6, "{}", running.stdout());
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     assert_no_leftovers(&token, Duration::from_secs(5));
+    // The reaper (a fork of the master, in the same directory) is gone too.
+    assert_nothing_runs_in(&d.dir().canonicalize().unwrap(), Duration::from_secs(5));
 }
 
 #[test]

@@ -11,7 +11,9 @@ pub mod procs;
 pub mod run;
 pub mod sshd;
 
-pub use procs::{assert_no_leftovers, pids_with_token, unique_token};
+pub use procs::{
+    assert_no_leftovers, assert_nothing_runs_in, pids_in_dir, pids_with_token, unique_token,
+};
 pub use run::{Distarch, Output, Running};
 
 use std::path::PathBuf;

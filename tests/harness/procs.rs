@@ -73,3 +73,30 @@ pub fn assert_no_leftovers(token: &str, limit: Duration) {
         panic!("processes left behind with token {token}: {pids:?}");
     }
 }
+
+/// Pids of live processes whose current directory is `dir` (a test's temp directory:
+/// its master, the master's reaper and local workers all start there).
+pub fn pids_in_dir(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            (cwd == dir && !is_zombie(&e.path())).then_some(pid)
+        })
+        .collect()
+}
+
+/// Fails the test if any process still runs in `dir` after `limit`.
+pub fn assert_nothing_runs_in(dir: &Path, limit: Duration) {
+    if !crate::wait_until(limit, || pids_in_dir(dir).is_empty()) {
+        panic!(
+            "processes still running in {}: {:?}",
+            dir.display(),
+            pids_in_dir(dir)
+        );
+    }
+}
