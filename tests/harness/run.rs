@@ -94,6 +94,8 @@ impl Distarch {
                 cmd.env_remove(key);
             }
         }
+        // Help texts wrap at the terminal width: fix it so output is the same everywhere.
+        cmd.env("COLUMNS", "100");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
