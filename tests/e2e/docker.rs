@@ -142,12 +142,7 @@ fn max_running_time_stops_sdk_workers_cleanly() {
     out.assert_has("[g] [docker] [1/1] INFO I am instance 1 (1/2 of group g) on docker, restart 0");
     out.assert_has("[g] [docker] [2/2] INFO message: from the box");
     out.assert_has("stopping everything: max running time reached");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        2,
-        "{out}"
-    );
+    out.assert_count("ended after a stop request: exit code 0", 2);
     assert!(d.run_containers(&run, true).is_empty());
 }
 
@@ -211,7 +206,7 @@ fn restarts_get_new_containers_and_see_their_restart_count() {
     out.assert_has("INFO failing at restart 0");
     out.assert_has("INFO failing at restart 1");
     out.assert_has("INFO succeeded at restart 2");
-    assert_eq!(out.lines_with("ended: exit code 1").len(), 2, "{out}");
+    out.assert_count("ended: exit code 1", 2);
     out.assert_has(&format!("container distarch-{run}-g-1-r2 "));
     assert!(d.run_containers(&run, true).is_empty());
 }
@@ -248,12 +243,7 @@ fn a_mixed_group_runs_local_and_docker_instances() {
     out.assert_has("[g] [localhost] [1/1] INFO I am instance 1 (1/3 of group g) on localhost");
     out.assert_has("[g] [localhost] [2/2] INFO I am instance 2 (2/3 of group g) on localhost");
     out.assert_has("[g] [docker] [3/3] INFO I am instance 3 (3/3 of group g) on docker");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        3,
-        "{out}"
-    );
+    out.assert_count("ended after a stop request: exit code 0", 3);
 }
 
 #[test]
@@ -270,11 +260,7 @@ fn sigint_stops_every_container_and_labels_and_limits_are_set() {
     );
     let dist = Distarch::new().config(&cfg);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("INFO serving", 3, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO serving", 3, LIMIT);
     let names = d.containers(&[&format!("distarch.run={run}"), "distarch.group=g"], false);
     let expected: Vec<String> = (1..=3).map(|i| format!("distarch-{run}-g-{i}")).collect();
     assert_eq!(names, expected);
@@ -289,7 +275,7 @@ fn sigint_stops_every_container_and_labels_and_limits_are_set() {
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");
-    assert_eq!(out.lines_with("INFO got stop").len(), 3, "{out}");
+    out.assert_count("INFO got stop", 3);
     assert!(d.run_containers(&run, true).is_empty(), "{out}");
 }
 
@@ -300,11 +286,7 @@ fn sigkill_of_the_master_ends_sdk_workers_and_gc_removes_the_rest() {
     let sdk = config(&d, "", "[\"/example-worker\"]", "", 2, ", entrypoint = []");
     let dist = Distarch::new().config(&sdk);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("INFO I am instance", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO I am instance", 2, LIMIT);
     assert_eq!(d.run_containers(&run, false).len(), 2);
     running.signal("KILL");
     let _ = running.wait(LIMIT);
@@ -341,11 +323,7 @@ fn gc_removes_a_running_container_of_a_killed_master() {
     );
     let dist = Distarch::new().config(&cfg);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("INFO up", 1, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO up", 1, LIMIT);
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     assert_eq!(d.run_containers(&run, false).len(), 1, "it keeps running");
@@ -371,11 +349,7 @@ fn gc_keeps_the_containers_of_a_live_run() {
     let cfg = config(&d, "", "[\"serve\"]", "", 1, "");
     let dist = Distarch::new().config(&cfg);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("INFO serving", 1, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO serving", 1, LIMIT);
     let gc = dist.run(&["gc"], LIMIT);
     assert_eq!(gc.code, 0, "{gc}");
     assert_eq!(d.run_containers(&run, false).len(), 1, "{gc}");
@@ -643,11 +617,7 @@ fn sigint_while_containers_are_still_starting_leaves_none() {
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
     // Interrupt as soon as the first container runs: the others are being created,
     // attached or started, and those starts are cancelled.
-    assert!(
-        running.wait_for("DEBUG distarch: started", 1, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("DEBUG distarch: started", 1, LIMIT);
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");
@@ -682,12 +652,7 @@ fn the_docker_example_runs_as_documented() {
         "[boxed] [docker] [3/3] INFO I am instance 3 (3/3 of group boxed) on docker, restart 0",
     );
     out.assert_has("[boxed] [docker] [1/1] INFO message: Hello from a container!");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        3,
-        "{out}"
-    );
+    out.assert_count("ended after a stop request: exit code 0", 3);
 }
 
 #[test]
@@ -704,11 +669,7 @@ fn the_next_launch_removes_what_a_killed_master_left() {
     );
     let dist = Distarch::new().config(&stubborn);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("INFO up", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO up", 2, LIMIT);
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     assert_eq!(d.run_containers(&run, false).len(), 2, "they keep running");

@@ -126,11 +126,7 @@ fn check_identity_labels_and_clean_stop(t: &KubeTarget) {
     );
     let d = Distarch::new().config(&cfg);
     let mut running = d.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("distarch: ready", 3, LIMIT),
-        "not ready:\n{}",
-        running.stdout()
-    );
+    running.expect_lines("distarch: ready", 3, LIMIT);
     let pods = pods_of_run(t, &run);
     assert_eq!(pods.len(), 3, "{pods:#?}");
     let mut ids: Vec<String> = pods
@@ -173,13 +169,8 @@ fn check_identity_labels_and_clean_stop(t: &KubeTarget) {
         );
         out.assert_has(&line);
     }
-    assert_eq!(out.lines_with("INFO message: Hello k8s").len(), 3, "{out}");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        3,
-        "{out}"
-    );
+    out.assert_count("INFO message: Hello k8s", 3);
+    out.assert_count("ended after a stop request: exit code 0", 3);
     assert_run_gone(t, &run);
 }
 
@@ -197,7 +188,7 @@ fn check_exit_codes_and_restarts(t: &KubeTarget) {
     out.assert_has("failing at restart 0");
     out.assert_has("failing at restart 1");
     out.assert_has("succeeded at restart 2");
-    assert_eq!(out.lines_with("exit code 1").len(), 2, "{out}");
+    out.assert_count("exit code 1", 2);
     out.assert_has(&format!("(pod {}/distarch-{run}-g-1-r2)", t.namespace));
     assert_run_gone(t, &run);
 }
@@ -278,11 +269,7 @@ fn check_master_sigkill_then_gc(t: &KubeTarget) {
     );
     let d = Distarch::new().config(&cfg);
     let mut running = d.spawn(&["launch", "--run-id", &run]);
-    assert!(
-        running.wait_for("distarch: ready", 2, LIMIT),
-        "not ready:\n{}",
-        running.stdout()
-    );
+    running.expect_lines("distarch: ready", 2, LIMIT);
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     let none_running = wait_until(Duration::from_secs(60), || {
@@ -379,7 +366,7 @@ fn an_overloaded_api_server_is_waited_for() {
         .config(&cfg)
         .run(&["launch", "--run-id", &run], LIMIT);
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.lines_with("hello id=").len(), 3, "{out}");
+    out.assert_count("hello id=", 3);
     let (_, by) = t.server.as_ref().expect("fake").requests();
     let throttled: u64 = by
         .as_object()
@@ -449,7 +436,7 @@ fn mixed_group_local_docker_kubernetes() {
     assert_eq!(out.code, 0, "{out}");
     for i in 1..=3 {
         let want = format!("hello id={i} group=g group_id={i} count=3");
-        assert_eq!(out.lines_with(&want).len(), 1, "{want}:\n{out}");
+        out.assert_count(&want, 1);
     }
     let k8s = out.lines_with("hello id=3 ");
     assert!(

@@ -13,10 +13,13 @@ fn worker() -> String {
 }
 
 /// A config with one group `g` of `n` local test workers in `mode`.
+/// `mode` is the test worker's mode and its arguments, separated by spaces.
 fn one_group(mode: &str, n: u32, extra_group: &str, launcher: &str, token: &str) -> String {
+    let args: Vec<String> = mode.split_whitespace().map(toml_str).collect();
     format!(
-        "[launcher]\n{launcher}\n[groups.g]\ncommand = [{w}, \"{mode}\", \"--tag\", \"{token}\"]\ninstances = {n}\n{extra_group}\n",
-        w = worker()
+        "[launcher]\n{launcher}\n[groups.g]\ncommand = [{w}, {args}, \"--tag\", \"{token}\"]\ninstances = {n}\n{extra_group}\n",
+        w = worker(),
+        args = args.join(", ")
     )
 }
 
@@ -81,13 +84,8 @@ fn max_running_time_stops_a_long_worker_cleanly() {
     ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.lines_with("INFO got stop").len(), 2, "{out}");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        2,
-        "{out}"
-    );
+    out.assert_count("INFO got stop", 2);
+    out.assert_count("ended after a stop request: exit code 0", 2);
     out.assert_has("stopping everything: max running time reached");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
@@ -155,11 +153,7 @@ fn a_hung_worker_is_restarted_per_policy() {
     ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 1, "{out}");
-    assert_eq!(
-        out.lines_with("considered hung").len(),
-        3,
-        "first start + 2 restarts\n{out}"
-    );
+    out.assert_count("considered hung", 3); // first start + 2 restarts
     out.assert_has("not restarting: 2 restarts in a row");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
@@ -168,18 +162,12 @@ fn a_hung_worker_is_restarted_per_policy() {
 fn restart_on_failure_with_backoff_and_visible_restart_count() {
     let token = unique_token("restart");
     let d = Distarch::new().config(&one_group(
-        "fail-until",
+        "fail-until 2",
         1,
         "restart = \"on-failure\"\nmax_restarts = 5\nbackoff = { initial = \"100ms\", factor = 2.0, jitter = 0.0, max = \"1s\" }",
         "",
         &token,
-    ))
-    .file("unused", "");
-    let d = Distarch::new().config(
-        &std::fs::read_to_string(d.path("distarch.toml"))
-            .unwrap()
-            .replace("\"fail-until\"", "\"fail-until\", \"2\""),
-    );
+    ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
     out.assert_has("INFO failing at restart 0");
@@ -194,15 +182,11 @@ fn sigint_stops_every_worker_cleanly() {
     let token = unique_token("sigint");
     let d = Distarch::new().config(&one_group("serve", 3, "", "stop_grace = \"10s\"", &token));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("INFO serving", 3, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO serving", 3, LIMIT);
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");
-    assert_eq!(out.lines_with("INFO got stop").len(), 3, "{out}");
+    out.assert_count("INFO got stop", 3);
     out.assert_has("stopping everything: interrupted (SIGINT)");
     assert_no_leftovers(&token, Duration::from_secs(5));
     assert_nothing_runs_in(&d.dir().canonicalize().unwrap(), Duration::from_secs(5));
@@ -219,21 +203,13 @@ fn a_second_sigint_kills_at_once() {
         &token,
     ));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("INFO serving", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO serving", 2, LIMIT);
     running.signal("INT");
-    assert!(
-        running.wait_for("ignoring stop", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("ignoring stop", 2, LIMIT);
     running.signal("INT");
     let out = running.wait(Duration::from_secs(10));
     assert_eq!(out.code, 130, "{out}");
-    assert_eq!(out.lines_with("ended after being killed").len(), 2, "{out}");
+    out.assert_count("ended after being killed", 2);
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
@@ -242,11 +218,7 @@ fn sigkill_of_the_master_leaves_no_worker_nor_grandchild() {
     let token = unique_token("sigkill");
     let d = Distarch::new().config(&one_group("grandchild", 2, "", "", &token));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("grandchild pid", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("grandchild pid", 2, LIMIT);
     // Workers and grandchildren exist: 2 + 2 processes carry the token.
     assert_eq!(pids_with_token(&token).len(), 4, "{}", running.stdout());
     // Master, reaper, 2 workers and 2 grandchildren all run in the test's directory.
@@ -262,16 +234,15 @@ fn sigkill_of_the_master_leaves_no_worker_nor_grandchild() {
 #[test]
 fn garbage_output_does_not_hurt_the_master_nor_grow_its_memory() {
     let token = unique_token("garbage");
-    let d = Distarch::new().config(
-        &one_group("garbage", 1, "", "stop_grace = \"5s\"", &token)
-            .replace("\"garbage\"", "\"garbage\", \"--stay\""),
-    );
+    let d = Distarch::new().config(&one_group(
+        "garbage --stay",
+        1,
+        "",
+        "stop_grace = \"5s\"",
+        &token,
+    ));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("after-garbage", 1, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("after-garbage", 1, LIMIT);
     let peak = running.peak_rss_kib().expect("master's VmHWM");
     running.signal("INT");
     let out = running.wait(LIMIT);
@@ -299,9 +270,7 @@ fn garbage_output_does_not_hurt_the_master_nor_grow_its_memory() {
 #[test]
 fn a_flooding_worker_is_back_pressured_and_every_line_arrives() {
     let token = unique_token("flood");
-    let d = Distarch::new().config(
-        &one_group("flood", 2, "", "", &token).replace("\"flood\"", "\"flood\", \"200000\""),
-    );
+    let d = Distarch::new().config(&one_group("flood 200000", 2, "", "", &token));
     let out = d.run(&["launch"], Duration::from_secs(120));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.lines_with("xxxxxxxxxx").len(), 400_000);
@@ -482,12 +451,7 @@ fn the_shell_worker_works() {
     out.assert_has("[sh] [localhost] [1/1]");
     out.assert_has("[sh] [localhost] [2/2]");
     assert!(out.stdout.contains("from-sh"), "{out}");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        2,
-        "{out}"
-    );
+    out.assert_count("ended after a stop request: exit code 0", 2);
 }
 
 #[test]
@@ -507,12 +471,7 @@ fn the_sdk_example_runs_from_the_repository_root() {
     out.assert_has("[first] [localhost] [1/1] INFO I am instance 1 (1/3 of group first)");
     out.assert_has("[second] [localhost] [5/2] INFO I am instance 5 (2/2 of group second)");
     out.assert_has("INFO message: Hello World!");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        5,
-        "{out}"
-    );
+    out.assert_count("ended after a stop request: exit code 0", 5);
 }
 
 #[test]

@@ -116,13 +116,8 @@ fn max_running_time_stops_remote_workers_cleanly() {
     ));
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.lines_with("INFO got stop").len(), 2, "{out}");
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        2,
-        "{out}"
-    );
+    out.assert_count("INFO got stop", 2);
+    out.assert_count("ended after a stop request: exit code 0", 2);
     no_remote_leftovers(&fx, &[0, 1], &token, Duration::from_secs(5));
 }
 
@@ -188,7 +183,7 @@ fn a_group_mixing_local_and_remote_placements() {
     let d = Distarch::new().config(&config);
     let out = d.run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.lines_with("INFO hello").len(), 4, "{out}");
+    out.assert_count("INFO hello", 4);
     assert_eq!(
         out.lines_with("[localhost]")
             .iter()
@@ -209,7 +204,7 @@ fn a_group_mixing_local_and_remote_placements() {
         );
     }
     for id in 1..=4 {
-        assert_eq!(out.lines_with(&format!("hello id={id} ")).len(), 1, "{out}");
+        out.assert_count(&format!("hello id={id} "), 1);
     }
 }
 
@@ -227,16 +222,12 @@ fn fifty_instances_start_on_one_default_sshd() {
         &token,
     ));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("INFO serving", 50, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO serving", 50, LIMIT);
     assert_eq!(fx.remote_pids(0, &token).len(), 50);
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");
-    assert_eq!(out.lines_with("INFO got stop").len(), 50, "{out}");
+    out.assert_count("INFO got stop", 50);
     no_remote_leftovers(&fx, &[0], &token, Duration::from_secs(10));
 }
 
@@ -339,11 +330,7 @@ fn sigkill_of_the_master_leaves_nothing_on_any_host() {
         &token,
     ));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("grandchild pid", 6, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("grandchild pid", 6, LIMIT);
     for i in 0..3 {
         // 2 workers and their 2 grandchildren on each host.
         assert_eq!(
@@ -372,23 +359,11 @@ fn a_dropped_connection_restarts_its_instances_without_duplicates() {
         &token,
     ));
     let mut running = d.spawn(&["launch"]);
-    assert!(
-        running.wait_for("INFO serving", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
+    running.expect_lines("INFO serving", 2, LIMIT);
     assert_eq!(fx.remote_pids(0, &token).len(), 2);
     assert!(fx.kill_connections(0) > 0);
-    assert!(
-        running.wait_for("the connection to", 2, LIMIT),
-        "{}",
-        running.stdout()
-    );
-    assert!(
-        running.wait_for("INFO serving", 4, LIMIT),
-        "restarted\n{}",
-        running.stdout()
-    );
+    running.expect_lines("the connection to", 2, LIMIT);
+    running.expect_lines("INFO serving", 4, LIMIT);
     // The old workers are gone from the host; exactly the two new ones run.
     assert!(
         wait_until(Duration::from_secs(10), || fx.remote_pids(0, &token).len()
@@ -399,8 +374,8 @@ fn a_dropped_connection_restarts_its_instances_without_duplicates() {
     running.signal("INT");
     let out = running.wait(LIMIT);
     let lost = format!("lost: the connection to {} dropped", fx.server(0).entry());
-    assert_eq!(out.lines_with(&lost).len(), 2, "{out}");
-    assert_eq!(out.lines_with("(restart 1)").len(), 2, "{out}");
+    out.assert_count(&lost, 2);
+    out.assert_count("(restart 1)", 2);
     no_remote_leftovers(&fx, &[0], &token, Duration::from_secs(5));
 }
 
@@ -422,12 +397,7 @@ fn the_sdk_example_runs_unchanged_over_ssh() {
         "[first] [{h}] [3/3] INFO I am instance 3 (3/4 of group first) on {h}"
     ));
     out.assert_has(&format!("[first] [{h}] [4/4] INFO message: Hello World!"));
-    assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0")
-            .len(),
-        4,
-        "{out}"
-    );
+    out.assert_count("ended after a stop request: exit code 0", 4);
 }
 
 #[test]

@@ -29,6 +29,12 @@ impl Output {
         self.stdout.lines().filter(|l| l.contains(needle)).collect()
     }
 
+    /// Panics with the whole output unless exactly `count` stdout lines contain `needle`.
+    pub fn assert_count(&self, needle: &str, count: usize) {
+        let found = self.lines_with(needle).len();
+        assert_eq!(found, count, "lines with `{needle}`\n{self}");
+    }
+
     /// Panics with the whole output unless stdout contains `needle`.
     pub fn assert_has(&self, needle: &str) {
         assert!(
@@ -174,6 +180,16 @@ impl Running {
         crate::wait_until(limit, || {
             self.stdout().lines().filter(|l| l.contains(needle)).count() >= count
         })
+    }
+
+    /// Like [`Running::wait_for`], but panics with stdout so far when the lines do not
+    /// come in time.
+    pub fn expect_lines(&self, needle: &str, count: usize, limit: Duration) {
+        assert!(
+            self.wait_for(needle, count, limit),
+            "expected {count} line(s) with `{needle}` within {limit:?}:\n{}",
+            self.stdout()
+        );
     }
 
     /// Sends a signal (e.g. "INT", "KILL") to the master.
