@@ -81,72 +81,60 @@ impl From<ConfigError> for ConfigErrors {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// An instance could not be started.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct SpawnError {
-    /// What failed, naming the place (host, engine, command).
-    pub message: String,
-    /// The underlying error.
-    #[source]
-    pub source: Option<BoxError>,
+/// Declares an error type made of a message and an optional boxed cause, with the
+/// constructors `new(message)` and `with_source(message, source)`.
+macro_rules! message_error {
+    ($(#[$doc:meta])* $name:ident, $message_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        #[error("{message}")]
+        pub struct $name {
+            #[doc = $message_doc]
+            pub message: String,
+            /// The underlying error.
+            #[source]
+            pub source: Option<BoxError>,
+        }
+
+        impl $name {
+            /// An error described by `message`.
+            pub fn new(message: impl Into<String>) -> Self {
+                $name {
+                    message: message.into(),
+                    source: None,
+                }
+            }
+
+            /// An error described by `message`, caused by `source`.
+            pub fn with_source(
+                message: impl Into<String>,
+                source: impl std::error::Error + Send + Sync + 'static,
+            ) -> Self {
+                $name {
+                    message: message.into(),
+                    source: Some(Box::new(source)),
+                }
+            }
+        }
+    };
 }
 
+message_error!(
+    /// An instance could not be started.
+    SpawnError,
+    "What failed, naming the place (host, engine, command)."
+);
+
+message_error!(
+    /// A control operation on a running instance failed.
+    InstanceError,
+    "What failed."
+);
+
 impl SpawnError {
-    /// A spawn failure described by `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        SpawnError {
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    /// A spawn failure described by `message`, caused by `source`.
-    pub fn with_source(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        SpawnError {
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
-    }
-
     /// The message followed by its chain of causes, on one line.
     pub fn chain(&self) -> String {
         error_chain(self)
-    }
-}
-
-/// A control operation on a running instance failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct InstanceError {
-    /// What failed.
-    pub message: String,
-    /// The underlying error.
-    #[source]
-    pub source: Option<BoxError>,
-}
-
-impl InstanceError {
-    /// An error described by `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        InstanceError {
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    /// An error described by `message`, caused by `source`.
-    pub fn with_source(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        InstanceError {
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
     }
 }
 
