@@ -7,6 +7,7 @@
 #        `cargo build --workspace --bins`, or set BIN_DIR to a release build dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/private-dockerd.sh
 N=${1:-50}
 NETWORK=${NETWORK:-none}   # network mode of every container, both ways
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
@@ -19,41 +20,18 @@ done
 DIR=$(mktemp -d /tmp/dbench.XXXX)
 HOST="unix://$DIR/docker.sock"
 IMAGE=distarch-bench/worker:1
-DOCKERD_PID=
 cleanup() {
-    if [ -n "$DOCKERD_PID" ]; then
-        ids=$(docker -H "$HOST" ps -aq 2>/dev/null || true)
-        [ -z "$ids" ] || docker -H "$HOST" rm -f $ids >/dev/null 2>&1 || true
-        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-        for _ in $(seq 1 200); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$DOCKERD_PID" 2>/dev/null || true
-    fi
-    # dockerd may leave mounts (exec/netns/default) under its dir.
-    for m in $(awk -v d="$DIR" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
+    dockerd_stop
     rm -rf "$DIR" 2>/dev/null || true
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 
 # 1. A private engine, as the tests run it.
-dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$DIR/dockerd.pid" \
-    -H "$HOST" --iptables=false --ip6tables=false --bridge=none >"$DIR/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 1 600); do docker -H "$HOST" version >/dev/null 2>&1 && break; sleep 0.05; done
+dockerd_start
 
 # 2. The image: the SDK example worker with its libraries, no registry.
-ROOT="$DIR/rootfs"
-mkdir -p "$ROOT/tmp"
-cp "$WORKER" "$ROOT/worker"
-for lib in $(ldd "$WORKER" | grep -o '/[^ ]*' | sort -u); do
-    mkdir -p "$ROOT$(dirname "$lib")"
-    cp -L "$lib" "$ROOT$lib"
-done
-tar -C "$ROOT" -c . | docker -H "$HOST" import -c 'ENTRYPOINT ["/worker"]' - "$IMAGE" >/dev/null
+import_worker_image "$WORKER" "$IMAGE"
 
 # Warm-up: one container each way, so neither side pays the first-start costs.
 docker -H "$HOST" run -d -i --network "$NETWORK" --name warm "$IMAGE" >/dev/null

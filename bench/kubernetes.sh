@@ -9,6 +9,7 @@
 #        BIN_DIR to a release build dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/private-dockerd.sh
 N=${1:-100}
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
 DISTARCH=$BIN_DIR/distarch
@@ -21,7 +22,6 @@ done
 DIR=$(mktemp -d /tmp/kbench.XXXX)
 HOST="unix://$DIR/docker.sock"
 IMAGE=distarch-bench/worker:1
-DOCKERD_PID=
 SERVER_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then
@@ -29,37 +29,19 @@ cleanup() {
         for _ in $(seq 1 400); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
         kill -KILL "$SERVER_PID" 2>/dev/null || true
     fi
-    if [ -n "$DOCKERD_PID" ]; then
-        ids=$(docker -H "$HOST" ps -aq 2>/dev/null || true)
-        [ -z "$ids" ] || docker -H "$HOST" rm -f $ids >/dev/null 2>&1 || true
-        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-        for _ in $(seq 1 200); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$DOCKERD_PID" 2>/dev/null || true
-    fi
+    dockerd_stop
     rm -rf "$DIR" 2>/dev/null || true
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 counters() { curl -s "$URL/debug/requests"; }
 total() { python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
 
 # 1. A private engine, as the tests run it.
-dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$DIR/dockerd.pid" \
-    -H "$HOST" --iptables=false --ip6tables=false --bridge=none >"$DIR/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 1 600); do docker -H "$HOST" version >/dev/null 2>&1 && break; sleep 0.05; done
+dockerd_start
 
 # 2. The image: the SDK example worker with its libraries, no registry.
-ROOT="$DIR/rootfs"
-mkdir -p "$ROOT/tmp"
-cp "$WORKER" "$ROOT/worker"
-for lib in $(ldd "$WORKER" | grep -o '/[^ ]*' | sort -u); do
-    mkdir -p "$ROOT$(dirname "$lib")"
-    cp -L "$lib" "$ROOT$lib"
-done
-tar -C "$ROOT" -c . | docker -H "$HOST" import -c 'ENTRYPOINT ["/worker"]' - "$IMAGE" >/dev/null
+import_worker_image "$WORKER" "$IMAGE"
 
 # 3. The test API server and a kubeconfig for it.
 "$SERVER" --docker "$HOST" --listen 127.0.0.1:0 --id kbench >"$DIR/server.out" 2>"$DIR/server.log" &
