@@ -37,7 +37,6 @@ pub(crate) struct Activity {
     clock: Arc<RunClock>,
     last: AtomicU64,
     seen: AtomicBool,
-    ended_frame: AtomicBool,
 }
 
 impl Activity {
@@ -47,7 +46,6 @@ impl Activity {
             clock,
             last: AtomicU64::new(now),
             seen: AtomicBool::new(false),
-            ended_frame: AtomicBool::new(false),
         })
     }
 
@@ -67,14 +65,5 @@ impl Activity {
     /// True the first time it is called after output arrived.
     pub(crate) fn first_seen(&self) -> bool {
         !self.seen.swap(true, Ordering::Relaxed)
-    }
-
-    pub(crate) fn mark_ended_frame(&self) {
-        self.ended_frame.store(true, Ordering::Relaxed);
-    }
-
-    /// The worker announced `ended` before exiting.
-    pub(crate) fn ended_frame(&self) -> bool {
-        self.ended_frame.load(Ordering::Relaxed)
     }
 }

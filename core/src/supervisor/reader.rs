@@ -41,13 +41,13 @@ pub(crate) async fn read_stream(
             buf.resize(grown, 0);
         }
         let mut chunk = Chunk::new(kind, &label, n);
-        splitter.feed(&buf[..n], |line| chunk.line(line, &activity));
+        splitter.feed(&buf[..n], |line| chunk.line(line));
         if !events.send_batch(chunk.finish(&activity)).await {
             return;
         }
     }
     let mut chunk = Chunk::new(kind, &label, splitter.buffered());
-    splitter.finish(|line| chunk.line(line, &activity));
+    splitter.finish(|line| chunk.line(line));
     events.send_batch(chunk.finish(&activity)).await;
 }
 
@@ -100,7 +100,7 @@ impl<'a> Chunk<'a> {
             .push(bytes, truncated);
     }
 
-    fn line(&mut self, line: RawLine<'_>, activity: &Activity) {
+    fn line(&mut self, line: RawLine<'_>) {
         if is_blank(line.bytes) && !line.truncated {
             return;
         }
@@ -125,17 +125,14 @@ impl<'a> Chunk<'a> {
         };
         let event = match parse_worker_line(line.bytes) {
             WorkerLine::Text(_) => return self.push_plain(line.bytes, false),
-            WorkerLine::Frame(WorkerFrame::Ping) => return,
             WorkerLine::Frame(WorkerFrame::Log {
                 level,
                 message,
                 fields,
             }) => record(level, message, fields),
             WorkerLine::Frame(WorkerFrame::Ready) => Event::InstanceReady(self.label.clone()),
-            WorkerLine::Frame(WorkerFrame::Ended) => {
-                activity.mark_ended_frame();
-                return;
-            }
+            // Activity like any frame; how the worker ended is read from its exit.
+            WorkerLine::Frame(WorkerFrame::Ping | WorkerFrame::Ended) => return,
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,

@@ -223,7 +223,6 @@ impl InstanceTask {
         for r in &readers {
             r.abort();
         }
-        let _ = activity.ended_frame();
         self.emit(Event::InstanceStopped {
             instance: label,
             exit: exit.clone(),
