@@ -33,6 +33,13 @@ pub enum WorkerLine {
     Frame(WorkerFrame),
     /// Plain text (invalid UTF-8 replaced by U+FFFD).
     Text(String),
+    /// A valid frame (a JSON object with a string `type`) of a type this version
+    /// does not know: a newer worker's frame. The master ignores it, but it still
+    /// shows that the worker speaks the protocol.
+    Unknown {
+        /// The frame's `type`.
+        kind: String,
+    },
     /// A line that starts with the marker but is not a valid frame; `text` is the
     /// line after the marker (lossily decoded), `error` says what was wrong.
     Malformed {
@@ -50,9 +57,12 @@ pub fn parse_worker_line(line: &[u8]) -> WorkerLine {
     match line.split_first() {
         Some((&FRAME_MARKER, body)) => match serde_json::from_slice::<WorkerFrame>(body) {
             Ok(frame) => WorkerLine::Frame(frame),
-            Err(e) => WorkerLine::Malformed {
-                text: String::from_utf8_lossy(body).into_owned(),
-                error: e.to_string(),
+            Err(e) => match unknown_type(body) {
+                Some(kind) => WorkerLine::Unknown { kind },
+                None => WorkerLine::Malformed {
+                    text: String::from_utf8_lossy(body).into_owned(),
+                    error: e.to_string(),
+                },
             },
         },
         _ => WorkerLine::Text(String::from_utf8_lossy(line).into_owned()),
@@ -79,6 +89,20 @@ pub fn parse_master_line(line: &[u8]) -> MasterLine {
         },
         _ => MasterLine::Other,
     }
+}
+
+/// The `type` of a JSON object whose type is not a known worker frame type; `None`
+/// when the body is not such an object (or its type is known, so the error was in
+/// another member).
+fn unknown_type(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let typed: Typed = serde_json::from_slice(body).ok()?;
+    const KNOWN: [&str; 6] = ["hello", "ping", "log", "ready", "ended", "status"];
+    (!KNOWN.contains(&typed.kind.as_str())).then_some(typed.kind)
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -115,8 +139,12 @@ mod tests {
             parse_worker_line(b"hello\r"),
             WorkerLine::Text("hello".into())
         );
-        match parse_worker_line(b"\x1e{\"type\":\"bogus\"}") {
-            WorkerLine::Malformed { text, .. } => assert_eq!(text, "{\"type\":\"bogus\"}"),
+        match parse_worker_line(b"\x1e{\"type\":\"log\"}") {
+            WorkerLine::Malformed { text, .. } => assert_eq!(text, "{\"type\":\"log\"}"),
+            other => panic!("expected malformed, got {other:?}"),
+        }
+        match parse_worker_line(b"\x1e{\"kind\":\"bogus\"}") {
+            WorkerLine::Malformed { .. } => {}
             other => panic!("expected malformed, got {other:?}"),
         }
         assert_eq!(
@@ -128,6 +156,45 @@ mod tests {
             MasterLine::Frame(MasterFrame::Stop)
         );
         assert_eq!(parse_master_line(b"stop"), MasterLine::Other);
+    }
+
+    #[test]
+    fn unknown_frame_types_are_valid_but_unknown() {
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"progress\",\"pct\":3}"),
+            WorkerLine::Unknown {
+                kind: "progress".into()
+            }
+        );
+        assert_eq!(
+            parse_master_line(b"\x1e{\"type\":\"resize\"}"),
+            MasterLine::Other
+        );
+    }
+
+    #[test]
+    fn hello_and_group_count_have_the_documented_wire_form() {
+        let hello = encode_worker_frame(&WorkerFrame::Hello {
+            protocol: 1,
+            sdk: Some("distarch-worker-rust".into()),
+            version: Some("0.1.0".into()),
+        });
+        assert_eq!(
+            hello,
+            b"\x1e{\"type\":\"hello\",\"protocol\":1,\"sdk\":\"distarch-worker-rust\",\"version\":\"0.1.0\"}\n"
+        );
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"hello\",\"protocol\":1}"),
+            WorkerLine::Frame(WorkerFrame::Hello {
+                protocol: 1,
+                sdk: None,
+                version: None
+            })
+        );
+        assert_eq!(
+            encode_master_frame(&MasterFrame::GroupCount { count: 5 }),
+            b"\x1e{\"type\":\"group_count\",\"count\":5}\n"
+        );
     }
 
     #[test]

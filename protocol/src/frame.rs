@@ -72,8 +72,21 @@ impl FromStr for Level {
 
 /// A frame sent by a worker to the master on the worker's stdout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum WorkerFrame {
+    /// "I speak the protocol": the first frame an SDK sends. Optional; any valid
+    /// frame also tells the master that the worker speaks the protocol.
+    Hello {
+        /// The protocol version the worker speaks.
+        protocol: u32,
+        /// Name of the SDK (`distarch-worker-rust`, `distarch-worker-python`, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdk: Option<String>,
+        /// Version of the SDK.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
     /// "I am alive": resets the no-output timeout; carries nothing else.
     Ping,
     /// A structured log record.
@@ -99,8 +112,15 @@ pub enum WorkerFrame {
 
 /// A frame sent by the master to a worker on the worker's stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MasterFrame {
     /// Please finish the current work and exit cleanly.
     Stop,
+    /// The number of instances in the worker's group changed (the group was
+    /// scaled); `DISTARCH_GROUP_COUNT` was the count at start.
+    GroupCount {
+        /// The new number of instances in the group.
+        count: u64,
+    },
 }

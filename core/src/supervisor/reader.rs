@@ -132,11 +132,15 @@ impl<'a> Chunk<'a> {
             }) => record(level, message, fields),
             WorkerLine::Frame(WorkerFrame::Ready) => Event::InstanceReady(self.label.clone()),
             // Activity like any frame; how the worker ended is read from its exit.
-            WorkerLine::Frame(WorkerFrame::Ping | WorkerFrame::Ended) => return,
+            WorkerLine::Frame(WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. }) => {
+                return
+            }
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,
             },
+            // A newer worker's frame: ignored, as the protocol says.
+            WorkerLine::Frame(_) | WorkerLine::Unknown { .. } => return,
             WorkerLine::Malformed { text, error } => {
                 let mut fields = Map::new();
                 fields.insert("malformed_frame".into(), Value::String(error));
