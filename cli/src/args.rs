@@ -13,6 +13,7 @@ use std::path::PathBuf;
 #[command(
     after_help = "Exit codes: 0 all instances ended cleanly; 1 at least one failed; \
 2 bad configuration or usage; 3 the launcher-wide no-output timeout fired; \
+4 instances not ready within --ready-timeout; \
 130 interrupted (SIGINT); 143 terminated (SIGTERM); 70 internal error."
 )]
 pub struct Cli {
@@ -71,6 +72,12 @@ pub struct ConfigArgs {
     /// How long a worker has to exit after being terminated before it is killed.
     #[arg(long, value_name = "DURATION")]
     pub kill_after: Option<String>,
+
+    /// Every instance must be ready (its `ready` frame, or its group's `ready` rule)
+    /// within this long, or everything is stopped with exit code 4, naming the
+    /// instances that never became ready (e.g. "60s"; 0 = do not wait).
+    #[arg(long, value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
 
     /// Output format of the master's log: `text` lines prefixed
     /// `[group] [host] [id/group_id] LEVEL`, or one `json` object per line.
@@ -149,6 +156,7 @@ impl ConfigArgs {
         quoted("launcher.stop_grace", &self.stop_grace);
         quoted("launcher.kill_after", &self.kill_after);
         quoted("launcher.log_level", &self.log_level);
+        quoted("launcher.ready_timeout", &self.ready_timeout);
         if let Some(f) = self.log_format {
             let v = match f {
                 LogFormatArg::Text => "text",

@@ -35,7 +35,12 @@ impl InstanceLabel {
         group_count: u64,
         restart: u32,
     ) -> Self {
-        let prefix = format!("[{group}] [{host}] [{id}/{group_id}] ");
+        // Group and host names come from the config: escaped like worker text.
+        let prefix = format!(
+            "[{}] [{}] [{id}/{group_id}] ",
+            crate::escape::escaped(&group),
+            crate::escape::escaped(&host)
+        );
         InstanceLabel {
             prefix,
             group,
@@ -170,6 +175,8 @@ pub enum StopReason {
     Terminated,
     /// A library user asked for it through a [`crate::StopHandle`].
     Requested,
+    /// Some instances were not ready within the launcher's `ready_timeout`.
+    NotReady,
 }
 
 impl std::fmt::Display for StopReason {
@@ -180,6 +187,7 @@ impl std::fmt::Display for StopReason {
             StopReason::Interrupted => "interrupted (SIGINT)",
             StopReason::Terminated => "terminated (SIGTERM)",
             StopReason::Requested => "stop requested",
+            StopReason::NotReady => "instances not ready within the ready timeout",
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The [`Launcher`]: builds the plan, starts one task per instance, enforces the
 //! launcher-wide limits and signals, and returns a [`RunReport`].
 
+use crate::config::ReadyRule;
 use crate::config::{Config, GroupConfig, LauncherConfig};
 use crate::error::ConfigErrors;
 use crate::events::{Event, LogRecord, StopReason};
@@ -10,6 +11,8 @@ use crate::report::{InstanceReport, RunReport};
 use crate::sink::{pump, EventSink, EventTx};
 use crate::supervisor::activity::RunClock;
 use crate::supervisor::control::{order_at_least, Order, StopHandle};
+use crate::supervisor::progress::RunProgress;
+use crate::supervisor::render::SpecTemplate;
 use crate::supervisor::task::InstanceTask;
 use crate::transport::{InstanceSpec, Transport};
 use distarch_protocol::{env_vars, Level, PROTOCOL_VERSION};
@@ -136,7 +139,6 @@ impl Launcher {
         let g = &group.config;
         let l = &self.config.launcher;
         let mut env: BTreeMap<String, String> = g.env.clone();
-        let params = serde_json::Value::Object(g.params.clone()).to_string();
         for (k, v) in [
             (env_vars::PROTOCOL, PROTOCOL_VERSION.to_string()),
             (env_vars::RUN_ID, self.run_id.clone()),
@@ -146,7 +148,6 @@ impl Launcher {
             (env_vars::GROUP_COUNT, group.count.to_string()),
             (env_vars::HOST, inst.target.host.clone()),
             (env_vars::RESTART, "0".to_string()),
-            (env_vars::PARAMS, params),
         ] {
             env.insert(k.to_string(), v);
         }
@@ -186,14 +187,39 @@ impl Launcher {
             })
             .await;
 
+        let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
+            .with_ids(self.plan.instances.iter().map(|i| i.id));
+        let ready_logs: BTreeMap<&str, Option<Arc<regex::Regex>>> = self
+            .plan
+            .groups
+            .iter()
+            .map(|g| {
+                let re = match &g.config.ready {
+                    // build_plan checked that the pattern compiles.
+                    Some(ReadyRule::Log(p)) => regex::Regex::new(p).ok().map(Arc::new),
+                    _ => None,
+                };
+                (&*g.name, re)
+            })
+            .collect();
         let mut tasks = JoinSet::new();
         for (index, inst) in self.plan.instances.iter().enumerate() {
             let group = self.plan.group_of(inst);
             let Some(transport) = self.registry.get(&inst.transport).cloned() else {
                 continue; // build_plan checked every transport name
             };
+            let spec = self.spec_for(index);
+            let template = SpecTemplate::new(
+                group.argv.clone(),
+                group.config.env.clone(),
+                group.config.workdir.clone(),
+                inst.params.clone(),
+            );
             let task = InstanceTask {
-                spec: self.spec_for(index),
+                template,
+                progress: progress.clone(),
+                ready_log: ready_logs.get(&*group.name).cloned().flatten(),
+                spec,
                 transport,
                 group: group.config.clone(),
                 group_name: group.name.clone(),
@@ -211,7 +237,9 @@ impl Launcher {
             })
             .await;
 
-        let reports = self.supervise_run(&mut tasks, &events, &clock).await;
+        let reports = self
+            .supervise_run(&mut tasks, &events, &clock, &progress)
+            .await;
         for transport in self.registry.all() {
             transport.shutdown().await;
         }
@@ -241,11 +269,22 @@ impl Launcher {
         tasks: &mut JoinSet<InstanceReport>,
         events: &EventTx,
         clock: &Arc<RunClock>,
+        progress: &RunProgress,
     ) -> Vec<InstanceReport> {
         let l = &self.config.launcher;
         let max_running = l.max_running_time.non_zero();
         let global_timeout = l.timeout.non_zero();
         let deadline = max_running.map(|d| tokio::time::Instant::now() + d);
+        let ready_deadline = l
+            .ready_timeout
+            .non_zero()
+            .map(|d| tokio::time::Instant::now() + d);
+        let mut ready_checked = false;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut paused_seen = Duration::ZERO;
+        let mut stopping_since: Option<Instant> = None;
+        let mut reminded = Instant::now();
         let mut signals = crate::signals::Signals::new(self.handle_signals);
         let mut control = self.stop.subscribe();
         let mut announced = Order::Run;
@@ -271,8 +310,46 @@ impl Launcher {
                         }
                     }
                 }
+                _ = sleep_until_opt(ready_deadline), if ready_deadline.is_some() && !ready_checked && announced == Order::Run => {
+                    ready_checked = true;
+                    let unready = progress.unready();
+                    if !unready.is_empty() {
+                        let after = l.ready_timeout;
+                        let _ = events.send(master_line(Level::Error, format!(
+                            "{} instance(s) did not become ready within {after} (ready_timeout): {}",
+                            unready.len(), self.describe_ids(&unready),
+                        ))).await;
+                        self.stop.escalate(Order::Stop, StopReason::NotReady);
+                    }
+                }
+                _ = housekeeping.tick() => {
+                    let paused = clock.paused();
+                    if paused.saturating_sub(paused_seen) >= PAUSE_WORTH_TELLING {
+                        let _ = events.send(master_line(Level::Warn, format!(
+                            "the master could not run for {:.1}s (stopped or starved); that time does not count towards hang timeouts",
+                            (paused - paused_seen).as_secs_f64(),
+                        ))).await;
+                        paused_seen = paused;
+                    }
+                    if let Some(since) = stopping_since {
+                        if reminded.elapsed() >= STOP_REMINDER && announced < Order::Kill && !tasks.is_empty() {
+                            reminded = Instant::now();
+                            let _ = events.send(master_line(Level::Warn, format!(
+                                "still waiting for {} instance(s) to end ({}s so far){}",
+                                tasks.len(),
+                                since.elapsed().as_secs(),
+                                self.kill_hint(),
+                            ))).await;
+                        }
+                    }
+                }
                 signal = signals.next() => {
                     match signal {
+                        crate::signals::Received::Hangup => {
+                            let _ = events.send(master_line(Level::Warn,
+                                "SIGHUP received and ignored: this master does not reload its configuration; stop it with Ctrl-C or SIGTERM".to_string(),
+                            )).await;
+                        }
                         crate::signals::Received::Interrupt if announced >= Order::Stop => {
                             self.stop.escalate(Order::Kill, StopReason::Interrupted);
                         }
@@ -289,10 +366,74 @@ impl Launcher {
                     let state = self.stop.state();
                     let reason = state.reason.unwrap_or(StopReason::Requested);
                     let _ = events.send(Event::RunStopping { reason, forced: order >= Order::Terminate }).await;
+                    if order < Order::Kill && !tasks.is_empty() {
+                        stopping_since.get_or_insert_with(Instant::now);
+                        reminded = Instant::now();
+                        let _ = events.send(master_line(Level::Warn, format!(
+                            "waiting for {} instance(s) to end, at most {}s{}",
+                            tasks.len(),
+                            self.longest_stop(order).as_secs(),
+                            self.kill_hint(),
+                        ))).await;
+                    }
                 }
             }
         }
         reports
+    }
+}
+
+/// How often the launcher looks at pauses and the progress of a stop.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// A pause of the master at least this long is reported.
+const PAUSE_WORTH_TELLING: Duration = Duration::from_secs(2);
+/// While stopping, how often the launcher says what it still waits for.
+const STOP_REMINDER: Duration = Duration::from_secs(5);
+
+impl Launcher {
+    /// The longest a stop from `order` may take: protocol speakers get the stop
+    /// frame and their grace, then everyone `kill_after`; the kill is immediate.
+    fn longest_stop(&self, order: Order) -> Duration {
+        let l = &self.config.launcher;
+        self.plan
+            .groups
+            .iter()
+            .map(|g| {
+                let grace = g.config.stop_grace.unwrap_or(l.stop_grace).0;
+                let kill_after = g.config.kill_after.unwrap_or(l.kill_after).0;
+                match order {
+                    Order::Run | Order::Stop => grace + kill_after,
+                    Order::Terminate => kill_after,
+                    Order::Kill => Duration::ZERO,
+                }
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// "; press Ctrl-C again to kill them now" when the launcher handles signals.
+    fn kill_hint(&self) -> &'static str {
+        if self.handle_signals {
+            "; press Ctrl-C again to kill them now"
+        } else {
+            ""
+        }
+    }
+
+    /// `id 3, 4 (group web), 9 (group db)`-style list of instance ids.
+    fn describe_ids(&self, ids: &[u64]) -> String {
+        let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for inst in self.plan.instances.iter().filter(|i| ids.contains(&i.id)) {
+            by_group
+                .entry(&self.plan.group_of(inst).name)
+                .or_default()
+                .push(inst.id.to_string());
+        }
+        by_group
+            .into_iter()
+            .map(|(g, ids)| format!("group {g}: id {}", ids.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 

@@ -22,8 +22,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod checks;
 pub mod config;
 mod error;
+mod escape;
 mod events;
 mod launcher;
 mod output;
@@ -33,6 +35,7 @@ mod report;
 mod signals;
 mod sink;
 mod supervisor;
+pub mod template;
 mod transport;
 
 pub use config::{
@@ -46,8 +49,8 @@ pub use output::{format_json, format_text, LogWriter};
 pub use plan::{build_plan, Plan, PlannedGroup, PlannedInstance, IMPLICIT_PLACEMENT};
 pub use registry::TransportRegistry;
 pub use report::{
-    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
-    EXIT_TERMINATED, EXIT_TIMEOUT,
+    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY,
+    EXIT_OK, EXIT_TERMINATED, EXIT_TIMEOUT,
 };
 pub use sink::{ChannelSink, EventSink};
 pub use supervisor::StopHandle;

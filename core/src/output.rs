@@ -192,7 +192,8 @@ pub fn format_text(buf: &mut Vec<u8>, event: &Event) {
     }
     if let Some((instance, level, text)) = describe(event) {
         prefix(buf, instance);
-        let _ = write!(buf, "{} distarch: {}", level_tag(level), text);
+        let _ = write!(buf, "{} distarch: ", level_tag(level));
+        push_single_line(buf, &text);
         buf.push(b'\n');
     }
 }
@@ -234,24 +235,10 @@ fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord) {
     buf.push(b'\n');
 }
 
-/// Appends text with any newline or carriage return escaped, so one record stays
-/// one line.
+/// Appends text with control characters escaped, so one record stays one line
+/// and a worker cannot drive the terminal or forge a master line.
 fn push_single_line(buf: &mut Vec<u8>, text: &str) {
-    // The common case is one vectorised scan that finds nothing.
-    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
-        buf.extend_from_slice(text.as_bytes());
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '\n' => buf.extend_from_slice(b"\\n"),
-            '\r' => buf.extend_from_slice(b"\\r"),
-            c => {
-                let mut tmp = [0u8; 4];
-                buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-            }
-        }
-    }
+    crate::escape::push_escaped(buf, text);
 }
 
 fn timestamp(t: SystemTime) -> String {

@@ -38,6 +38,9 @@ pub struct PlannedInstance {
     pub target: Arc<Target>,
     /// The placement's transport-specific settings.
     pub settings: Arc<Map<String, Value>>,
+    /// The group's params with the placement's merged over them (placeholders not
+    /// yet expanded).
+    pub params: Arc<Map<String, Value>>,
 }
 
 /// Every instance of a run, in id order.
@@ -91,11 +94,13 @@ pub fn build_plan(
         .collect();
     ordered.sort_by(|a, b| a.1.order.cmp(&b.1.order).then_with(|| a.0.cmp(b.0)));
 
+    crate::checks::check_dependencies(config, only, &mut errors);
     let mut plan = Plan::default();
     let mut next_id = 1u64;
     for (name, group) in ordered {
         let path = format!("groups.{name}");
         validate_group(&path, group, &mut errors);
+        crate::checks::check_group(&path, group, &mut errors);
         // A bad command is reported, and the placements are still checked.
         let argv = match group.command.argv() {
             Ok(argv) if argv.is_empty() || argv[0].is_empty() => {
@@ -117,6 +122,7 @@ pub fn build_plan(
                 PlacementConfig {
                     transport: "local".into(),
                     instances: None,
+                    params: Map::new(),
                     settings: Map::new(),
                 },
             )]
@@ -173,6 +179,9 @@ pub fn build_plan(
                 }
             };
             let settings = Arc::new(placement.settings.clone());
+            let mut params = group.params.clone();
+            params.extend(placement.params.clone());
+            let params = Arc::new(params);
             let pname: Arc<str> = Arc::from(pname.as_str());
             let tname: Arc<str> = Arc::from(placement.transport.as_str());
             for target in targets {
@@ -186,6 +195,7 @@ pub fn build_plan(
                         transport: tname.clone(),
                         target: target.clone(),
                         settings: settings.clone(),
+                        params: params.clone(),
                     });
                 }
             }

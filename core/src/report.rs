@@ -14,6 +14,8 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code: the launcher-wide no-output `timeout` stopped the run.
 pub const EXIT_TIMEOUT: i32 = 3;
+/// Exit code: some instances were not ready within the launcher's `ready_timeout`.
+pub const EXIT_NOT_READY: i32 = 4;
 /// Exit code: the run was interrupted by SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;
 /// Exit code: the run was stopped by SIGTERM.
@@ -83,13 +85,15 @@ pub struct RunReport {
 
 impl RunReport {
     /// The process exit code this run sums up to: 130/143 when interrupted by
-    /// SIGINT/SIGTERM, 3 when the launcher-wide timeout fired, else 0 when every
+    /// SIGINT/SIGTERM, 3 when the launcher-wide timeout fired, 4 when instances were
+    /// not ready within `ready_timeout`, else 0 when every
     /// instance ended cleanly and 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self.stop_reason {
             Some(StopReason::Interrupted) => EXIT_INTERRUPTED,
             Some(StopReason::Terminated) => EXIT_TERMINATED,
             Some(StopReason::Timeout) => EXIT_TIMEOUT,
+            Some(StopReason::NotReady) => EXIT_NOT_READY,
             _ if self.instances.iter().all(|i| i.outcome.is_clean()) => EXIT_OK,
             _ => EXIT_FAILED,
         }

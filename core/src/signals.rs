@@ -1,4 +1,4 @@
-//! SIGINT/SIGTERM for the launcher, when it is asked to handle them.
+//! SIGINT/SIGTERM/SIGHUP for the launcher, when it is asked to handle them.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -7,12 +7,16 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 pub(crate) enum Received {
     Interrupt,
     Terminate,
+    /// SIGHUP: handled so that it is not a hard kill of the master (which would
+    /// take every worker down without a stop).
+    Hangup,
 }
 
 /// The signal streams, or nothing when signals are not handled.
 pub(crate) struct Signals {
     int: Option<Signal>,
     term: Option<Signal>,
+    hup: Option<Signal>,
 }
 
 impl Signals {
@@ -21,11 +25,13 @@ impl Signals {
             return Signals {
                 int: None,
                 term: None,
+                hup: None,
             };
         }
         Signals {
             int: signal(SignalKind::interrupt()).ok(),
             term: signal(SignalKind::terminate()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
         }
     }
 
@@ -35,6 +41,7 @@ impl Signals {
             tokio::select! {
                 Some(()) = recv(&mut self.int) => return Received::Interrupt,
                 Some(()) = recv(&mut self.term) => return Received::Terminate,
+                Some(()) = recv(&mut self.hup) => return Received::Hangup,
                 else => std::future::pending::<()>().await,
             }
         }

@@ -6,6 +6,7 @@
 //! through [`Instance`]: its stdio as byte streams, and three controls (terminate,
 //! kill, wait). Nothing here assumes local processes.
 
+use crate::config::StopSignal;
 use crate::error::{ConfigError, InstanceError, SpawnError};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -177,6 +178,14 @@ pub trait Instance: Send {
 
     /// Final end: SIGKILL to the process group, `docker kill`, forced delete.
     async fn kill(&mut self) -> Result<(), InstanceError>;
+
+    /// Polite end of a plain program (one that never sent a frame) with the group's
+    /// `stop_signal`. Transports that can send any signal override it; the
+    /// default is [`Instance::terminate`].
+    async fn stop_with_signal(&mut self, signal: StopSignal) -> Result<(), InstanceError> {
+        let _ = signal;
+        self.terminate().await
+    }
 
     /// Waits for the instance to end. Must be cancel-safe: the supervisor drops the
     /// future when a timer fires and calls `wait` again later.

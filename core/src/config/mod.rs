@@ -4,10 +4,12 @@
 mod duration;
 mod load;
 mod model;
+mod supervision;
 
 pub use duration::HumanDuration;
 pub use load::{load, ConfigSources, LoadedConfig, DEFAULT_CONFIG_FILE, ENV_CONFIG_PREFIX};
 pub use model::{
     BackoffConfig, CommandLine, Config, GroupConfig, LauncherConfig, LogFormat, PlacementConfig,
-    RestartPolicy,
+    RestartPolicy, DEFAULT_HANG_TIMEOUT,
 };
+pub use supervision::{DependencyCondition, ReadyRule, StopSignal, TcpTarget};

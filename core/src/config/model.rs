@@ -1,6 +1,7 @@
 //! The configuration model: what `distarch.toml` (or YAML/JSON, env, flags) holds.
 
 use super::duration::HumanDuration;
+use super::supervision::{DependencyCondition, ReadyRule, StopSignal};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -36,6 +37,10 @@ pub struct LauncherConfig {
     pub log_format: LogFormat,
     /// Least severe level shown: `trace`, `debug` (default), `info`, `warn`, `error`.
     pub log_level: distarch_protocol::Level,
+    /// When set, every instance must be ready within this long after the run
+    /// starts, or the run is stopped and names the instances that never became
+    /// ready (0 = do not wait, the default).
+    pub ready_timeout: HumanDuration,
 }
 
 impl Default for LauncherConfig {
@@ -48,6 +53,7 @@ impl Default for LauncherConfig {
             max_line_bytes: distarch_protocol::DEFAULT_MAX_LINE,
             log_format: LogFormat::Text,
             log_level: distarch_protocol::Level::Debug,
+            ready_timeout: HumanDuration::default(),
         }
     }
 }
@@ -151,9 +157,21 @@ pub struct GroupConfig {
     /// Default `instances` for placements that do not set it.
     #[serde(default)]
     pub instances: Option<u32>,
-    /// No output and no ping for this long: the instance is hung (0 = off).
-    #[serde(default = "default_group_timeout")]
-    pub timeout: HumanDuration,
+    /// No output and no ping for this long: the instance is hung (0 = off). When
+    /// not set, 30 s for instances that speak the protocol and off for plain
+    /// programs (see [`GroupConfig::hang_timeout`]).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// The signal that stops a plain program (one that never sent a frame) at once,
+    /// instead of the `stop` frame and its grace: `SIGTERM` by default.
+    #[serde(default)]
+    pub stop_signal: StopSignal,
+    /// When an instance that does not send `ready` itself counts as ready.
+    #[serde(default)]
+    pub ready: Option<ReadyRule>,
+    /// Groups that must reach a condition before this group starts, by name.
+    #[serde(default)]
+    pub depends_on: BTreeMap<String, DependencyCondition>,
     /// Overrides the launcher's `stop_grace` for this group.
     #[serde(default)]
     pub stop_grace: Option<HumanDuration>,
@@ -178,8 +196,45 @@ pub struct GroupConfig {
     pub placements: BTreeMap<String, PlacementConfig>,
 }
 
-fn default_group_timeout() -> HumanDuration {
-    HumanDuration::from_secs(30)
+/// The hang timeout of protocol speakers when a group does not set `timeout`.
+pub const DEFAULT_HANG_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
+
+impl GroupConfig {
+    /// A group running `command`, every other setting at its default (one instance
+    /// unless placements say otherwise). Library users start from this and set
+    /// fields, so that new settings do not break their code.
+    pub fn new(command: CommandLine) -> Self {
+        GroupConfig {
+            command,
+            params: Map::new(),
+            env: BTreeMap::new(),
+            workdir: None,
+            priority: None,
+            instances: None,
+            timeout: None,
+            stop_signal: StopSignal::default(),
+            ready: None,
+            depends_on: BTreeMap::new(),
+            stop_grace: None,
+            kill_after: None,
+            restart: RestartPolicy::default(),
+            max_restarts: default_max_restarts(),
+            backoff: BackoffConfig::default(),
+            order: 0,
+            placements: BTreeMap::new(),
+        }
+    }
+
+    /// The hang timeout that applies to an instance: the group's `timeout` when set
+    /// (0 = off), else 30 s for an instance that speaks the protocol and none for a
+    /// plain program, which may well stay silent for hours.
+    pub fn hang_timeout(&self, speaks_protocol: bool) -> Option<std::time::Duration> {
+        match self.timeout {
+            Some(t) => t.non_zero(),
+            None if speaks_protocol => DEFAULT_HANG_TIMEOUT.non_zero(),
+            None => None,
+        }
+    }
 }
 
 fn default_max_restarts() -> u32 {
@@ -195,6 +250,9 @@ pub struct PlacementConfig {
     /// Instances (per host for transports with several hosts); default: the group's.
     #[serde(default)]
     pub instances: Option<u32>,
+    /// Params of this placement's instances, merged over the group's `params`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Map<String, Value>,
     /// Everything else: the transport's settings.
     #[serde(flatten)]
     pub settings: Map<String, Value>,

@@ -4,7 +4,9 @@
 pub(crate) mod activity;
 pub(crate) mod backoff;
 pub(crate) mod control;
+pub(crate) mod progress;
 pub(crate) mod reader;
+pub(crate) mod render;
 pub(crate) mod task;
 
 pub use control::StopHandle;

@@ -18,7 +18,8 @@ const READ_CHUNK_MAX: usize = 16 * 1024;
 
 /// Reads `stream` to its end, turning lines into events. Sending waits when the
 /// event channel is full, so a flooding worker is slowed down by its own pipe
-/// instead of growing the master's memory.
+/// instead of growing the master's memory. `ready_log`, when set, is the group's
+/// readiness pattern: the first line that matches makes the instance ready.
 pub(crate) async fn read_stream(
     mut stream: Box<dyn AsyncRead + Send + Unpin>,
     kind: LogStream,
@@ -26,6 +27,7 @@ pub(crate) async fn read_stream(
     activity: Arc<Activity>,
     events: EventTx,
     max_line: usize,
+    ready_log: Option<Arc<regex::Regex>>,
 ) {
     // Quiet workers (most of them, when there are thousands) keep a small buffer;
     // one that fills it gets a bigger one, up to READ_CHUNK_MAX.
@@ -40,15 +42,16 @@ pub(crate) async fn read_stream(
             let grown = (buf.len() * 4).min(READ_CHUNK_MAX);
             buf.resize(grown, 0);
         }
-        let mut chunk = Chunk::new(kind, &label, n);
+        let mut chunk = Chunk::new(kind, &label, n, &activity, ready_log.as_deref());
         splitter.feed(&buf[..n], |line| chunk.line(line));
-        if !events.send_batch(chunk.finish(&activity)).await {
+        if !events.send_batch(chunk.finish()).await {
             return;
         }
     }
-    let mut chunk = Chunk::new(kind, &label, splitter.buffered());
+    let buffered = splitter.buffered();
+    let mut chunk = Chunk::new(kind, &label, buffered, &activity, ready_log.as_deref());
     splitter.finish(|line| chunk.line(line));
-    events.send_batch(chunk.finish(&activity)).await;
+    events.send_batch(chunk.finish()).await;
 }
 
 /// The events of one read: plain lines gathered in one [`LogLines`], frames in order
@@ -62,10 +65,19 @@ struct Chunk<'a> {
     alive: bool,
     /// Size of the read, to size the text buffer once.
     bytes: usize,
+    activity: &'a Activity,
+    /// The readiness pattern, while the instance is not ready yet.
+    ready_log: Option<&'a regex::Regex>,
 }
 
 impl<'a> Chunk<'a> {
-    fn new(kind: LogStream, label: &'a Arc<InstanceLabel>, bytes: usize) -> Self {
+    fn new(
+        kind: LogStream,
+        label: &'a Arc<InstanceLabel>,
+        bytes: usize,
+        activity: &'a Activity,
+        ready_log: Option<&'a regex::Regex>,
+    ) -> Self {
         Chunk {
             kind,
             label,
@@ -74,6 +86,25 @@ impl<'a> Chunk<'a> {
             events: Vec::new(),
             alive: false,
             bytes,
+            activity,
+            ready_log: ready_log.filter(|_| !activity.is_ready()),
+        }
+    }
+
+    /// Makes the instance ready (once per start), after the line that did it.
+    fn ready(&mut self) {
+        self.ready_log = None;
+        if self.activity.mark_ready() {
+            self.push_event(Event::InstanceReady(self.label.clone()));
+        }
+    }
+
+    /// Checks a log line against the readiness pattern.
+    fn probe(&mut self, text: &[u8]) {
+        if let Some(re) = self.ready_log {
+            if re.is_match(&String::from_utf8_lossy(text)) {
+                self.ready();
+            }
         }
     }
 
@@ -93,11 +124,15 @@ impl<'a> Chunk<'a> {
 
     fn push_plain(&mut self, bytes: &[u8], truncated: bool) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let probe = self.ready_log.is_some();
         let level = self.plain_level();
         let (time, label, kind, size) = (self.time, self.label, self.kind, self.bytes);
         self.plain
             .get_or_insert_with(|| LogLines::with_capacity(time, label.clone(), level, kind, size))
             .push(bytes, truncated);
+        if probe {
+            self.probe(bytes);
+        }
     }
 
     fn line(&mut self, line: RawLine<'_>) {
@@ -123,18 +158,29 @@ impl<'a> Chunk<'a> {
                 truncated: false,
             })
         };
-        let event = match parse_worker_line(line.bytes) {
+        let parsed = parse_worker_line(line.bytes);
+        if matches!(parsed, WorkerLine::Frame(_) | WorkerLine::Unknown { .. }) {
+            self.activity.mark_protocol();
+        }
+        let event = match parsed {
             WorkerLine::Text(_) => return self.push_plain(line.bytes, false),
             WorkerLine::Frame(WorkerFrame::Log {
                 level,
                 message,
                 fields,
-            }) => record(level, message, fields),
-            WorkerLine::Frame(WorkerFrame::Ready) => Event::InstanceReady(self.label.clone()),
-            // Activity like any frame; how the worker ended is read from its exit.
-            WorkerLine::Frame(WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. }) => {
-                return
+            }) => {
+                let matches = self.ready_log.is_some_and(|re| re.is_match(&message));
+                self.push_event(record(level, message, fields));
+                if matches {
+                    self.ready();
+                }
+                return;
             }
+            WorkerLine::Frame(WorkerFrame::Ready) => return self.ready(),
+            // Activity like any frame; how the worker ended is read from its exit.
+            WorkerLine::Frame(
+                WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. },
+            ) => return,
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,
@@ -150,13 +196,13 @@ impl<'a> Chunk<'a> {
         self.push_event(event);
     }
 
-    fn finish(mut self, activity: &Activity) -> Vec<Event> {
+    fn finish(mut self) -> Vec<Event> {
         if let Some(lines) = self.plain.take() {
             self.events.push(Event::Lines(lines));
         }
         if self.alive {
-            activity.touch();
-            if activity.first_seen() {
+            self.activity.touch();
+            if self.activity.first_seen() {
                 self.events
                     .insert(0, Event::InstanceSeen(self.label.clone()));
             }

@@ -3,14 +3,16 @@
 use super::activity::{Activity, RunClock};
 use super::backoff::restart_delay;
 use super::control::{order_at_least, ControlState, Order};
+use super::progress::{DependencyState, Reported, RunProgress};
 use super::reader::read_stream;
-use crate::config::{GroupConfig, RestartPolicy};
+use super::render::SpecTemplate;
+use crate::config::{GroupConfig, ReadyRule, RestartPolicy};
 use crate::error::error_chain;
 use crate::events::{Event, InstanceLabel, LogStream, StopStep};
 use crate::report::{InstanceReport, Outcome};
 use crate::sink::EventTx;
 use crate::transport::{ExitStatus, Instance, InstanceSpec, Transport};
-use distarch_protocol::{encode_master_frame, env_vars, MasterFrame};
+use distarch_protocol::{encode_master_frame, MasterFrame};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -27,6 +29,11 @@ const STOP_FRAME_WRITE: Duration = Duration::from_secs(2);
 const DRAIN_BEFORE_CLEANUP: Duration = Duration::from_millis(500);
 /// How long output may keep draining after cleanup.
 const DRAIN_AFTER_CLEANUP: Duration = Duration::from_secs(2);
+/// Once the hang timeout has passed, how long pending output and a pending exit
+/// still get to show before the instance is judged hung.
+const HANG_CONFIRM: Duration = Duration::from_millis(200);
+/// How often a `tcp` readiness rule tries to connect.
+const TCP_PROBE_EVERY: Duration = Duration::from_millis(200);
 
 /// Everything one instance task needs.
 pub(crate) struct InstanceTask {
@@ -39,6 +46,13 @@ pub(crate) struct InstanceTask {
     pub(crate) control: watch::Receiver<ControlState>,
     pub(crate) clock: Arc<RunClock>,
     pub(crate) max_line: usize,
+    /// The group's strings, expanded anew for each start.
+    pub(crate) template: SpecTemplate,
+    /// Every group's progress: this instance reports to its own, and waits on
+    /// those its group depends on.
+    pub(crate) progress: RunProgress,
+    /// The group's `ready = { log = ... }` pattern, compiled once per group.
+    pub(crate) ready_log: Option<Arc<regex::Regex>>,
 }
 
 /// How one start ended.
@@ -65,6 +79,90 @@ impl InstanceTask {
 
     /// Runs the instance until it has ended for good; returns its report.
     pub(crate) async fn run(mut self) -> InstanceReport {
+        let mut reported = Reported::default();
+        let outcome = match self.wait_for_dependencies().await {
+            Ok(()) => None,
+            Err(outcome) => Some(outcome),
+        };
+        let (outcome, restarts) = match outcome {
+            Some(o) => (o, 0),
+            None => self.run_starts(&mut reported).await,
+        };
+        self.progress.settle(self.spec.id);
+        let success = matches!(&outcome, Outcome::Exited(s) if s.success())
+            || matches!(&outcome, Outcome::Stopped { exit, .. } if exit.success());
+        self.progress.update(&self.group_name, |c| {
+            c.ended_unstarted += u64::from(!reported.started);
+            c.ended_unready += u64::from(!reported.ready);
+            if success {
+                c.completed += 1;
+            } else {
+                c.ended_failed += 1;
+            }
+        });
+        InstanceReport {
+            id: self.spec.id,
+            group: self.group_name.clone(),
+            group_id: self.spec.group_id,
+            host: self.host.clone(),
+            restarts,
+            outcome,
+        }
+    }
+
+    /// Waits until every group this one depends on reached its condition. Err when
+    /// the run stops meanwhile, or a dependency can no longer be met.
+    async fn wait_for_dependencies(&mut self) -> Result<(), Outcome> {
+        let deps = self.group.depends_on.clone();
+        for (dep, condition) in deps {
+            let Some(mut counts) = self.progress.watch(&dep) else {
+                continue; // build_plan checked that every dependency runs
+            };
+            let mut announced = false;
+            loop {
+                let state = counts.borrow_and_update().state(condition);
+                match state {
+                    DependencyState::Met => break,
+                    DependencyState::Failed { lost } => {
+                        let why = format!(
+                            "not starting: group `{dep}` can no longer be {condition} ({lost} instance(s) ended without it)"
+                        );
+                        let label = self.label(0);
+                        self.emit(master_log(
+                            &label,
+                            distarch_protocol::Level::Error,
+                            why.clone(),
+                        ))
+                        .await;
+                        return Err(Outcome::FailedToStart(why));
+                    }
+                    DependencyState::Waiting { have, total } => {
+                        if !announced && self.spec.group_id == 1 {
+                            let label = self.label(0);
+                            self.emit(master_log(
+                                &label,
+                                distarch_protocol::Level::Info,
+                                format!(
+                                    "waiting for group `{dep}` to be {condition} ({have}/{total})"
+                                ),
+                            ))
+                            .await;
+                        }
+                        announced = true;
+                    }
+                }
+                tokio::select! {
+                    changed = counts.changed() => if changed.is_err() { break },
+                    _ = order_at_least(&mut self.control, Order::Stop) => return Err(Outcome::NotStarted),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts and restarts the instance per policy; returns how its last start
+    /// ended and the number of restarts.
+    async fn run_starts(&mut self, reported: &mut Reported) -> (Outcome, u32) {
         let mut restarts = 0u32;
         let mut consecutive = 0u32;
         let outcome = loop {
@@ -72,7 +170,7 @@ impl InstanceTask {
                 break Outcome::NotStarted;
             }
             let label = self.label(restarts);
-            let result = self.start_once(label.clone(), restarts).await;
+            let result = self.start_once(label.clone(), restarts, reported).await;
             if self.control.borrow().order >= Order::Stop {
                 break result.outcome;
             }
@@ -114,21 +212,17 @@ impl InstanceTask {
                 _ = order_at_least(&mut self.control, Order::Stop) => break result.outcome,
             }
         };
-        InstanceReport {
-            id: self.spec.id,
-            group: self.group_name.clone(),
-            group_id: self.spec.group_id,
-            host: self.host.clone(),
-            restarts,
-            outcome,
-        }
+        (outcome, restarts)
     }
 
-    async fn start_once(&mut self, label: Arc<InstanceLabel>, restart: u32) -> StartResult {
+    async fn start_once(
+        &mut self,
+        label: Arc<InstanceLabel>,
+        restart: u32,
+        reported: &mut Reported,
+    ) -> StartResult {
         self.spec.restart = restart;
-        self.spec
-            .env
-            .insert(env_vars::RESTART.to_string(), restart.to_string());
+        self.template.apply(&mut self.spec);
         self.emit(Event::InstanceCreated(label.clone())).await;
         let started = Instant::now();
         let spawned = tokio::select! {
@@ -152,7 +246,11 @@ impl InstanceTask {
                 };
             }
         };
-        let outcome = self.supervise(instance, label).await;
+        if !reported.started {
+            reported.started = true;
+            self.progress.update(&self.group_name, |c| c.started += 1);
+        }
+        let outcome = self.supervise(instance, label, reported).await;
         StartResult {
             outcome,
             ran_for: started.elapsed(),
@@ -163,6 +261,7 @@ impl InstanceTask {
         &mut self,
         mut instance: Box<dyn Instance>,
         label: Arc<InstanceLabel>,
+        reported: &mut Reported,
     ) -> Outcome {
         let activity = Activity::new(self.clock.clone());
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
@@ -176,6 +275,7 @@ impl InstanceTask {
                 activity.clone(),
                 self.events.clone(),
                 self.max_line,
+                self.ready_log.clone(),
             )));
             if let Some(stderr) = io.stderr {
                 readers.push(tokio::spawn(read_stream(
@@ -185,6 +285,7 @@ impl InstanceTask {
                     activity.clone(),
                     self.events.clone(),
                     self.max_line,
+                    self.ready_log.clone(),
                 )));
             }
         }
@@ -194,23 +295,47 @@ impl InstanceTask {
         })
         .await;
 
-        let hang_after = self.group.timeout.non_zero();
+        let probe = ready_probe(self.group.ready.clone());
+        tokio::pin!(probe);
+        let mut probing = true;
         let (exit, stopped_by, timed_out) = loop {
-            let idle = activity.idle();
-            let until_hung = hang_after.map(|t| t.saturating_sub(idle));
+            // Re-read each time: an instance that sends its first frame gets the
+            // protocol speakers' default timeout from then on.
+            let hang_after = self.group.hang_timeout(activity.speaks_protocol());
+            let until_hung = hang_after.map(|t| t.saturating_sub(activity.idle()));
             tokio::select! {
                 r = instance.wait() => break (exit_of(r), None, false),
                 _ = sleep(until_hung.unwrap_or(Duration::MAX)), if until_hung.is_some() => {
                     let after = hang_after.unwrap_or_default();
+                    if activity.idle() < after {
+                        continue;
+                    }
+                    // Output read meanwhile, or an exit not yet collected, wins.
+                    tokio::select! {
+                        r = instance.wait() => break (exit_of(r), None, false),
+                        _ = sleep(HANG_CONFIRM) => {}
+                    }
                     if activity.idle() >= after {
                         self.emit(Event::InstanceTimedOut { instance: label.clone(), after }).await;
-                        let (exit, _) = self.bring_down(&mut instance, &mut stdin, StopStep::Terminate).await;
+                        let (exit, _) = self.bring_down(&mut instance, &mut stdin, StopStep::Terminate, true).await;
                         break (exit, None, true);
+                    }
+                }
+                _ = activity.ready_signal(), if !reported.ready => {
+                    reported.ready = true;
+                    self.progress.update(&self.group_name, |c| c.ready += 1);
+                    self.progress.settle(self.spec.id);
+                }
+                () = &mut probe, if probing => {
+                    probing = false;
+                    if activity.mark_ready() {
+                        self.emit(Event::InstanceReady(label.clone())).await;
                     }
                 }
                 order = order_at_least(&mut self.control, Order::Stop) => {
                     let first = order.first_step().unwrap_or(StopStep::StopFrame);
-                    let (exit, step) = self.bring_down(&mut instance, &mut stdin, first).await;
+                    let speaks = activity.speaks_protocol();
+                    let (exit, step) = self.bring_down(&mut instance, &mut stdin, first, speaks).await;
                     break (exit, Some(step), false);
                 }
             }
@@ -222,6 +347,10 @@ impl InstanceTask {
         drain(&mut readers, DRAIN_AFTER_CLEANUP).await;
         for r in &readers {
             r.abort();
+        }
+        if !reported.ready && activity.is_ready() {
+            reported.ready = true;
+            self.progress.update(&self.group_name, |c| c.ready += 1);
         }
         self.emit(Event::InstanceStopped {
             instance: label,
@@ -237,17 +366,34 @@ impl InstanceTask {
     }
 
     /// Escalates from `first` until the instance ends: `stop` frame → `stop_grace` →
-    /// terminate → `kill_after` → kill. A stronger order arriving meanwhile (a second
-    /// Ctrl-C) jumps ahead. Returns the exit and the last step taken.
+    /// terminate → `kill_after` → kill. A plain program (`speaks` false) cannot read
+    /// a `stop` frame: it gets its stdin closed and the group's `stop_signal` at
+    /// once instead, then `kill_after` → kill. A stronger order arriving meanwhile
+    /// (a second Ctrl-C) jumps ahead. Returns the exit and the last step taken.
     async fn bring_down(
         &mut self,
         instance: &mut Box<dyn Instance>,
         stdin: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>,
         first: StopStep,
+        speaks: bool,
     ) -> (ExitStatus, StopStep) {
         let mut step = first;
         loop {
             let wait_for = match step {
+                StopStep::StopFrame if !speaks => {
+                    *stdin = None;
+                    if let Err(e) = instance.stop_with_signal(self.group.stop_signal).await {
+                        let label = self.label(self.spec.restart);
+                        self.emit(master_log(
+                            &label,
+                            distarch_protocol::Level::Warn,
+                            format!("{} failed: {}", self.group.stop_signal, error_chain(&e)),
+                        ))
+                        .await;
+                    }
+                    step = StopStep::Terminate;
+                    self.spec.kill_after
+                }
                 StopStep::StopFrame => {
                     if let Some(w) = stdin.as_mut() {
                         let frame = encode_master_frame(&MasterFrame::Stop);
@@ -309,6 +455,25 @@ impl InstanceTask {
                 }
             }
         }
+    }
+}
+
+/// Resolves when a `tcp` or `delay` readiness rule is met; pends forever for the
+/// other rules (a `ready` frame or a `log` pattern is seen by the readers).
+async fn ready_probe(rule: Option<ReadyRule>) {
+    match rule {
+        Some(ReadyRule::Delay(d)) => sleep(d.0).await,
+        Some(ReadyRule::Tcp(target)) => {
+            let address = target.address();
+            loop {
+                let attempt = timeout(TCP_PROBE_EVERY, tokio::net::TcpStream::connect(&address));
+                if let Ok(Ok(_)) = attempt.await {
+                    return;
+                }
+                sleep(TCP_PROBE_EVERY).await;
+            }
+        }
+        Some(ReadyRule::Log(_)) | None => std::future::pending().await,
     }
 }
 

@@ -4,8 +4,8 @@ use crate::settings::LocalSettings;
 use crate::{reaper, unix};
 use async_trait::async_trait;
 use distarch_core::{
-    ConfigError, ExitStatus, Instance, InstanceError, InstanceIo, InstanceSpec, PlacementRef,
-    SpawnError, Target, Transport,
+    config::StopSignal, ConfigError, ExitStatus, Instance, InstanceError, InstanceIo, InstanceSpec,
+    PlacementRef, SpawnError, Target, Transport,
 };
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -140,6 +140,10 @@ impl Instance for LocalInstance {
 
     async fn kill(&mut self) -> Result<(), InstanceError> {
         self.signal(libc::SIGKILL, "kill")
+    }
+
+    async fn stop_with_signal(&mut self, signal: StopSignal) -> Result<(), InstanceError> {
+        self.signal(signal.number(), "signal")
     }
 
     async fn wait(&mut self) -> Result<ExitStatus, InstanceError> {
