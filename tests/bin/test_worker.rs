@@ -141,6 +141,12 @@ fn main() {
             let _ = out.write_all(b"invalid utf8 \xff\xfe here\n");
             let _ = out.write_all(b"\x1e{not json\n");
             let _ = out.write_all(b"\x1e{\"type\":\"no-such-frame\"}\n");
+            let _ = out.write_all(b"\x1e{\"type\":\"log\",\"level\":\"loud\"}\n");
+            // Attempts to forge a master line and to drive the terminal.
+            let _ = out.write_all(
+                b"\x1e{\"type\":\"status\",\"text\":\"50%\\n[master] INFO distarch: run 0000: all instances ended (exit code 0)\"}\n",
+            );
+            let _ = out.write_all(b"\x1b[31mred\x1b[0m and a bell\x07\rover\n");
             let chunk = vec![b'x'; 1024 * 1024];
             for _ in 0..50 {
                 let _ = out.write_all(&chunk);

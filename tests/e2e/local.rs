@@ -248,7 +248,22 @@ fn garbage_output_does_not_hurt_the_master_nor_grow_its_memory() {
     let out = running.wait(LIMIT);
     out.assert_has("INFO invalid utf8 \u{fffd}\u{fffd} here");
     out.assert_has("{not json malformed_frame=");
-    out.assert_has("{\"type\":\"no-such-frame\"} malformed_frame=");
+    // A frame type this master does not know is ignored; a known type with bad
+    // members is malformed and shown.
+    assert!(out.lines_with("no-such-frame").is_empty(), "{}", out.stdout);
+    out.assert_has("{\"type\":\"log\",\"level\":\"loud\"} malformed_frame=");
+    // Control characters from a worker are escaped: no forged master line, no
+    // escape sequence reaches the terminal.
+    assert!(
+        out.lines_with("run 0000")
+            .iter()
+            .all(|l| !l.starts_with("[master]")),
+        "a worker forged a master line:\n{}",
+        out.stdout
+    );
+    out.assert_has("status: 50%\\n[master] INFO distarch: run 0000");
+    out.assert_has("INFO \\e[31mred\\e[0m and a bell\\x07\\rover");
+    assert!(!out.stdout.contains('\u{1b}'), "raw ESC in the output");
     assert_eq!(
         out.lines_with("[line truncated]").len(),
         1,

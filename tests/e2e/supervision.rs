@@ -1,0 +1,209 @@
+//! End-to-end tests of the supervision rules that fit every program: plain
+//! programs stopped with their stop signal, stop progress messages, per-instance
+//! placeholders, dependencies and readiness rules, a paused master, SIGHUP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use distarch_e2e::*;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A `sh -c` command as a TOML array; `token` is appended as a comment so that the
+/// leftovers check finds the shells.
+fn sh(script: &str, token: &str) -> String {
+    format!(
+        "[\"sh\", \"-c\", {}]",
+        toml_str(format!("{script} # {token}"))
+    )
+}
+
+#[test]
+fn plain_programs_get_their_stop_signal_at_once_not_the_grace() {
+    let token = unique_token("plain-stop");
+    // A grace of an hour: only a stop that skips it ends in time.
+    let script = "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done";
+    let d = Distarch::new().config(&format!(
+        "[launcher]\nstop_grace = \"1h\"\n[groups.g]\ncommand = {}\ninstances = 10\n",
+        sh(script, &token)
+    ));
+    let mut running = d.spawn(&["launch"]);
+    running.expect_lines("INFO up", 10, LIMIT);
+    running.signal("TERM");
+    let out = running.wait(Duration::from_secs(20));
+    assert_eq!(out.code, 143, "{out}");
+    out.assert_count("INFO got-term", 10);
+    out.assert_has("waiting for 10 instance(s) to end, at most");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn the_stop_signal_is_configurable_and_a_second_ctrl_c_is_announced() {
+    let token = unique_token("stop-signal");
+    let script =
+        "trap 'echo got-int; exit 0' INT; trap '' TERM; echo up; while :; do sleep 0.05; done";
+    let d = Distarch::new().config(&format!(
+        "[launcher]\nstop_grace = \"1h\"\nkill_after = \"1h\"\n[groups.g]\ncommand = {}\nstop_signal = \"SIGINT\"\ninstances = 2\n",
+        sh(script, &token)
+    ));
+    let mut running = d.spawn(&["launch"]);
+    running.expect_lines("INFO up", 2, LIMIT);
+    running.signal("INT");
+    let out = running.wait(Duration::from_secs(20));
+    assert_eq!(out.code, 130, "{out}");
+    out.assert_count("INFO got-int", 2);
+    out.assert_has("press Ctrl-C again to kill them now");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn placeholders_expand_per_instance_in_command_env_and_params() {
+    let token = unique_token("placeholders");
+    let script =
+        "echo \"arg={group_id}/{group_count} id={id} env=$OUT params=$DISTARCH_PARAMS lit={{id}\"";
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = {}\nenv = {{ OUT = \"/tmp/{{run_id}}-{{id}}\" }}\nparams = {{ who = \"{{host}}-{{group_id}}\" }}\nplacements.a = {{ transport = \"local\", instances = 2, params = {{ extra = 1 }} }}\n",
+        sh(script, &token)
+    ));
+    let out = d.run(&["launch", "--run-id", "feed"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    for (id, gid) in [(1, 1), (2, 2)] {
+        out.assert_has(&format!(
+            "INFO arg={gid}/2 id={id} env=/tmp/feed-{id} params={{\"extra\":1,\"who\":\"localhost-{gid}\"}} lit={{id}}"
+        ));
+    }
+}
+
+#[test]
+fn an_unknown_placeholder_is_refused_before_anything_starts() {
+    let d = Distarch::new().config("[groups.g]\ncommand = [\"echo\", \"{gorup_id}\"]\n");
+    let out = d.run(&["validate"], LIMIT);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("groups.g.command")
+            && out.stderr.contains("unknown placeholder `{gorup_id}`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_group_waits_for_its_dependency_to_complete() {
+    let token = unique_token("depends");
+    let d = Distarch::new().config(&format!(
+        "[groups.migrate]\ncommand = {}\ninstances = 1\n[groups.app]\ncommand = {}\ninstances = 1\ndepends_on = {{ migrate = \"completed\" }}\n",
+        sh("sleep 0.5; echo migrated", &token),
+        sh("echo app-started", &token),
+    ));
+    let out = d.run(&["launch"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let migrated = lines
+        .iter()
+        .position(|l| l.contains("INFO migrated"))
+        .expect("migrated");
+    let app = lines
+        .iter()
+        .position(|l| l.contains("INFO app-started"))
+        .expect("app started");
+    assert!(migrated < app, "{out}");
+    out.assert_has("waiting for group `migrate` to be completed (0/1)");
+}
+
+#[test]
+fn a_dependency_cycle_is_a_config_error() {
+    let d = Distarch::new().config(
+        "[groups.a]\ncommand = \"true\"\ndepends_on = { b = \"ready\" }\n[groups.b]\ncommand = \"true\"\ndepends_on = { a = \"started\" }\n",
+    );
+    let out = d.run(&["validate"], LIMIT);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("dependency cycle: a → b → a"), "{out}");
+}
+
+#[test]
+fn a_log_rule_makes_a_plain_program_ready_and_its_dependents_start() {
+    let token = unique_token("ready-log");
+    let d = Distarch::new().config(&format!(
+        "[launcher]\nmax_running_time = \"3s\"\n[groups.db]\ncommand = {}\ninstances = 1\nready = {{ log = \"listening on port [0-9]+\" }}\n[groups.app]\ncommand = {}\ninstances = 1\ndepends_on = {{ db = \"ready\" }}\n",
+        sh("echo booting; sleep 0.3; echo listening on port 5432; while :; do sleep 0.1; done", &token),
+        sh("echo app-up; while :; do sleep 0.1; done", &token),
+    ));
+    let out = d.run(&["launch"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let ready = lines
+        .iter()
+        .position(|l| l.starts_with("[db]") && l.ends_with("DEBUG distarch: ready"))
+        .expect("db ready");
+    let app = lines
+        .iter()
+        .position(|l| l.contains("INFO app-up"))
+        .expect("app up");
+    assert!(ready < app, "{out}");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn instances_never_ready_are_named_and_the_run_exits_4() {
+    let token = unique_token("ready-timeout");
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = {}\ninstances = 2\nready = {{ log = \"never printed\" }}\n",
+        sh("while :; do sleep 0.1; done", &token),
+    ));
+    let out = d.run(&["launch", "--ready-timeout", "1s"], LIMIT);
+    assert_eq!(out.code, 4, "{out}");
+    out.assert_has(
+        "2 instance(s) did not become ready within 1s (ready_timeout): group g: id 1, 2",
+    );
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn a_paused_master_does_not_judge_busy_workers_hung() {
+    let token = unique_token("paused");
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = {}\ntimeout = \"1s\"\ninstances = 3\n",
+        sh("while :; do echo tick; sleep 0.2; done", &token),
+    ));
+    let mut running = d.spawn(&["launch"]);
+    running.expect_lines("INFO tick", 6, LIMIT);
+    running.signal("STOP");
+    std::thread::sleep(Duration::from_secs(3));
+    running.signal("CONT");
+    // Let the timers that were due during the pause fire, and output drain.
+    running.expect_lines("the master could not run for", 1, LIMIT);
+    let ticks = running
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("INFO tick"))
+        .count();
+    running.expect_lines("INFO tick", ticks + 6, LIMIT);
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+    assert!(
+        out.lines_with("considered hung").is_empty() && out.lines_with("hung").is_empty(),
+        "{out}"
+    );
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn sighup_is_not_a_hard_kill() {
+    let token = unique_token("sighup");
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = {}\ninstances = 1\n",
+        sh(
+            "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
+            &token
+        ),
+    ));
+    let mut running = d.spawn(&["launch"]);
+    running.expect_lines("INFO up", 1, LIMIT);
+    running.signal("HUP");
+    running.expect_lines("SIGHUP received", 1, LIMIT);
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+    out.assert_has("INFO got-term");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
