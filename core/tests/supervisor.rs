@@ -36,8 +36,11 @@ struct Calls {
     /// `stop` frames the workers read.
     stop_frames: Arc<AtomicU32>,
     /// Command and environment of each spawn.
-    specs: std::sync::Mutex<Vec<(Vec<String>, std::collections::BTreeMap<String, String>)>>,
+    specs: std::sync::Mutex<Vec<SpawnedSpec>>,
 }
+
+/// The command and environment one spawn was given.
+type SpawnedSpec = (Vec<String>, std::collections::BTreeMap<String, String>);
 
 /// The first frame an SDK sends.
 const HELLO: &str = "\u{1e}{\"type\":\"hello\",\"protocol\":1}";

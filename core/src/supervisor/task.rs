@@ -80,10 +80,7 @@ impl InstanceTask {
     /// Runs the instance until it has ended for good; returns its report.
     pub(crate) async fn run(mut self) -> InstanceReport {
         let mut reported = Reported::default();
-        let outcome = match self.wait_for_dependencies().await {
-            Ok(()) => None,
-            Err(outcome) => Some(outcome),
-        };
+        let outcome = self.wait_for_dependencies().await.err();
         let (outcome, restarts) = match outcome {
             Some(o) => (o, 0),
             None => self.run_starts(&mut reported).await,
