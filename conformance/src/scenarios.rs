@@ -139,7 +139,8 @@ fn start(c: &Ctx<'_>, params: &Map<String, Value>) -> Result<Session, Fail> {
     Session::start(c.command, &env_with(c, params))
 }
 
-/// Hello first, then the `identity` log, then `ready`. Returns the hello line and
+/// Hello first, then the identity log (the first log frame whose fields hold every
+/// identity member and `params`), then `ready`. Returns the hello line and
 /// the identity fields.
 fn prelude(c: &Ctx<'_>, s: &mut Session) -> Result<(Line, Map<String, Value>), Fail> {
     let hello = s.expect("a first line", c.startup, |l| !l.is_blank())?;
@@ -150,12 +151,13 @@ fn prelude(c: &Ctx<'_>, s: &mut Session) -> Result<(Line, Map<String, Value>), F
         ));
     }
     let mut early_ready = false;
-    let identity = s.expect("the `identity` log frame", c.startup, |l| {
+    let identity = s.expect("the identity log frame", c.startup, |l| {
         early_ready |= matches!(l.frame(), Some(WorkerFrame::Ready));
-        matches!(l.frame(), Some(WorkerFrame::Log { message, fields: Some(_), .. }) if message == "identity")
+        matches!(l.frame(), Some(WorkerFrame::Log { fields: Some(f), .. })
+            if IDENTITY.iter().chain(["params"].iter()).all(|k| f.contains_key(*k)))
     })?;
     if early_ready {
-        return Err("`ready` came before the `identity` log".into());
+        return Err("`ready` came before the identity log".into());
     }
     let Some(WorkerFrame::Log {
         fields: Some(fields),

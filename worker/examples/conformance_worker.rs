@@ -19,12 +19,14 @@ fn fields(value: Value) -> Option<Map<String, Value>> {
 fn main() {
     distarch_worker::run(|worker: &Worker| -> Result<(), String> {
         let params = worker.params_json().clone();
+        // Read before `ready`: the runner may resize the group right after it.
+        let mut seen = worker.group_count();
         worker.log(
             Level::Info,
             "identity",
             fields(json!({
                 "id": worker.id(), "group": worker.group(), "group_id": worker.group_id(),
-                "group_count": worker.group_count(), "host": worker.host(),
+                "group_count": seen, "host": worker.host(),
                 "run_id": worker.run_id(), "restart": worker.restart(), "params": params,
             })),
         );
@@ -55,7 +57,6 @@ fn main() {
                 }
             }
             Some("group_count") => {
-                let mut seen = worker.group_count();
                 while worker.sleep(Duration::from_millis(20)) {
                     let now = worker.group_count();
                     if now != seen {

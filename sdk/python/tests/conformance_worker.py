@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""The Python SDK's conformance worker: what `distarch-conformance` runs to check
+the SDK (docs/conformance.md describes the contract)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+import distarch_worker  # noqa: E402
+
+
+def main(worker: distarch_worker.Worker) -> None:
+    params = worker.params
+    seen = worker.group_count  # before `ready`: the runner may resize the group right after it
+    worker.info(
+        "identity",
+        id=worker.id, group=worker.group, group_id=worker.group_id,
+        group_count=seen, host=worker.host, run_id=worker.run_id,
+        restart=worker.restart, params=params,
+    )
+    worker.ready()
+    action = params.get("conformance")
+    if action == "levels":
+        for n, level in enumerate(distarch_worker.LEVELS, 1):
+            worker.log(level, f"level {level}", {"n": n})
+    elif action == "status":
+        worker.status(str(params.get("text", "")))
+    elif action == "ping":
+        while not worker.must_stop():
+            worker.ping()
+    elif action == "group_count":
+        while worker.sleep(0.02):
+            if worker.group_count != seen:
+                seen = worker.group_count
+                worker.info("group_count", count=seen)
+    worker.wait_stop()
+
+
+if __name__ == "__main__":
+    distarch_worker.run(main)
