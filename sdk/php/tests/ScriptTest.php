@@ -20,6 +20,7 @@ final class ScriptTest extends TestCase
     {
         $file = tempnam(sys_get_temp_dir(), 'distarch-php-');
         file_put_contents($file, $code);
+        register_shutdown_function(static fn () => @unlink($file));
         $base = array_filter(getenv(), static fn ($k) => !str_starts_with((string) $k, 'DISTARCH_'), ARRAY_FILTER_USE_KEY);
         $cmd = array_merge([PHP_BINARY, '-d', 'auto_prepend_file=' . dirname(__DIR__) . '/autoload.php', $file], $args);
         $proc = proc_open($cmd, [['pipe', 'r'], ['pipe', 'w'], ['pipe', 'w']], $pipes, null, $base + $env);
