@@ -170,6 +170,20 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_an_object_never_an_array() {
+        // serde reads internally tagged enums from sequences too.
+        assert_eq!(parse_master_line(b"\x1e[\"stop\"]"), MasterLine::Other);
+        assert!(matches!(
+            parse_worker_line(b"\x1e[\"ready\"]"),
+            WorkerLine::Malformed { .. }
+        ));
+        assert_eq!(
+            parse_master_line(b"\x1e {\"type\":\"stop\"}"),
+            MasterLine::Frame(MasterFrame::Stop)
+        );
+    }
+
+    #[test]
     fn unknown_frame_types_are_valid_but_unknown() {
         assert_eq!(
             parse_worker_line(b"\x1e{\"type\":\"progress\",\"pct\":3}"),
