@@ -27,4 +27,37 @@ fi
 mkdir -p /run/sshd 2>/dev/null || true
 
 cargo build --workspace --bins
+
+# ---- sdk (issue 11): worker SDKs and the protocol conformance kit -------------------
+# Python (pytest, mypy --strict, a wheel), PHP (PHPUnit, composer.json), and the
+# conformance runner against every implementation: the Rust SDK, the Python SDK
+# (blocking and asyncio), the PHP SDK, and the POSIX sh example under dash and busybox.
+sdk_packages=()
+/usr/bin/python3 -c 'import pytest' 2>/dev/null || sdk_packages+=(python3-pytest)
+/usr/bin/python3 -c 'import setuptools, pip' 2>/dev/null || sdk_packages+=(python3-setuptools python3-pip)
+command -v mypy >/dev/null || sdk_packages+=(mypy)
+command -v php >/dev/null || sdk_packages+=(php-cli)
+command -v phpunit >/dev/null || sdk_packages+=(phpunit)
+[ -f /usr/share/php/Psr/Log/LoggerInterface.php ] || sdk_packages+=(php-psr-log)
+command -v composer >/dev/null || sdk_packages+=(composer)
+if [ ${#sdk_packages[@]} -gt 0 ]; then
+    echo "scripts/test.sh: installing ${sdk_packages[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${sdk_packages[@]}" >/dev/null
+fi
+cargo build -p distarch-conformance -p distarch-worker --example conformance_worker
+(cd sdk/python && /usr/bin/python3 -m pytest -q -p no:cacheprovider && mypy --strict --cache-dir=/dev/null src tests)
+(cd sdk/php && phpunit --do-not-cache-result && COMPOSER_ALLOW_SUPERUSER=1 composer validate --no-check-publish)
+for worker in "target/debug/examples/conformance_worker" \
+    "/usr/bin/python3 sdk/python/tests/conformance_worker.py" \
+    "/usr/bin/python3 sdk/python/tests/conformance_worker.py --asyncio" \
+    "php sdk/php/tests/conformance-worker.php" \
+    "sh examples/shell-worker.sh" \
+    "/bin/busybox sh examples/shell-worker.sh"; do
+    echo "scripts/test.sh: conformance of: $worker" >&2
+    # shellcheck disable=SC2086 # the command is split on purpose
+    target/debug/distarch-conformance -- $worker
+done
+# ---- end sdk ------------------------------------------------------------------------
+
 cargo test --workspace "$@"

@@ -55,6 +55,10 @@ pub enum WorkerLine {
 pub fn parse_worker_line(line: &[u8]) -> WorkerLine {
     let line = strip_cr(line);
     match line.split_first() {
+        Some((&FRAME_MARKER, body)) if !is_object(body) => WorkerLine::Malformed {
+            text: String::from_utf8_lossy(body).into_owned(),
+            error: "not a JSON object".into(),
+        },
         Some((&FRAME_MARKER, body)) => match serde_json::from_slice::<WorkerFrame>(body) {
             Ok(frame) => WorkerLine::Frame(frame),
             Err(e) => match unknown_type(body) {
@@ -83,6 +87,7 @@ pub enum MasterLine {
 pub fn parse_master_line(line: &[u8]) -> MasterLine {
     let line = strip_cr(line);
     match line.split_first() {
+        Some((&FRAME_MARKER, body)) if !is_object(body) => MasterLine::Other,
         Some((&FRAME_MARKER, body)) => match serde_json::from_slice::<MasterFrame>(body) {
             Ok(frame) => MasterLine::Frame(frame),
             Err(_) => MasterLine::Other,
@@ -103,6 +108,12 @@ fn unknown_type(body: &[u8]) -> Option<String> {
     let typed: Typed = serde_json::from_slice(body).ok()?;
     const KNOWN: [&str; 6] = ["hello", "ping", "log", "ready", "ended", "status"];
     (!KNOWN.contains(&typed.kind.as_str())).then_some(typed.kind)
+}
+
+/// Whether a frame body can be a JSON object. serde reads an internally tagged
+/// enum from an array too (`["stop"]` would be a stop frame); a frame is an object.
+fn is_object(body: &[u8]) -> bool {
+    body.trim_ascii_start().first() == Some(&b'{')
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -156,6 +167,20 @@ mod tests {
             MasterLine::Frame(MasterFrame::Stop)
         );
         assert_eq!(parse_master_line(b"stop"), MasterLine::Other);
+    }
+
+    #[test]
+    fn a_frame_is_an_object_never_an_array() {
+        // serde reads internally tagged enums from sequences too.
+        assert_eq!(parse_master_line(b"\x1e[\"stop\"]"), MasterLine::Other);
+        assert!(matches!(
+            parse_worker_line(b"\x1e[\"ready\"]"),
+            WorkerLine::Malformed { .. }
+        ));
+        assert_eq!(
+            parse_master_line(b"\x1e {\"type\":\"stop\"}"),
+            MasterLine::Frame(MasterFrame::Stop)
+        );
     }
 
     #[test]

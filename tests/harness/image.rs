@@ -18,6 +18,7 @@ const BUSYBOX: &str = "/bin/busybox";
 pub struct ImageBuilder {
     tag: String,
     files: Vec<(PathBuf, String)>,
+    trees: Vec<(PathBuf, String, Vec<String>)>,
     busybox: bool,
     entrypoint: Option<Vec<String>>,
     cmd: Option<Vec<String>>,
@@ -35,6 +36,15 @@ impl ImageBuilder {
     /// Adds a binary at `at` (absolute) with the libraries it needs.
     pub fn binary(mut self, host_path: &Path, at: &str) -> Self {
         self.files.push((host_path.to_path_buf(), at.to_string()));
+        self
+    }
+
+    /// Adds the directory `host_dir` at `at` (absolute), recursively, following
+    /// symlinks, leaving out entries named in `skip` (e.g. a stdlib's `test`).
+    pub fn tree(mut self, host_dir: &Path, at: &str, skip: &[&str]) -> Self {
+        let skip = skip.iter().map(|s| s.to_string()).collect();
+        self.trees
+            .push((host_dir.to_path_buf(), at.to_string(), skip));
         self
     }
 
@@ -75,6 +85,9 @@ impl ImageBuilder {
                 let at = lib.display().to_string();
                 copy_into(root, &lib, &at);
             }
+        }
+        for (host, at, skip) in &self.trees {
+            copy_tree(root, host, at, skip);
         }
         if self.busybox {
             copy_into(root, Path::new(BUSYBOX), "/bin/busybox");
@@ -152,6 +165,25 @@ fn copy_into(root: &Path, host: &Path, at: &str) {
     // `copy` follows symlinks: the file's contents land at the path asked for.
     std::fs::copy(host, &dest)
         .unwrap_or_else(|e| panic!("copy {} into the rootfs: {e}", host.display()));
+}
+
+fn copy_tree(root: &Path, host: &Path, at: &str, skip: &[String]) {
+    let entries = std::fs::read_dir(host)
+        .unwrap_or_else(|e| panic!("read {} for the rootfs: {e}", host.display()));
+    for entry in entries {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if skip.contains(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let inside = format!("{}/{name}", at.trim_end_matches('/'));
+        if path.is_dir() {
+            copy_tree(root, &path, &inside, skip);
+        } else if path.is_file() {
+            copy_into(root, &path, &inside);
+        }
+    }
 }
 
 /// The shared libraries and loader `ldd` lists for `binary` (none for a static one).

@@ -25,7 +25,7 @@ pub enum WorkerError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// The master speaks a protocol version this SDK does not know.
-    #[error("unsupported protocol version {found} (this worker speaks version {supported})")]
+    #[error("DISTARCH_PROTOCOL: unsupported protocol version {found} (this worker speaks version {supported})")]
     UnsupportedProtocol {
         /// The version in `DISTARCH_PROTOCOL`.
         found: u32,

@@ -24,7 +24,7 @@ impl Identity {
     /// program started by hand gets "not started by distarch: DISTARCH_ID is not set".
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerError> {
         let required = |name: &'static str| get(name).ok_or(WorkerError::MissingVar { name });
-        let id = number(env_vars::ID, &required(env_vars::ID)?)?;
+        let id = positive(env_vars::ID, &required(env_vars::ID)?)?;
         let protocol = number(env_vars::PROTOCOL, &required(env_vars::PROTOCOL)?)?;
         if protocol != PROTOCOL_VERSION {
             return Err(WorkerError::UnsupportedProtocol {
@@ -34,8 +34,8 @@ impl Identity {
         }
         let run_id = required(env_vars::RUN_ID)?;
         let group = required(env_vars::GROUP)?;
-        let group_id = number(env_vars::GROUP_ID, &required(env_vars::GROUP_ID)?)?;
-        let group_count = number(env_vars::GROUP_COUNT, &required(env_vars::GROUP_COUNT)?)?;
+        let group_id = positive(env_vars::GROUP_ID, &required(env_vars::GROUP_ID)?)?;
+        let group_count = positive(env_vars::GROUP_COUNT, &required(env_vars::GROUP_COUNT)?)?;
         let host = required(env_vars::HOST)?;
         let restart = number(env_vars::RESTART, &required(env_vars::RESTART)?)?;
         let params = params(&required(env_vars::PARAMS)?)?;
@@ -62,6 +62,14 @@ where
         .trim()
         .parse()
         .map_err(|e| WorkerError::invalid(name, value, e))
+}
+
+/// An integer ≥ 1 (ids and counts are 1-based).
+fn positive(name: &'static str, value: &str) -> Result<u64, WorkerError> {
+    match number(name, value)? {
+        0 => Err(WorkerError::invalid(name, value, "must be at least 1")),
+        n => Ok(n),
+    }
 }
 
 fn params(value: &str) -> Result<Map<String, Value>, WorkerError> {

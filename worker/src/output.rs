@@ -2,7 +2,7 @@
 
 use distarch_protocol::{encode_worker_frame, WorkerFrame};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,20 @@ pub(crate) struct FrameWriter {
     /// Nanoseconds after `epoch` of the last frame written; `NEVER` before the first.
     last_write: AtomicU64,
     ping_interval_ns: AtomicU64,
+    /// Whether `hello` was written; every SDK line starts with it.
+    hello_sent: AtomicBool,
+}
+
+/// Name of this SDK in the `hello` frame.
+pub const SDK_NAME: &str = "distarch-worker-rust";
+
+/// The `hello` frame this SDK sends first.
+pub(crate) fn hello_frame() -> WorkerFrame {
+    WorkerFrame::Hello {
+        protocol: distarch_protocol::PROTOCOL_VERSION,
+        sdk: Some(SDK_NAME.to_string()),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+    }
 }
 
 const NEVER: u64 = u64::MAX;
@@ -54,6 +68,7 @@ impl FrameWriter {
             epoch: Instant::now(),
             last_write: AtomicU64::new(NEVER),
             ping_interval_ns: AtomicU64::new(nanos(DEFAULT_PING_INTERVAL)),
+            hello_sent: AtomicBool::new(false),
         }
     }
 
@@ -66,8 +81,10 @@ impl FrameWriter {
             .store(nanos(interval), Ordering::Relaxed);
     }
 
-    /// Writes one frame as one line.
+    /// Writes one frame as one line, preceded by `hello` if this is the first
+    /// frame. Sending `hello` itself writes it only if it was not sent yet.
     pub fn send(&self, frame: &WorkerFrame) -> io::Result<()> {
+        let is_hello = matches!(frame, WorkerFrame::Hello { .. });
         let line = encode_worker_frame(frame);
         // Lock order: stdout first, then the sink. A user thread may hold the stdout
         // lock while it logs through us; taking the sink first could deadlock.
@@ -75,6 +92,16 @@ impl FrameWriter {
         // A panic while writing cannot leave the sink half-updated in a way that
         // matters more than a cut line, so a poisoned lock is still used.
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked and set under the sink lock: no frame can overtake `hello`.
+        if !self.hello_sent.swap(true, Ordering::Relaxed) {
+            sink.write_line(&mut stdout, &encode_worker_frame(&hello_frame()))?;
+        } else if is_hello {
+            return Ok(());
+        }
+        if is_hello {
+            self.last_write.store(self.now(), Ordering::Relaxed);
+            return Ok(());
+        }
         let result = sink.write_line(&mut stdout, &line);
         self.last_write.store(self.now(), Ordering::Relaxed);
         result
@@ -145,7 +172,14 @@ pub(crate) mod tests {
         for _ in 0..10_000 {
             assert!(!writer.ping().unwrap());
         }
-        assert_eq!(buf.lines(), vec!["\u{1e}{\"type\":\"ping\"}"]);
+        let hello = format!(
+            "\u{1e}{{\"type\":\"hello\",\"protocol\":1,\"sdk\":\"distarch-worker-rust\",\"version\":\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(
+            buf.lines(),
+            vec![hello, "\u{1e}{\"type\":\"ping\"}".to_string()]
+        );
 
         let second = nanos(Duration::from_secs(3600));
         let last = writer.last_write.load(Ordering::Relaxed);
@@ -164,6 +198,18 @@ pub(crate) mod tests {
         for _ in 0..3 {
             assert!(writer.ping().unwrap());
         }
-        assert_eq!(buf.lines().len(), 3);
+        assert_eq!(buf.lines().len(), 4, "hello and 3 pings");
+    }
+
+    #[test]
+    fn hello_is_written_once_and_first() {
+        let buf = SharedBuf::default();
+        let writer = FrameWriter::new(Sink::Custom(Box::new(buf.clone())));
+        writer.send(&WorkerFrame::Ready).unwrap();
+        writer.send(&hello_frame()).unwrap();
+        let lines = buf.lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("\u{1e}{\"type\":\"hello\",\"protocol\":1,"));
+        assert_eq!(lines[1], "\u{1e}{\"type\":\"ready\"}");
     }
 }

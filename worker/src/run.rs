@@ -13,7 +13,7 @@ pub const FAILURE_EXIT_CODE: i32 = 1;
 /// is missing or invalid); the reason is printed on stderr.
 pub const NOT_STARTED_BY_DISTARCH_EXIT_CODE: i32 = 2;
 
-/// Runs a worker: builds it from the environment, starts listening for the master,
+/// Runs a worker: builds it from the environment, sends `hello`, starts listening for the master,
 /// calls `body`, sends `ended` and exits the process.
 ///
 /// Exit codes: [`SUCCESS_EXIT_CODE`] (0) when `body` returns `Ok`;
@@ -47,6 +47,7 @@ where
             std::process::exit(NOT_STARTED_BY_DISTARCH_EXIT_CODE);
         }
     };
+    worker.hello();
     worker.listen();
     let code = match body(&worker) {
         Ok(()) => SUCCESS_EXIT_CODE,

@@ -31,13 +31,17 @@ pub(crate) struct StopSignal {
     changed: Condvar,
     /// Grace before the SDK exits the process when the master is gone, in ms.
     exit_grace_ms: AtomicU64,
+    /// The group's instance count, as last announced by a `group_count` frame
+    /// (`DISTARCH_GROUP_COUNT` until then).
+    group_count: AtomicU64,
     #[cfg(feature = "tokio")]
     pub(crate) notify: tokio::sync::Notify,
 }
 
 impl StopSignal {
-    pub fn new(exit_grace: Option<Duration>) -> Self {
+    pub fn new(exit_grace: Option<Duration>, group_count: u64) -> Self {
         let signal = StopSignal {
+            group_count: AtomicU64::new(group_count),
             raised: AtomicBool::new(false),
             reason: Mutex::new(None),
             changed: Condvar::new(),
@@ -61,6 +65,11 @@ impl StopSignal {
             NO_EXIT => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// The group's current instance count.
+    pub fn group_count(&self) -> u64 {
+        self.group_count.load(Ordering::Relaxed)
     }
 
     /// True once a stop reason was recorded. One atomic load.
@@ -126,7 +135,7 @@ impl StopSignal {
 /// Exit code used when the SDK ends the process because the master is gone.
 pub const MASTER_GONE_EXIT_CODE: i32 = 3;
 
-/// Body of the stdin thread: raises `StopRequested` on a `stop` frame and
+/// Body of the stdin thread: records `group_count` frames, raises `StopRequested` on a `stop` frame and
 /// `MasterGone` at EOF (or on a read error), then — unless disabled — waits the
 /// grace period and exits the process.
 pub(crate) fn listen(mut input: impl Read, signal: &StopSignal) {
@@ -144,8 +153,12 @@ fn read_frames(input: &mut impl Read, signal: &StopSignal) {
     let mut splitter = LineSplitter::new(MAX_MASTER_LINE);
     let mut buf = [0u8; 8192];
     let on_line = |line: distarch_protocol::RawLine<'_>| {
-        if let MasterLine::Frame(MasterFrame::Stop) = parse_master_line(line.bytes) {
-            signal.raise(StopReason::StopRequested);
+        match parse_master_line(line.bytes) {
+            MasterLine::Frame(MasterFrame::Stop) => signal.raise(StopReason::StopRequested),
+            MasterLine::Frame(MasterFrame::GroupCount { count }) => {
+                signal.group_count.store(count, Ordering::Relaxed);
+            }
+            _ => {}
         }
         // Anything else (plain text, unknown frames) is ignored, as the protocol says.
     };
@@ -167,10 +180,15 @@ mod tests {
 
     #[test]
     fn a_stop_frame_then_eof_raises_both_reasons_in_order() {
-        let signal = StopSignal::new(None);
+        let signal = StopSignal::new(None, 1);
         let mut input: &[u8] = b"hello\n\x1e{\"type\":\"nope\"}\n";
         read_frames(&mut input, &signal);
         assert_eq!(signal.reason(), None, "unknown frames and text are ignored");
+
+        let mut input: &[u8] = b"\x1e{\"type\":\"group_count\",\"count\":7}\n";
+        read_frames(&mut input, &signal);
+        assert_eq!(signal.group_count(), 7);
+        assert_eq!(signal.reason(), None, "group_count is no stop");
 
         let mut input: &[u8] = b"\x1e{\"type\":\"stop\",\"extra\":1}\r\n";
         read_frames(&mut input, &signal);
@@ -183,7 +201,7 @@ mod tests {
 
     #[test]
     fn wait_returns_at_once_when_raised_and_times_out_otherwise() {
-        let signal = StopSignal::new(None);
+        let signal = StopSignal::new(None, 1);
         assert!(!signal.wait(Some(Duration::from_millis(1))));
         signal.raise(StopReason::StopRequested);
         assert!(signal.wait(None));
@@ -192,7 +210,7 @@ mod tests {
 
     #[test]
     fn wait_wakes_when_another_thread_raises() {
-        let signal = std::sync::Arc::new(StopSignal::new(None));
+        let signal = std::sync::Arc::new(StopSignal::new(None, 1));
         let raiser = {
             let signal = signal.clone();
             std::thread::spawn(move || signal.raise(StopReason::StopRequested))

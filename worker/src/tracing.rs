@@ -129,8 +129,9 @@ mod tests {
             .iter()
             .map(|l| serde_json::from_str(l.trim_start_matches('\u{1e}')).unwrap())
             .collect();
+        assert_eq!(frames[0]["type"], "hello");
         assert_eq!(
-            frames,
+            frames[1..],
             vec![
                 serde_json::json!({"type": "log", "level": "warn", "message": "imported all",
                     "fields": {"rows": 12, "file": "a.csv", "ok": true}}),

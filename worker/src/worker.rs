@@ -84,11 +84,15 @@ impl Worker {
     /// ```
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Worker, WorkerError> {
         let identity = Identity::from_vars(get)?;
+        let group_count = identity.group_count;
         Ok(Worker {
             inner: Arc::new(Inner {
                 identity,
                 out: FrameWriter::new(Sink::Stdout),
-                stop: Arc::new(StopSignal::new(Some(DEFAULT_MASTER_GONE_GRACE))),
+                stop: Arc::new(StopSignal::new(
+                    Some(DEFAULT_MASTER_GONE_GRACE),
+                    group_count,
+                )),
                 input: Mutex::new(Some(Box::new(std::io::stdin()))),
                 listening: Once::new(),
             }),
@@ -147,9 +151,19 @@ impl Worker {
         self.inner.identity.group_id
     }
 
-    /// Number of instances in the group.
+    /// Number of instances in the group: `DISTARCH_GROUP_COUNT` at start, then the
+    /// count of the latest `group_count` frame (the group was scaled). Starts
+    /// listening to the master, like [`Worker::must_stop`].
     pub fn group_count(&self) -> u64 {
-        self.inner.identity.group_count
+        self.listen();
+        self.inner.stop.group_count()
+    }
+
+    /// Sends `hello` ("I speak the protocol", with this SDK's name and version)
+    /// unless it was sent already. Every first frame is preceded by it anyway;
+    /// [`run`](crate::run) calls it first thing, so that it precedes plain lines too.
+    pub fn hello(&self) {
+        self.send(&crate::output::hello_frame());
     }
 
     /// Name of the group.
@@ -397,7 +411,7 @@ mod tests {
         worker.log(Level::Debug, "read", Some(fields));
         worker.ended();
         assert_eq!(
-            buf.lines(),
+            buf.lines()[1..],
             vec![
                 "\u{1e}{\"type\":\"status\",\"text\":\"loading\"}",
                 "\u{1e}{\"type\":\"log\",\"level\":\"debug\",\"message\":\"read\",\"fields\":{\"rows\":12}}",

@@ -100,3 +100,21 @@ fn without_distarch_variables_it_exits_2_with_a_clear_message() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// The Rust SDK against the shared vectors of conformance/vectors/frames.json.
+#[test]
+fn the_sdk_encodes_the_shared_frame_vectors_byte_exact() {
+    let path = common::workspace_root().join("conformance/vectors/frames.json");
+    let vectors: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for v in vectors["worker"].as_array().unwrap() {
+        let frame: WorkerFrame = serde_json::from_value(v["frame"].clone()).unwrap();
+        let line = distarch_protocol::encode_worker_frame(&frame);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            format!("{}\n", v["line"].as_str().unwrap()),
+            "{}",
+            v["name"]
+        );
+    }
+}
