@@ -772,6 +772,33 @@ fn an_engine_connection_blip_loses_no_output_and_reports_the_instance_lost() {
     assert!(d.run_containers(&run, true).is_empty(), "{out}");
 }
 
+/// The same blip under an SDK worker: it reads the end of its stdin (the engine
+/// closes it with the attach) and exits at once, cleanly; what it printed after
+/// the drop still arrives (from the container's log) and the instance is lost,
+/// not a clean exit.
+#[test]
+fn an_engine_connection_blip_under_an_sdk_worker_is_lost_not_a_clean_exit() {
+    let d = engine();
+    let proxy = SocketProxy::start(&d.socket());
+    let run = run_id("sdkblip");
+    let cfg = format!(
+        "[launcher]\nmax_running_time = \"40s\"\n[groups.g]\ncommand = [\"/example-worker\"]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", host = {h}, network = \"none\", instances = 1, entrypoint = [] }}\n",
+        h = toml_str(proxy.host()),
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("DEBUG distarch: ready", 1, LIMIT);
+    proxy.blip(Duration::from_millis(300));
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has("Some(MasterGone)");
+    out.assert_has(&format!(
+        "ended: lost: the connection to the docker engine at {} dropped",
+        proxy.host()
+    ));
+    assert!(d.run_containers(&run, true).is_empty(), "{out}");
+}
+
 /// Chaos: the engine is restarted mid-run (same data root). Its containers are
 /// stopped with it; every instance is reported lost with the reason, restarted
 /// per its policy on the engine that came back, and nothing is left behind.

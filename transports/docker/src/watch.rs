@@ -23,6 +23,8 @@ use bollard::Docker;
 use distarch_core::ExitStatus;
 use futures_util::StreamExt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -61,10 +63,11 @@ pub(crate) fn start(
 
 async fn follow(w: Watched, mut output: Output, mut pipes: Pipes) -> ExitStatus {
     let (exit_tx, mut exit_rx) = watch::channel(None);
+    let cut = Arc::new(AtomicBool::new(false));
     let exit_task = {
-        let (docker, id) = (w.docker.clone(), w.id.clone());
+        let (docker, id, cut) = (w.docker.clone(), w.id.clone(), cut.clone());
         tokio::spawn(async move {
-            let _ = exit_tx.send(Some(wait_exit(&docker, &id).await));
+            let _ = exit_tx.send(Some(wait_exit(&docker, &id, &cut).await));
         })
     };
     let exit = async move {
@@ -80,14 +83,29 @@ async fn follow(w: Watched, mut output: Output, mut pipes: Pipes) -> ExitStatus 
 
     let why = match pipes.pump(&mut output).await {
         StreamEnd::Closed => {
-            match tokio::time::timeout(EXIT_AFTER_ATTACH, &mut exit).await {
-                // The usual end: the container exited, its attach closed.
-                Ok(status) => return engine_still_there(&w, status).await,
+            let status = match tokio::time::timeout(EXIT_AFTER_ATTACH, &mut exit).await {
+                Ok(status) => Ok(status),
                 Err(_) => match running(&w).await {
-                    Some(false) => return engine_still_there(&w, exit.await).await,
-                    Some(true) => "the attach was closed".to_string(),
-                    None => "the engine does not answer".to_string(),
+                    Some(false) => Ok(exit.as_mut().await),
+                    Some(true) => Err("the attach was closed"),
+                    None => Err("the engine does not answer"),
                 },
+            };
+            match status {
+                // The usual end: the container exited, its attach closed, and the
+                // connection to the engine held all along.
+                Ok(status) if !cut.load(Ordering::SeqCst) => {
+                    return engine_still_there(&w, status).await
+                }
+                // The exit was watched through a cut connection: the attach was
+                // most likely cut too, closing the worker's stdin, which is why it
+                // ended (an SDK worker exits at once on end of file).
+                Ok(status) => {
+                    drop(output);
+                    let why = "the attach was closed while a request was cut";
+                    return lost(&w, &mut pipes, why, std::future::ready(status)).await;
+                }
+                Err(why) => why.to_string(),
             }
         }
         StreamEnd::Failed(e, _) => e,
@@ -211,8 +229,9 @@ async fn running(w: &Watched) -> Option<bool> {
 }
 
 /// Waits for the container to end; while the engine cannot be reached, asks again
-/// for up to [`ENGINE_GONE_LIMIT`].
-async fn wait_exit(docker: &Docker, id: &str) -> ExitStatus {
+/// for up to [`ENGINE_GONE_LIMIT`]. Raises `cut` when a connection to the engine
+/// failed on the way (not a refusal, not a timeout).
+async fn wait_exit(docker: &Docker, id: &str, cut: &AtomicBool) -> ExitStatus {
     let mut unreachable_since: Option<Instant> = None;
     loop {
         let options = WaitContainerOptions {
@@ -222,7 +241,11 @@ async fn wait_exit(docker: &Docker, id: &str) -> ExitStatus {
         let code = match stream.next().await {
             Some(Ok(r)) => Some(r.status_code),
             Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Some(code),
-            Some(Err(_)) | None => None,
+            Some(Err(e)) => {
+                note_cut(&e, cut);
+                None
+            }
+            None => None,
         };
         drop(stream);
         if let Some(code) = code {
@@ -247,6 +270,7 @@ async fn wait_exit(docker: &Docker, id: &str) -> ExitStatus {
                 return ExitStatus::Lost("the container was removed by someone else".into())
             }
             Err(e) => {
+                note_cut(&e, cut);
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= ENGINE_GONE_LIMIT {
                     return ExitStatus::Lost(format!(
@@ -258,6 +282,14 @@ async fn wait_exit(docker: &Docker, id: &str) -> ExitStatus {
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Raises `cut` when `e` says a connection to the engine failed.
+fn note_cut(e: &DockerError, cut: &AtomicBool) {
+    let failed = status_code(e).is_none() && !matches!(e, DockerError::RequestTimeoutError);
+    if failed {
+        cut.store(true, Ordering::SeqCst);
     }
 }
 
