@@ -249,12 +249,9 @@ fn validate_group(path: &str, group: &GroupConfig, errors: &mut Vec<ConfigError>
             format!("initial ({}) is larger than max ({})", b.initial, b.max),
         ));
     }
-    for key in group.env.keys() {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            errors.push(ConfigError::new(
-                format!("{path}.env"),
-                format!("`{key}` is not a valid environment variable name"),
-            ));
+    for (key, value) in &group.env {
+        if let Err(message) = crate::config::check_env_var(key, value) {
+            errors.push(ConfigError::new(format!("{path}.env"), message));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! private dockerd started by the harness, with a test image built from the test
 //! and example workers (no registry involved).
 
-use distarch_e2e::dockerd::{Dockerd, DockerdOptions};
+use distarch_e2e::dockerd::{Dockerd, DockerdOptions, SocketProxy};
 use distarch_e2e::image::ImageBuilder;
 use distarch_e2e::*;
 use std::sync::{Arc, Mutex};
@@ -152,7 +152,7 @@ fn a_container_that_ignores_stop_is_killed_after_the_grace_period() {
     let run = run_id("ignore");
     let cfg = config(
         &d,
-        "max_running_time = \"1s\"\nstop_grace = \"1s\"\nkill_after = \"1s\"",
+        "max_running_time = \"3s\"\nstop_grace = \"1s\"\nkill_after = \"1s\"",
         "[\"ignore-stop\"]",
         "",
         1,
@@ -173,7 +173,7 @@ fn a_container_that_ignores_the_stop_frame_gets_sigterm_from_docker_stop() {
     let run = run_id("term");
     let cfg = config(
         &d,
-        "max_running_time = \"1s\"\nstop_grace = \"500ms\"\nkill_after = \"20s\"",
+        "max_running_time = \"3s\"\nstop_grace = \"500ms\"\nkill_after = \"20s\"",
         "[\"echo up; exec sleep 3600\"]",
         "",
         1,
@@ -312,14 +312,15 @@ fn sigkill_of_the_master_ends_sdk_workers_and_gc_removes_the_rest() {
 fn gc_removes_a_running_container_of_a_killed_master() {
     let d = own_engine();
     let run = run_id("stubborn");
-    // A worker that ignores stdin: only gc can end it once the master is gone.
+    // A worker that ignores stdin, without the stdin watcher: only gc can end it
+    // once the master is gone.
     let cfg = config(
         &d,
         "",
         "[\"echo up; exec sleep 3600\"]",
         "",
         1,
-        ", entrypoint = [\"/bin/sh\", \"-c\"]",
+        ", entrypoint = [\"/bin/sh\", \"-c\"], end_with_master = false",
     );
     let dist = Distarch::new().config(&cfg);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
@@ -484,6 +485,22 @@ fn bad_docker_settings_are_config_errors() {
     let out = Distarch::new().config(&cfg).run(&["validate"], LIMIT);
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("pul"), "{out}");
+    // A placement's env follows the same rules as a group's.
+    for env in [
+        "{ \"DISTARCH_ID=9\" = \"z\" }",
+        "{ DISTARCH_ID = \"9\" }",
+        "{ \"\" = \"x\" }",
+    ] {
+        let cfg = format!(
+            "[groups.g]\ncommand = [\"hello\"]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", env = {env}, instances = 1 }}\n"
+        );
+        let out = Distarch::new().config(&cfg).run(&["validate"], LIMIT);
+        assert_eq!(out.code, 2, "{env}: {out}");
+        assert!(
+            out.stderr.contains("groups.g.placements.box.env"),
+            "{env}: {out}"
+        );
+    }
 }
 
 /// At the transport level: when the master closes the worker's stdin (the attach's
@@ -665,7 +682,7 @@ fn the_next_launch_removes_what_a_killed_master_left() {
         "[\"echo up; exec sleep 3600\"]",
         "",
         2,
-        ", entrypoint = [\"/bin/sh\", \"-c\"]",
+        ", entrypoint = [\"/bin/sh\", \"-c\"], end_with_master = false",
     );
     let dist = Distarch::new().config(&stubborn);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
@@ -707,4 +724,167 @@ fn workdir_user_env_and_volumes_reach_the_container() {
     out.assert_has("INFO from the host");
     out.assert_has("WARN touch: /shared/x: Read-only file system");
     out.assert_has("INFO read-only");
+}
+
+/// The numbers of the `INFO line N` lines of `out`, in order.
+fn numbered_lines(out: &Output) -> Vec<u64> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once("INFO line ").map(|(_, n)| n.trim()))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// A printing worker whose connection to the engine drops for 0.3 s: its output
+/// is not lost (what it printed meanwhile is read back from the container's log,
+/// once, in order), and it is reported lost at once with the reason, since the
+/// engine closed its stdin with the attach.
+#[test]
+fn an_engine_connection_blip_loses_no_output_and_reports_the_instance_lost() {
+    let d = engine();
+    let proxy = SocketProxy::start(&d.socket());
+    let run = run_id("blip");
+    let cfg = format!(
+        "[launcher]\nmax_running_time = \"40s\"\n[groups.g]\ncommand = [{script}]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", host = {h}, network = \"none\", instances = 1, entrypoint = [\"/bin/sh\", \"-c\"] }}\n",
+        script = toml_str("i=0; trap 'echo \"term after $i\"; exit 0' TERM; while :; do i=$((i+1)); echo \"line $i\"; sleep 0.05; done"),
+        h = toml_str(proxy.host()),
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("INFO line 20", 1, LIMIT);
+    proxy.blip(Duration::from_millis(300));
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 1, "a lost instance is a failure\n{out}");
+    out.assert_has(&format!(
+        "lost: the connection to the docker engine at {} dropped",
+        proxy.host()
+    ));
+    out.assert_has("the engine closed the worker's stdin, so the container was stopped; it then ended: exit code 0");
+    let lines = numbered_lines(&out);
+    let expected: Vec<u64> = (1..=lines.len() as u64).collect();
+    assert_eq!(lines, expected, "every line once, in order\n{out}");
+    assert!(lines.len() > 20, "{out}");
+    out.assert_has(&format!("INFO term after {}", lines.len()));
+    assert!(
+        !out.stdout.contains("max running time"),
+        "reported at once, not at the end of the run\n{out}"
+    );
+    assert!(d.run_containers(&run, true).is_empty(), "{out}");
+}
+
+/// The same blip under an SDK worker: it reads the end of its stdin (the engine
+/// closes it with the attach) and exits at once, cleanly; what it printed after
+/// the drop still arrives (from the container's log) and the instance is lost,
+/// not a clean exit.
+#[test]
+fn an_engine_connection_blip_under_an_sdk_worker_is_lost_not_a_clean_exit() {
+    let d = engine();
+    let proxy = SocketProxy::start(&d.socket());
+    let run = run_id("sdkblip");
+    let cfg = format!(
+        "[launcher]\nmax_running_time = \"40s\"\n[groups.g]\ncommand = [\"/example-worker\"]\nplacements.box = {{ transport = \"docker\", image = \"{IMAGE}\", host = {h}, network = \"none\", instances = 1, entrypoint = [] }}\n",
+        h = toml_str(proxy.host()),
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("DEBUG distarch: ready", 1, LIMIT);
+    proxy.blip(Duration::from_millis(300));
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    out.assert_has("Some(MasterGone)");
+    out.assert_has(&format!(
+        "ended: lost: the connection to the docker engine at {} dropped",
+        proxy.host()
+    ));
+    assert!(d.run_containers(&run, true).is_empty(), "{out}");
+}
+
+/// Chaos: the engine is restarted mid-run (same data root). Its containers are
+/// stopped with it; every instance is reported lost with the reason, restarted
+/// per its policy on the engine that came back, and nothing is left behind.
+#[test]
+fn an_engine_restart_mid_run_reports_instances_lost_and_restarts_them() {
+    let mut d = own_engine();
+    let run = run_id("restart");
+    let cfg = config(
+        &d,
+        "stop_grace = \"5s\"",
+        "[\"/example-worker\"]",
+        "restart = \"on-failure\"\nbackoff = { initial = \"100ms\", factor = 1.0, jitter = 0.0 }",
+        2,
+        ", entrypoint = []",
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("INFO I am instance", 2, LIMIT);
+    d.restart();
+    // Reported lost either way dockerd's shutdown was seen: the engine stopping
+    // answering as the container ended, or an attach that dropped first.
+    running.expect_lines("ended: lost: the ", 2, LIMIT);
+    running.expect_lines("on docker, restart 1", 2, LIMIT);
+    assert_eq!(d.run_containers(&run, false).len(), 2);
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+    out.assert_count("ended: lost: the ", 2);
+    assert!(
+        d.run_containers(&run, true).is_empty(),
+        "left: {:?}\n{out}",
+        d.run_containers(&run, true)
+    );
+}
+
+/// Zero orphans: 10 s after a SIGKILL of the master, no container of its run is
+/// still running, neither an SDK worker's nor a plain program's (`sleep 300`,
+/// which never reads stdin: the stdin watcher ends it).
+#[test]
+fn sigkill_of_the_master_ends_plain_and_sdk_containers_within_10s() {
+    let d = own_engine();
+    let run = run_id("orphans");
+    let cfg = format!(
+        "[groups.sdk]\ncommand = [\"/example-worker\"]\nplacements.box = {}\n[groups.plain]\ncommand = [\"sleep\", \"300\"]\nplacements.box = {}\n",
+        placement(&d, 2, ", entrypoint = []"),
+        placement(&d, 2, ", entrypoint = []"),
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("DEBUG distarch: started", 4, LIMIT);
+    running.expect_lines("INFO I am instance", 2, LIMIT);
+    assert_eq!(d.run_containers(&run, false).len(), 4);
+    running.signal("KILL");
+    let _ = running.wait(LIMIT);
+    let killed = std::time::Instant::now();
+    let gone = d.wait_no_containers(
+        &[&format!("distarch.run={run}")],
+        false,
+        Duration::from_secs(10),
+    );
+    println!(
+        "containers running after the master's SIGKILL: gone after {:?}",
+        killed.elapsed()
+    );
+    assert!(
+        gone,
+        "still running 10 s after the master was killed: {:?}",
+        d.run_containers(&run, false)
+    );
+}
+
+/// An image without a shell (built from scratch: one static binary) cannot run the
+/// stdin watcher: the container runs its command as it is.
+#[test]
+fn an_image_without_a_shell_runs_its_command_unwrapped() {
+    let d = engine();
+    let tag = "distarch-test/noshell:1";
+    ImageBuilder::new(tag)
+        .binary(&test_worker_bin(), "/worker")
+        .entrypoint(&["/worker"])
+        .build(&d);
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"hello\"]\nplacements.box = {{ transport = \"docker\", image = \"{tag}\", host = {h}, network = \"none\", instances = 2 }}\n",
+        h = toml_str(d.host())
+    );
+    let out = Distarch::new().config(&cfg).run(&["launch"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_count("INFO hello id=", 2);
 }

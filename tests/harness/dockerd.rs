@@ -23,6 +23,8 @@ pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Child,
     tls_port: Option<u16>,
+    /// dockerd's arguments, to start it again the same way.
+    args: Vec<std::ffi::OsString>,
 }
 
 /// How to start a private dockerd.
@@ -52,8 +54,6 @@ impl Dockerd {
             .tempdir_in("/tmp")
             .expect("temp dir for dockerd");
         let root = dir.path();
-        let log = std::fs::File::create(root.join("dockerd.log")).expect("dockerd log");
-        let log2 = log.try_clone().expect("dockerd log");
         let mut cmd = Command::new("dockerd");
         cmd.arg("--data-root")
             .arg(root.join("data"))
@@ -80,16 +80,40 @@ impl Dockerd {
                 .arg("--tlskey")
                 .arg(certs.join("server-key.pem"));
         }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd
-            .spawn()
-            .expect("start dockerd (is docker.io installed? scripts/test.sh installs it)");
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_os_string()).collect();
+        let child = spawn_dockerd(root, &args);
         let mut d = Dockerd {
             dir,
             child,
             tls_port,
+            args,
         };
+        d.wait_up();
+        d
+    }
+
+    /// Stops dockerd (SIGTERM: it stops its containers, as on a service restart)
+    /// and starts it again with the same data root and socket; returns once the
+    /// API answers again.
+    pub fn restart(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let stopped =
+            crate::wait_until(STOP_LIMIT, || matches!(self.child.try_wait(), Ok(Some(_))));
+        assert!(stopped, "dockerd did not stop within {STOP_LIMIT:?}");
+        let _ = self.child.wait();
+        for pid in group_members(self.child.id()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        self.child = spawn_dockerd(self.dir.path(), &self.args);
+        self.wait_up();
+    }
+
+    fn wait_up(&mut self) {
+        let d = self;
         let up = crate::wait_until(START_LIMIT, || {
             if matches!(d.child.try_wait(), Ok(Some(_))) {
                 return true;
@@ -108,7 +132,6 @@ impl Dockerd {
                 tail.join("\n")
             );
         }
-        d
     }
 
     /// One engine shared by the tests of this binary that run at the same time;
@@ -249,6 +272,22 @@ impl Drop for Dockerd {
                 .status();
         }
     }
+}
+
+/// Starts dockerd with `args`, its log appended to `dir/dockerd.log`, in a process
+/// group of its own.
+fn spawn_dockerd(dir: &Path, args: &[std::ffi::OsString]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("dockerd log");
+    let log2 = log.try_clone().expect("dockerd log");
+    let mut cmd = Command::new("dockerd");
+    cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.spawn()
+        .expect("start dockerd (is docker.io installed? scripts/test.sh installs it)")
 }
 
 /// Mount points at or below `dir`, deepest first.
@@ -400,4 +439,107 @@ fn group_members(pgid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// A unix socket in front of an engine's socket that the test controls: it
+/// forwards every connection (half-closes included) and can cut them all at once,
+/// as a network blip or an engine connection reset would.
+pub struct SocketProxy {
+    dir: tempfile::TempDir,
+    state: Arc<ProxyState>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Both ends of every open forwarded connection.
+    open: Mutex<Vec<std::os::unix::net::UnixStream>>,
+    /// New connections are refused (closed at once) until then.
+    refuse_until: Mutex<Option<std::time::Instant>>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl SocketProxy {
+    /// Listens on a new socket and forwards to `target`.
+    pub fn start(target: &Path) -> SocketProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::Builder::new()
+            .prefix("dkp")
+            .tempdir_in("/tmp")
+            .expect("temp dir for the proxy");
+        let listener = UnixListener::bind(dir.path().join("proxy.sock")).expect("bind the proxy");
+        let state = Arc::new(ProxyState::default());
+        let target = target.to_path_buf();
+        let shared = state.clone();
+        let accepting = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if shared.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let refused = shared
+                    .refuse_until
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|t| std::time::Instant::now() < t);
+                if refused {
+                    continue;
+                }
+                let Ok(upstream) = UnixStream::connect(&target) else {
+                    continue;
+                };
+                let pair = (
+                    client.try_clone().expect("clone"),
+                    upstream.try_clone().expect("clone"),
+                );
+                shared.open.lock().unwrap().extend([pair.0, pair.1]);
+                forward(
+                    client.try_clone().expect("clone"),
+                    upstream.try_clone().expect("clone"),
+                );
+                forward(upstream, client);
+            }
+        });
+        SocketProxy {
+            dir,
+            state,
+            accepting: Some(accepting),
+        }
+    }
+
+    /// The proxy's address, for `host = ...`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("proxy.sock").display())
+    }
+
+    /// Cuts every open connection and refuses new ones for `outage`.
+    pub fn blip(&self, outage: Duration) {
+        *self.state.refuse_until.lock().unwrap() = Some(std::time::Instant::now() + outage);
+        for s in self.state.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` in a thread; passes an end of stream on as a half-close.
+fn forward(mut from: std::os::unix::net::UnixStream, mut to: std::os::unix::net::UnixStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+impl Drop for SocketProxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::os::unix::net::UnixStream::connect(self.dir.path().join("proxy.sock"));
+        if let Some(t) = self.accepting.take() {
+            let _ = t.join();
+        }
+        for s in self.state.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }

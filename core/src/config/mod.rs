@@ -2,11 +2,13 @@
 //! human durations used in it.
 
 mod duration;
+mod env;
 mod load;
 mod model;
 mod supervision;
 
 pub use duration::HumanDuration;
+pub use env::check_env_var;
 pub use load::{load, ConfigSources, LoadedConfig, DEFAULT_CONFIG_FILE, ENV_CONFIG_PREFIX};
 pub use model::{
     BackoffConfig, CommandLine, Config, GroupConfig, LauncherConfig, LogFormat, PlacementConfig,

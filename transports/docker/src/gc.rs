@@ -8,8 +8,8 @@
 //! same collection in the background when it first connects to an engine, so the
 //! next launch cleans what a killed master left.
 
+use crate::api::remove;
 use crate::engine::EngineAddress;
-use crate::instance::remove;
 use crate::labels::{self, MasterIdentity, MasterState};
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{KillContainerOptions, ListContainersOptions};
@@ -126,12 +126,10 @@ pub(crate) async fn collect(
         filters: Some(HashMap::from([("label".to_string(), vec![label])])),
         ..Default::default()
     };
-    let containers = docker.list_containers(Some(list)).await.map_err(|e| {
-        format!(
-            "cannot list containers: {}",
-            crate::instance::engine_message(&e)
-        )
-    })?;
+    let containers = docker
+        .list_containers(Some(list))
+        .await
+        .map_err(|e| format!("cannot list containers: {}", crate::api::engine_message(&e)))?;
     for c in containers {
         let (Some(id), Some(container_labels)) = (c.id, c.labels) else {
             continue;

@@ -1,14 +1,14 @@
 //! Turns a container attach into the byte streams the supervisor reads and writes.
 //!
 //! The attach gives one multiplexed output stream (stdout and stderr frames) and one
-//! writer. Two small tasks connect them to in-memory pipes: one demultiplexes the
-//! output into a stdout pipe and a stderr pipe, the other copies what the master
-//! writes into the container's stdin and, when the master closes its end, closes
-//! the write side of the attach so that the worker sees EOF.
+//! writer. The output goes into a stdout pipe and a stderr pipe ([`Pipes`], moved by
+//! the watch task, which can also replay it from the container's log); a small task
+//! copies what the master writes into the container's stdin and, when the master
+//! closes its end, closes the write side of the attach so that the worker sees EOF.
 
-use bollard::container::{AttachContainerResults, LogOutput};
+use crate::output::{Output, Pipes};
+use bollard::container::AttachContainerResults;
 use distarch_core::InstanceIo;
-use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 
@@ -16,60 +16,24 @@ use tokio::task::JoinHandle;
 /// reads is held back once it is full.
 const PIPE_BUFFER: usize = 64 * 1024;
 
-/// The tasks that move bytes between the attach and the pipes.
-pub(crate) struct IoTasks {
-    output: JoinHandle<()>,
-    input: JoinHandle<()>,
-}
-
-impl IoTasks {
-    /// Stops moving bytes (the container has ended and been drained).
-    pub(crate) fn abort(&self) {
-        self.output.abort();
-        self.input.abort();
-    }
-}
-
-/// Wires an attach to pipes; returns the supervisor's ends and the tasks.
-pub(crate) fn wire(attach: AttachContainerResults) -> (InstanceIo, IoTasks) {
+/// Wires an attach to pipes: returns the supervisor's ends, the attach's output
+/// with the pipes it goes into, and the stdin task.
+pub(crate) fn wire(attach: AttachContainerResults) -> (InstanceIo, Output, Pipes, JoinHandle<()>) {
     let (stdout_master, stdout_worker) = tokio::io::duplex(PIPE_BUFFER);
     let (stderr_master, stderr_worker) = tokio::io::duplex(PIPE_BUFFER);
     let (stdin_master, stdin_worker) = tokio::io::duplex(PIPE_BUFFER);
-    let output = tokio::spawn(demux(attach.output, stdout_worker, stderr_worker));
     let input = tokio::spawn(forward_stdin(stdin_worker, attach.input));
     let io = InstanceIo {
         stdin: Box::new(stdin_master),
         stdout: Box::new(stdout_master),
         stderr: Some(Box::new(stderr_master)),
     };
-    (io, IoTasks { output, input })
-}
-
-type Output = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
->;
-
-/// Copies stdout and stderr frames to their pipes until the attach ends; the
-/// pipes then read EOF.
-async fn demux(mut output: Output, stdout: DuplexStream, stderr: DuplexStream) {
-    let mut stdout = Some(stdout);
-    let mut stderr = Some(stderr);
-    while let Some(item) = output.next().await {
-        let (pipe, bytes) = match item {
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                (&mut stdout, message)
-            }
-            Ok(LogOutput::StdErr { message }) => (&mut stderr, message),
-            Ok(LogOutput::StdIn { .. }) => continue,
-            Err(_) => break,
-        };
-        if let Some(w) = pipe {
-            if w.write_all(&bytes).await.is_err() {
-                // The master stopped reading this stream: drop what comes.
-                *pipe = None;
-            }
-        }
-    }
+    (
+        io,
+        attach.output,
+        Pipes::new(stdout_worker, stderr_worker),
+        input,
+    )
 }
 
 /// Copies the master's writes to the container's stdin; when the master closes its
@@ -97,6 +61,7 @@ async fn forward_stdin(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bollard::container::LogOutput;
     use tokio::io::AsyncReadExt;
 
     fn bytes(s: &str) -> bytes::Bytes {
@@ -121,7 +86,8 @@ mod tests {
             output: Box::pin(futures_util::stream::iter(frames)),
             input: Box::pin(container_stdin),
         };
-        let (io, tasks) = wire(attach);
+        let (io, mut output, mut pipes, input) = wire(attach);
+        let pump = tokio::spawn(async move { pipes.pump(&mut output).await });
         let mut stdout = String::new();
         let mut stderr = String::new();
         let mut out = io.stdout;
@@ -130,6 +96,7 @@ mod tests {
         err.read_to_string(&mut stderr).await.unwrap();
         assert_eq!(stdout, "out 1\nout 2\n");
         assert_eq!(stderr, "err 1\n");
+        assert_eq!(pump.await.unwrap(), crate::output::StreamEnd::Closed);
 
         let mut stdin = io.stdin;
         stdin.write_all(b"\x1e{\"type\":\"stop\"}\n").await.unwrap();
@@ -138,6 +105,6 @@ mod tests {
         // EOF arrives only if the forwarder shut the attach's write side down.
         engine_side.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"\x1e{\"type\":\"stop\"}\n");
-        tasks.abort();
+        input.abort();
     }
 }

@@ -12,7 +12,12 @@
 //! sends SIGTERM, then SIGKILL), kill is `docker kill`, and the container is removed
 //! once it has ended. The worker's stdin is open only while the master's attach is:
 //! when the master goes, even by SIGKILL, the engine closes it and SDK workers exit;
-//! [`gc`] (and the next launch) removes what remains of runs whose master is gone.
+//! a plain program is ended by a small stdin watcher the container's command line
+//! runs under (when the image has `/bin/sh`); [`gc`] (and the next launch) removes
+//! what remains of runs whose master is gone. An attach that drops while its
+//! container runs (a connection blip, an engine restart) has closed the worker's
+//! stdin for good: the instance is stopped and reported lost, and its output is
+//! replayed from the container's log, from the last byte read to its end.
 //!
 //! ```no_run
 //! use distarch_core::{Config, Launcher, LogFormat, LogWriter};
@@ -34,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod api;
 mod container;
 mod engine;
 mod gc;
@@ -42,8 +48,11 @@ mod instance;
 mod io;
 pub mod labels;
 mod live;
+mod output;
 mod settings;
 mod transport;
+mod watch;
+mod wrapper;
 
 pub use container::{container_name, create_body};
 pub use engine::{check_address, ConnectError, EngineAddress, DEFAULT_HOST};

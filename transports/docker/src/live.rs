@@ -1,7 +1,7 @@
 //! The containers this transport has created and not yet let go of, so that
 //! `shutdown` can remove any that a cancelled start or an aborted task left.
 
-use crate::instance::remove;
+use crate::api::remove;
 use bollard::query_parameters::KillContainerOptions;
 use bollard::Docker;
 use std::collections::HashMap;

@@ -71,6 +71,11 @@ pub struct DockerSettings {
     /// which the kernel shields from SIGTERM unless it handles it.
     #[serde(default = "default_true")]
     pub init: bool,
+    /// Run the container's command line under a small watcher (needs `/bin/sh` in
+    /// the image) so that the container ends when the master's attach goes away,
+    /// even for a program that never reads stdin (default true).
+    #[serde(default = "default_true")]
+    pub end_with_master: bool,
     /// Remove the container once it has ended (default true).
     #[serde(default = "default_true")]
     pub auto_remove: bool,
@@ -169,7 +174,8 @@ pub fn parse_size(text: &str) -> Result<i64, String> {
 }
 
 impl DockerSettings {
-    /// Parses and checks a placement's settings; every error names the key.
+    /// Parses and checks a placement's settings; every error names the key. The
+    /// one place settings are read: `plan` and `spawn` both come here.
     pub fn from_placement(placement: &PlacementRef<'_>) -> Result<Self, ConfigError> {
         let settings: DockerSettings = placement.parse_settings()?;
         settings.check().map_err(|(key, message)| {
@@ -215,6 +221,9 @@ impl DockerSettings {
                     format!("`{key}`: labels starting with `{RESERVED_LABEL_PREFIX}` are set by distarch"),
                 ));
             }
+        }
+        for (key, value) in &self.env {
+            distarch_core::config::check_env_var(key, value).map_err(|m| ("env", m))?;
         }
         if let Some(c) = &self.command {
             c.argv().map_err(|m| ("command", m))?;
@@ -357,6 +366,19 @@ mod tests {
         let e = parse(json!({"image": "w", "mounts": [{"source": "rel", "target": "/x"}]}))
             .unwrap_err();
         assert_eq!(e.path, "groups.g.placements.p.mounts");
+        for env in [
+            json!({"DISTARCH_ID=9": "z"}),
+            json!({"DISTARCH_ID": "9"}),
+            json!({"": "x"}),
+            json!({"A=B": "x"}),
+            json!({"A\0": "x"}),
+            json!({"A": "x\0y"}),
+        ] {
+            let e = parse(json!({"image": "w", "env": env})).unwrap_err();
+            assert_eq!(e.path, "groups.g.placements.p.env", "{env}: {e}");
+        }
+        let e = parse(json!({"image": "w", "env": {"DISTARCH_ID": "9"}})).unwrap_err();
+        assert!(e.message.contains("set by distarch"), "{e}");
         let e = parse(json!({})).unwrap_err();
         assert!(e.message.contains("image"), "{e}");
     }

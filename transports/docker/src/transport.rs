@@ -1,22 +1,28 @@
 //! The `docker` transport: plan targets per engine, spawn containers.
 
+use crate::api::{engine_message, remove, status_code};
 use crate::container::{container_name, create_body};
 use crate::engine::{EngineAddress, Engines};
 use crate::gc::{collect, EngineGc, GcOptions};
+use crate::images::ImageFacts;
 use crate::images::Images;
-use crate::instance::{engine_message, remove, status_code, watch_exit, DockerInstance};
+use crate::instance::DockerInstance;
 use crate::labels::MasterIdentity;
 use crate::live::Live;
 use crate::settings::DockerSettings;
+use crate::watch::Watched;
+use crate::wrapper::{resolved_argv, wrap, SHELL};
 use async_trait::async_trait;
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, StartContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, DownloadFromContainerOptions,
+    StartContainerOptions,
 };
 use bollard::Docker;
 use distarch_core::{
     ConfigError, Instance, InstanceSpec, PlacementRef, SpawnError, Target, Transport,
 };
-use serde_json::Value;
+use futures_util::StreamExt;
 use std::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -86,6 +92,56 @@ impl DockerTransport {
     }
 }
 
+impl DockerTransport {
+    /// Creates the container (under the stdin watcher when `watch_with` gives the
+    /// image's facts) and records it.
+    #[allow(clippy::too_many_arguments)]
+    async fn create(
+        &self,
+        docker: &Docker,
+        address: &EngineAddress,
+        path: &str,
+        name: &str,
+        mut body: ContainerCreateBody,
+        settings: &DockerSettings,
+        spec: &InstanceSpec,
+        watch_with: Option<&ImageFacts>,
+    ) -> Result<String, SpawnError> {
+        if let Some(image) = watch_with {
+            let argv = resolved_argv(&body, &image.entrypoint, &image.cmd);
+            wrap(&mut body, argv, spec.kill_after);
+        }
+        let options = CreateContainerOptions {
+            name: Some(name.to_string()),
+            platform: String::new(),
+        };
+        let created = match docker
+            .create_container(Some(options.clone()), body.clone())
+            .await
+        {
+            // The engine cannot be reached (restarting, say): wait for it, bounded.
+            Err(e) if status_code(&e).is_none() && crate::watch::engine_back(docker).await => {
+                docker.create_container(Some(options), body).await
+            }
+            other => other,
+        }
+        .map_err(|e| create_error(path, address, name, &e))?;
+        // If the start is dropped from here on (the run is stopped while starting),
+        // the container must not stay behind: `shutdown` ends whatever is recorded.
+        self.live.add(&created.id, docker, settings.auto_remove);
+        Ok(created.id)
+    }
+}
+
+/// Whether the image of the created container `id` has the watcher's shell.
+async fn has_shell(docker: &Docker, id: &str) -> bool {
+    let options = DownloadFromContainerOptions {
+        path: SHELL.to_string(),
+    };
+    let mut archive = docker.download_from_container(id, Some(options));
+    matches!(archive.next().await, Some(Ok(_)))
+}
+
 fn placement_path(spec: &InstanceSpec) -> String {
     format!("groups.{}.placements.{}", spec.group, spec.placement)
 }
@@ -110,32 +166,69 @@ impl Transport for DockerTransport {
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
         let path = placement_path(spec);
-        let settings: DockerSettings =
-            serde_json::from_value(Value::Object(spec.settings.as_ref().clone()))
-                .map_err(|e| SpawnError::new(format!("{path}: {e}")))?;
+        let placement = PlacementRef {
+            group: &spec.group,
+            name: &spec.placement,
+            instances: 1,
+            settings: &spec.settings,
+        };
+        let settings = DockerSettings::from_placement(&placement)
+            .map_err(|e| SpawnError::new(e.to_string()))?;
         let address =
             EngineAddress::resolve(settings.host.as_deref(), settings.cert_path.as_deref())
                 .map_err(|m| SpawnError::new(format!("{path}.host: {m}")))?;
         let docker = self.engine(&address, &path).await?;
-        self.images
+        let image = self
+            .images
             .ensure(&docker, &address, &settings.image, settings.pull)
             .await
             .map_err(|m| SpawnError::new(format!("{path}: {m}")))?;
 
         let name = container_name(spec);
         let body = create_body(spec, &settings, &self.master);
-        let options = CreateContainerOptions {
-            name: Some(name.clone()),
-            platform: String::new(),
+        // Whether the image has the watcher's shell is found out once per engine
+        // and image, with the first container (created under the watcher); the
+        // other starts wait for the answer before they create theirs.
+        let mut first: Option<String> = None;
+        let wrapped = settings.end_with_master
+            && *image
+                .shell
+                .get_or_try_init(|| async {
+                    let id = self
+                        .create(
+                            &docker,
+                            &address,
+                            &path,
+                            &name,
+                            body.clone(),
+                            &settings,
+                            spec,
+                            Some(&image),
+                        )
+                        .await?;
+                    let has = has_shell(&docker, &id).await;
+                    first = Some(id);
+                    Ok::<bool, SpawnError>(has)
+                })
+                .await?;
+        let id = match first {
+            Some(id) if wrapped => id,
+            Some(id) => {
+                // No shell to run the watcher: run the command as it is.
+                if remove(&docker, &id).await.is_ok() {
+                    self.live.forget(&id);
+                }
+                self.create(&docker, &address, &path, &name, body, &settings, spec, None)
+                    .await?
+            }
+            None => {
+                let watch_with = wrapped.then_some(&*image);
+                self.create(
+                    &docker, &address, &path, &name, body, &settings, spec, watch_with,
+                )
+                .await?
+            }
         };
-        let created = docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| create_error(&path, &address, &name, &e))?;
-        let id = created.id;
-        // If this future is dropped from here on (the run is stopped while starting),
-        // the container must not stay behind: `shutdown` ends whatever is recorded.
-        self.live.add(&id, &docker, settings.auto_remove);
 
         // Attach before start, so that nothing the worker writes is lost.
         let attached = async {
@@ -170,23 +263,29 @@ impl Transport for DockerTransport {
                 )));
             }
         };
-        let (io, io_tasks) = crate::io::wire(attach);
-        let (exit, exit_task) = watch_exit(docker.clone(), id.clone());
         // The supervisor kills after `kill_after`; the engine's own timer is a little
         // longer, a backstop that still ends the container if the master dies
         // during the stop.
         let stop_timeout = i32::try_from(spec.kill_after.as_secs_f64().ceil() as i64)
             .unwrap_or(i32::MAX - STOP_BACKSTOP)
             .saturating_add(STOP_BACKSTOP);
+        let (io, output, pipes, input_task) = crate::io::wire(attach);
+        let watched = Watched {
+            docker: docker.clone(),
+            id: id.clone(),
+            engine: address.url.clone(),
+            stop_timeout,
+        };
+        let (exit, watch_task) = crate::watch::start(watched, output, pipes);
         Ok(Box::new(DockerInstance {
             docker,
             id,
             name,
             engine: address.url.clone(),
             io: Some(io),
-            io_tasks,
+            input_task,
             exit,
-            exit_task,
+            watch_task,
             stop_timeout,
             auto_remove: settings.auto_remove,
             removed: false,
