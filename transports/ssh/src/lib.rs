@@ -20,6 +20,7 @@
 //! channel that ends without one (a dropped connection) is an instance lost.
 #![forbid(unsafe_code)]
 
+mod agent;
 pub mod command;
 mod connection;
 mod hostkey;
@@ -29,6 +30,7 @@ mod resolve;
 mod settings;
 mod transport;
 
+pub use agent::AgentError;
 pub use connection::ConnectError;
 pub use hostkey::{fingerprint, HostKeyError};
 pub use instance::SshInstance;

@@ -141,9 +141,9 @@ async fn closing_stdin_ends_a_command_that_ignores_it_after_the_grace() {
 }
 
 #[tokio::test]
-async fn fifty_instances_on_one_host_with_the_default_max_sessions() {
+async fn fifty_instances_on_one_host_share_one_session_even_with_max_sessions_1() {
     let mut fx = SshFixture::new();
-    let s = fx.start("127.0.0.2");
+    let s = fx.start_with("127.0.0.2", "MaxSessions 1");
     fx.trust(s);
     let t = std::sync::Arc::new(SshTransport::new());
     let settings = settings(&fx, json!({}));
@@ -169,10 +169,14 @@ async fn fifty_instances_on_one_host_with_the_default_max_sessions() {
                 .unwrap_or_else(|e| panic!("spawn: {}", distarch_core::error_chain(&e))),
         );
     }
-    assert!(
-        t.connections_to(&fx.server(s).entry()).await >= 5,
-        "MaxSessions 10 needs at least 5 connections"
+    assert_eq!(
+        t.connections_to(&fx.server(s).entry()).await,
+        1,
+        "one connection, one agent session"
     );
+    // One login shell for the whole host: sshd logs one session for it.
+    let sessions = fx.log(s).matches("Starting session: command").count();
+    assert_eq!(sessions, 1, "{}", fx.log(s));
     let mut ios = Vec::new();
     for i in &mut instances {
         let io = i.take_io().unwrap();
