@@ -95,7 +95,10 @@ run() {
     shift 5
     d=$D/$id
     p= st=125 gone_= intr=
-    trap 'exec 3>&-; intr=1; gone_=1; [ -n "$p" ] && { esc "$p" "$g" "$k" >/dev/null & }' USR2
+    a1= a2=
+    trap 'exec 3>&-; intr=1; gone_=1
+        [ -n "$p" ] && { esc "$p" "$g" "$k" >/dev/null & }
+        [ -e "$D/gone" ] && [ -n "$a2" ] && kill "$a1" "$a2" 2>/dev/null' USR2
     if mkfifo -m 600 "$d/i" "$d/o" "$d/e" "$d/co" "$d/ce"; then
         exec 3<>"$d/i" 4<>"$d/co" 5<>"$d/ce"
         relay -v id="$id" -v k=o -v big=O -v cf="$d/co" -v c="$W" "$FRAMER" <"$d/o" 3>&- 4>&- 5>&- &
@@ -139,9 +142,16 @@ run() {
             kill -TERM "-$p" 2>/dev/null
             esc "$p" 0 "$k" >/dev/null &
         fi
-        exec 3>&- 4>&- 5>&-
-        wait "$a1"
-        wait "$a2"
+        # The relays end with the worker's output (they keep their credit fifos
+        # open until then); if the master is gone, the USR2 trap ends them.
+        exec 3>&-
+        [ -e "$D/gone" ] && kill "$a1" "$a2" 2>/dev/null
+        for a in "$a1" "$a2"; do
+            while kill -0 "$a" 2>/dev/null; do
+                wait "$a"
+            done
+        done
+        exec 4>&- 5>&-
     fi
     rm -rf "$d"
     printf '%s x %s\n' "$id" "$st"
