@@ -72,6 +72,9 @@ function credit(n) {
     printf "%s %s %s\n", id, k, substr($0, i); fflush()
     credit(n - i + 2)
 }'
+# Run by setsid in the worker's place once it leads its own session and process
+# group: only now may the group be signalled, so only now is the pid told.
+LEADER='printf "%s\n" "$$" >"$1/p"; printf "%s p %s\n" "$2" "$$" >&9; exec 9>&-; shift 2; exec "$@"'
 gone() { ! kill -0 "-$1" 2>/dev/null; }
 wait_gone() {
     j=$2
@@ -84,6 +87,10 @@ wait_gone() {
 }
 # esc PGID GRACE KILL: wait GRACE for the group to end, then SIGTERM, then SIGKILL.
 esc() {
+    # Until setsid has made the group, the worker is not gone.
+    while ! kill -0 "-$1" 2>/dev/null && kill -0 "$1" 2>/dev/null; do
+        sleep 0.1 2>/dev/null || sleep 1
+    done
     wait_gone "$1" "$2" && return 0
     kill -TERM "-$1" 2>/dev/null
     wait_gone "$1" "$3" && return 0
@@ -115,11 +122,9 @@ run() {
                 shift
                 n=$((n - 1))
             done
-            exec setsid "$@"
-        ) <"$d/i" >"$d/o" 2>"$d/e" 3>&- 4>&- 5>&- &
+            exec setsid /bin/sh -c "$LEADER" distarch-ssh "$d" "$id" "$@"
+        ) 9>&1 <"$d/i" >"$d/o" 2>"$d/e" 3>&- 4>&- 5>&- &
         p=$!
-        printf '%s\n' "$p" >"$d/p"
-        printf '%s p %s\n' "$id" "$p"
         if [ -n "$gone_" ] || [ -e "$D/gone" ]; then
             exec 3>&-
             gone_=1

@@ -190,27 +190,31 @@ mod tests {
         assert_eq!(cmd.start_lines(1), Err(CommandError::Empty));
     }
 
-    /// Runs the agent under `shell` with `input` on stdin; returns its output lines.
-    fn agent_under(shell: &str, input: &str) -> Vec<String> {
-        use std::io::Write;
-        let mut child = std::process::Command::new(shell)
+    /// Runs the agent with `program args` and `input` on stdin, which stays open
+    /// until the agent reports the end of instance 7; returns its output lines.
+    fn agent_under(program: &str, args: &[&str], input: &str) -> Vec<String> {
+        use std::io::{BufRead, Write};
+        let mut child = std::process::Command::new(program)
+            .args(args)
             .args(["-c", AGENT, "distarch-ssh", "0", "65536"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let end = line.starts_with("7 x ");
+            lines.push(line);
+            if end {
+                break;
+            }
+        }
+        drop(stdin);
+        child.wait().unwrap();
+        lines
     }
 
     #[test]
@@ -236,17 +240,10 @@ mod tests {
             kill_after: Duration::from_millis(200),
         };
         let lines = cmd.start_lines(7).unwrap();
-        for shell in ["dash", "busybox"] {
-            let shell_path = if shell == "busybox" { "sh" } else { shell };
-            let out = if shell == "busybox" {
-                let mut c = std::process::Command::new("busybox");
-                c.args([shell_path, "-c", AGENT, "distarch-ssh", "0", "65536"]);
-                run_with(c, &lines)
-            } else {
-                agent_under(shell, &lines)
-            };
-            assert_eq!(out[0], "0 h 1", "{shell}: {out:?}");
-            assert!(out[1].starts_with("7 p "), "{shell}: {out:?}");
+        for (program, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
+            let out = agent_under(program, args, &lines);
+            assert_eq!(out[0], "0 h 1", "{program}: {out:?}");
+            assert!(out[1].starts_with("7 p "), "{program}: {out:?}");
             assert_eq!(
                 &out[2..],
                 [
@@ -254,29 +251,8 @@ mod tests {
                     "7 o line 2|a'b|$(echo no)| sp |back\\slash\\n|",
                     "7 x 0"
                 ],
-                "{shell}"
+                "{program}"
             );
         }
-    }
-
-    fn run_with(mut c: std::process::Command, input: &str) -> Vec<String> {
-        use std::io::Write;
-        let mut child = c
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
     }
 }

@@ -216,3 +216,62 @@ async fn the_group_priority_becomes_the_remote_nice_value() {
     let f = run_to_end(&SshTransport::new(), &spec).await;
     assert_eq!(String::from_utf8_lossy(&f.stdout), "7\n");
 }
+
+#[tokio::test]
+async fn a_slow_login_shell_runs_once_per_host_for_starts_and_stops() {
+    let fx = SshFixture::new();
+    let logins = fx.dir().join("logins");
+    let mut fx = fx.with_bashrc(&format!("echo login >> '{}'; sleep 1\n", logins.display()));
+    let s = fx.start("127.0.0.3");
+    fx.trust(s);
+    let t = std::sync::Arc::new(SshTransport::new());
+    let settings = settings(&fx, json!({}));
+    let tok = token("slowrc");
+    let script = format!("trap '' TERM; echo up; while :; do sleep 1; done # {tok}");
+    let spec = spec(&settings, &fx.server(s).entry(), &["sh", "-c", &script]);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (t, spec) = (t.clone(), spec.clone());
+        set.spawn(async move { t.spawn(&spec).await.unwrap() });
+    }
+    let mut instances = Vec::new();
+    while let Some(i) = set.join_next().await {
+        instances.push(i.unwrap());
+    }
+    let mut ios = Vec::new();
+    for i in &mut instances {
+        // "up" comes after the worker's `trap '' TERM`.
+        let io = i.take_io().unwrap();
+        let mut out = tokio::io::BufReader::new(io.stdout);
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+            .await
+            .unwrap();
+        assert_eq!(line, "up\n");
+        ios.push((io.stdin, out));
+    }
+    let count = || std::fs::read_to_string(&logins).unwrap().lines().count();
+    assert_eq!(count(), 1, "20 instances, one login shell");
+    // Terminate (ignored by the workers), then kill: requests to the agent.
+    for i in &mut instances {
+        i.terminate().await.unwrap();
+    }
+    for i in &mut instances {
+        i.kill().await.unwrap();
+    }
+    for i in &mut instances {
+        let exit = tokio::time::timeout(Duration::from_secs(10), i.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit, ExitStatus::Signaled(9));
+        i.cleanup().await;
+    }
+    assert_eq!(count(), 1, "stopping ran a login shell");
+    assert!(
+        eventually(Duration::from_secs(5), || fx
+            .remote_pids(s, &tok)
+            .is_empty())
+        .await
+    );
+}
