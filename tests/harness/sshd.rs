@@ -166,6 +166,12 @@ impl SshFixture {
 
     /// Starts an sshd with extra lines in its config.
     pub fn start_with(&mut self, ip: &str, extra_config: &str) -> usize {
+        self.start_in(None, ip, extra_config)
+    }
+
+    /// Starts an sshd inside network namespace `netns` (a name from `ip netns`),
+    /// listening on `ip`, an address of that namespace.
+    pub fn start_in(&mut self, netns: Option<&str>, ip: &str, extra_config: &str) -> usize {
         let n = self.servers.len();
         let dir = self.dir.path().to_path_buf();
         let host_key = dir.join(format!("host_{n}"));
@@ -192,11 +198,15 @@ impl SshFixture {
         .unwrap();
         let log = dir.join(format!("sshd_{n}.log"));
         for _attempt in 0..5 {
-            let port = TcpListener::bind((ip, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = match netns {
+                // A fresh namespace has every port free.
+                Some(_) => 2200 + _attempt as u16,
+                None => TcpListener::bind((ip, 0))
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port(),
+            };
             let bashrc = std::env::var("HOME")
                 .map(|h| format!("{h}/.bashrc"))
                 .unwrap_or_default();
@@ -210,6 +220,10 @@ impl SshFixture {
                         "mount --bind '{ours}' '{bashrc}' && exec /usr/sbin/sshd \"$@\""
                     ))
                     .arg("sshd");
+                c
+            } else if let Some(ns) = netns {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
                 c
             } else {
                 Command::new("/usr/sbin/sshd")
