@@ -450,7 +450,8 @@ fn a_partitioned_host_is_lost_within_the_keepalive_bound_restarted_and_nothing_r
     // Meanwhile the host's agent hears no keepalive either and ends its worker
     // (two silent periods, then stop_grace and kill_after): the host is still cut off.
     assert!(
-        wait_until(Duration::from_secs(20), || pids_with_token(&token).is_empty()),
+        wait_until(Duration::from_secs(20), || pids_with_token(&token)
+            .is_empty()),
         "the cut-off worker still runs: {:?}",
         pids_with_token(&token)
     );
@@ -466,7 +467,8 @@ fn a_partitioned_host_is_lost_within_the_keepalive_bound_restarted_and_nothing_r
     let out = running.wait(LIMIT);
     out.assert_has("(restart 1)");
     assert!(
-        wait_until(Duration::from_secs(10), || pids_with_token(&token).is_empty()),
+        wait_until(Duration::from_secs(10), || pids_with_token(&token)
+            .is_empty()),
         "left: {:?}",
         pids_with_token(&token)
     );

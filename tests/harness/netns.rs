@@ -33,7 +33,10 @@ impl Netns {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = (std::process::id() + NEXT.fetch_add(1, Ordering::SeqCst)) % 250;
         let name = format!("dtns-{}-{n}", std::process::id());
-        let (outer, inner) = (format!("dtv{n}o{}", std::process::id() % 1000), format!("dtv{n}i{}", std::process::id() % 1000));
+        let (outer, inner) = (
+            format!("dtv{n}o{}", std::process::id() % 1000),
+            format!("dtv{n}i{}", std::process::id() % 1000),
+        );
         let (outer_ip, inner_ip) = (format!("10.213.{n}.1"), format!("10.213.{n}.2"));
         ip(&["netns", "add", &name]);
         let ns = Netns {
@@ -41,7 +44,9 @@ impl Netns {
             inner_ip: inner_ip.clone(),
             outer: outer.clone(),
         };
-        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
         ip(&["link", "set", &inner, "netns", &name]);
         ip(&["addr", "add", &format!("{outer_ip}/30"), "dev", &outer]);
         ip(&["link", "set", &outer, "up"]);
@@ -91,7 +96,11 @@ impl Default for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.outer]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.outer])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }

@@ -40,7 +40,10 @@ fn is_ready(line: &str) -> bool {
     line.starts_with('\u{1e}') && line.contains(r#""type":"ready""#)
 }
 
-fn settings_for(fx: &SshFixture, hosts: &[usize]) -> Arc<serde_json::Map<String, serde_json::Value>> {
+fn settings_for(
+    fx: &SshFixture,
+    hosts: &[usize],
+) -> Arc<serde_json::Map<String, serde_json::Value>> {
     Arc::new(
         serde_json::from_value(serde_json::json!({
             "hosts": hosts.iter().map(|i| fx.server(*i).entry()).collect::<Vec<_>>(),
@@ -344,7 +347,9 @@ fn pids_with(token: &str) -> usize {
 async fn stop_figure(fx: &SshFixture, name: &str, bin: &str) {
     let token = format!("dtok-stopbench-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
-    let hosts: Vec<String> = (0..HOSTS).map(|i| format!("{:?}", fx.server(i).entry())).collect();
+    let hosts: Vec<String> = (0..HOSTS)
+        .map(|i| format!("{:?}", fx.server(i).entry()))
+        .collect();
     let config = format!(
         "[launcher]\nstop_grace = \"1s\"\nkill_after = \"1s\"\n[groups.g]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; echo up; while :; do sleep 1; done\", \"{token}\"]\nplacements.r = {{ transport = \"ssh\", instances = {PER_HOST}, hosts = [{}], identity_files = [{:?}], known_hosts = {:?}, ssh_config = \"none\" }}\n",
         hosts.join(", "),
@@ -440,14 +445,21 @@ async fn throughput() {
     };
     let ssh: Arc<dyn Transport> = Arc::new(SshTransport::new());
     // Warm the connection so the figure is the stream, not the handshake.
-    let (_, _) = flood(ssh.clone(), specs(&ssh_settings, fx.server(0).entry())[..1].to_vec()).await;
+    let (_, _) = flood(
+        ssh.clone(),
+        specs(&ssh_settings, fx.server(0).entry())[..1].to_vec(),
+    )
+    .await;
     let (t_ssh, n_ssh) = flood(ssh.clone(), specs(&ssh_settings, fx.server(0).entry())).await;
     let local: Arc<dyn Transport> = Arc::new(LocalTransport::new());
     let (t_local, n_local) = flood(local, specs(&local_settings, "localhost".into())).await;
     println!("## Throughput: {FLOODERS} instances x {LINES} lines of 60 bytes, read through the transport");
     println!("| transport | time | lines | lines/s | ratio to local |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for (name, t, n) in [("ssh (one host)", t_ssh, n_ssh), ("local", t_local, n_local)] {
+    for (name, t, n) in [
+        ("ssh (one host)", t_ssh, n_ssh),
+        ("local", t_local, n_local),
+    ] {
         println!(
             "| {name} | {:.2} s | {n} | {:.0} | {:.2}x |",
             t.as_secs_f64(),

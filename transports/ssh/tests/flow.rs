@@ -47,7 +47,10 @@ async fn a_flooding_worker_waits_alone_and_its_neighbours_talk_and_stop() {
         "i=0; while :; do echo \"flood line $i\"; i=$((i+1)); [ $((i % 500)) -eq 0 ] && echo $i >'{}'; done",
         counter.display()
     );
-    let mut flooder = t.spawn(&spec(&settings, &entry, &["sh", "-c", &flood])).await.unwrap();
+    let mut flooder = t
+        .spawn(&spec(&settings, &entry, &["sh", "-c", &flood]))
+        .await
+        .unwrap();
     let flood_io = flooder.take_io().unwrap();
 
     // Nobody reads the flooder: it is paused on its host after about one window.
@@ -58,7 +61,10 @@ async fn a_flooding_worker_waits_alone_and_its_neighbours_talk_and_stop() {
 
     // Its neighbour on the same connection still answers, line by line.
     let echo = "while read l; do echo \"got $l\"; done";
-    let mut neighbour = t.spawn(&spec(&settings, &entry, &["sh", "-c", echo])).await.unwrap();
+    let mut neighbour = t
+        .spawn(&spec(&settings, &entry, &["sh", "-c", echo]))
+        .await
+        .unwrap();
     let io = neighbour.take_io().unwrap();
     let (mut stdin, mut lines) = (io.stdin, BufReader::new(io.stdout).lines());
     for i in 0..20 {
