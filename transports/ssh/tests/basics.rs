@@ -275,3 +275,61 @@ async fn a_slow_login_shell_runs_once_per_host_for_starts_and_stops() {
         .await
     );
 }
+
+fn agent_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("distarch-ssh."))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_agent_keeps_its_fifos_in_a_private_directory_it_removes_at_the_end() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let before = agent_dirs();
+    let spec = spec(
+        &settings,
+        &fx.server(s).entry(),
+        &["sh", "-c", "echo up; exec cat"],
+    );
+    let mut instance = t.spawn(&spec).await.unwrap();
+    let io = instance.take_io().unwrap();
+    let mut out = tokio::io::BufReader::new(io.stdout);
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+        .await
+        .unwrap();
+    assert_eq!(line, "up\n");
+    let ours: Vec<_> = agent_dirs().difference(&before).cloned().collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let dir = &ours[0];
+    // mktemp's random suffix, mode 0700, and the fifos inside it.
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(name.len(), "distarch-ssh.".len() + 8, "{name}");
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    assert!(std::fs::metadata(dir.join("m"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    drop(io.stdin);
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Exited(0));
+    instance.cleanup().await;
+    t.shutdown().await;
+    assert!(eventually(Duration::from_secs(10), || !dir.exists()).await);
+}
