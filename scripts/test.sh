@@ -13,6 +13,8 @@ command -v dockerd >/dev/null || packages+=(docker.io)
 [ -x /bin/busybox ] || packages+=(busybox-static)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v ip >/dev/null || packages+=(iproute2)
+# ssh partition test (tests/e2e/ssh.rs): packets dropped inside a test network namespace
+command -v iptables >/dev/null || packages+=(iptables)
 command -v python3 >/dev/null || packages+=(python3)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

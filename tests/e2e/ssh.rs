@@ -420,3 +420,56 @@ fn flooding_remote_workers_sharing_a_connection_lose_no_line() {
         );
     }
 }
+
+#[test]
+fn a_partitioned_host_is_lost_within_the_keepalive_bound_restarted_and_nothing_runs_twice() {
+    let ns = distarch_e2e::netns::Netns::new();
+    let mut fx = SshFixture::new();
+    let s = fx.start_in(Some(&ns.name), &ns.inner_ip.clone(), "");
+    fx.trust(s);
+    let token = unique_token("sshpartition");
+    let d = Distarch::new().config(
+        &remote_group(
+            &fx,
+            &[s],
+            "serve",
+            1,
+            "restart = \"on-failure\"\nmax_restarts = 100\nbackoff = { initial = \"500ms\", max = \"1s\", jitter = 0.0 }",
+            "stop_grace = \"1s\"\nkill_after = \"1s\"",
+            &token,
+        )
+        .replace("connect_timeout = \"5s\"", "connect_timeout = \"2s\", keepalive = \"1s\""),
+    );
+    let mut running = d.spawn(&["launch"]);
+    running.expect_lines("INFO serving", 1, LIMIT);
+    assert_eq!(pids_with_token(&token).len(), 1);
+
+    ns.partition();
+    // 3 unanswered keepalives 1 s apart; the bound leaves room for a loaded machine.
+    running.expect_lines("lost: the connection to", 1, Duration::from_secs(15));
+    // Meanwhile the host's agent hears no keepalive either and ends its worker
+    // (two silent periods, then stop_grace and kill_after): the host is still cut off.
+    assert!(
+        wait_until(Duration::from_secs(20), || pids_with_token(&token)
+            .is_empty()),
+        "the cut-off worker still runs: {:?}",
+        pids_with_token(&token)
+    );
+    ns.heal();
+    running.expect_lines("INFO serving", 2, LIMIT);
+    assert_eq!(
+        pids_with_token(&token).len(),
+        1,
+        "after the partition healed: {}",
+        running.stdout()
+    );
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    out.assert_has("(restart 1)");
+    assert!(
+        wait_until(Duration::from_secs(10), || pids_with_token(&token)
+            .is_empty()),
+        "left: {:?}",
+        pids_with_token(&token)
+    );
+}

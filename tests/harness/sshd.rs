@@ -67,7 +67,7 @@ pub struct SshFixture {
     /// A known_hosts file (empty until [`SshFixture::trust`]).
     pub known_hosts: PathBuf,
     servers: Vec<Sshd>,
-    empty_bashrc: bool,
+    bashrc: Option<String>,
 }
 
 fn run(cmd: &mut Command) {
@@ -104,7 +104,7 @@ impl SshFixture {
             known_hosts: dir.path().join("known_hosts"),
             dir,
             servers: Vec::new(),
-            empty_bashrc: false,
+            bashrc: None,
         };
         fixture.keygen("id_client", "ed25519", "");
         std::fs::write(&fixture.known_hosts, "").unwrap();
@@ -145,8 +145,17 @@ impl SshFixture {
     /// Makes servers started from now on run in a private mount namespace where
     /// `$HOME/.bashrc` is empty, so that sessions do not pay for the machine's own
     /// shell start-up files (bash sources ~/.bashrc for every SSH command).
-    pub fn with_empty_bashrc(mut self) -> Self {
-        self.empty_bashrc = true;
+    pub fn with_empty_bashrc(self) -> Self {
+        self.with_bashrc("")
+    }
+
+    /// Makes servers started from now on run in a private mount namespace where
+    /// `$HOME/.bashrc` holds `text` (e.g. `sleep 0.3`, a slow login shell like a
+    /// `.bashrc` that runs `pyenv init` or conda's hook).
+    pub fn with_bashrc(mut self, text: &str) -> Self {
+        let path = self.dir.path().join("bashrc");
+        std::fs::write(&path, text).unwrap();
+        self.bashrc = Some(path.display().to_string());
         self
     }
 
@@ -157,6 +166,12 @@ impl SshFixture {
 
     /// Starts an sshd with extra lines in its config.
     pub fn start_with(&mut self, ip: &str, extra_config: &str) -> usize {
+        self.start_in(None, ip, extra_config)
+    }
+
+    /// Starts an sshd inside network namespace `netns` (a name from `ip netns`),
+    /// listening on `ip`, an address of that namespace.
+    pub fn start_in(&mut self, netns: Option<&str>, ip: &str, extra_config: &str) -> usize {
         let n = self.servers.len();
         let dir = self.dir.path().to_path_buf();
         let host_key = dir.join(format!("host_{n}"));
@@ -183,21 +198,32 @@ impl SshFixture {
         .unwrap();
         let log = dir.join(format!("sshd_{n}.log"));
         for _attempt in 0..5 {
-            let port = TcpListener::bind((ip, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = match netns {
+                // A fresh namespace has every port free.
+                Some(_) => 2200 + _attempt as u16,
+                None => TcpListener::bind((ip, 0))
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port(),
+            };
             let bashrc = std::env::var("HOME")
                 .map(|h| format!("{h}/.bashrc"))
                 .unwrap_or_default();
-            let mut command = if self.empty_bashrc && Path::new(&bashrc).exists() {
+            let mut command = if let Some(ours) = &self.bashrc {
+                if !Path::new(&bashrc).exists() {
+                    std::fs::write(&bashrc, "").unwrap();
+                }
                 let mut c = Command::new("unshare");
                 c.args(["-m", "--propagation", "private", "sh", "-c"])
                     .arg(format!(
-                        "mount --bind /dev/null '{bashrc}' && exec /usr/sbin/sshd \"$@\""
+                        "mount --bind '{ours}' '{bashrc}' && exec /usr/sbin/sshd \"$@\""
                     ))
                     .arg("sshd");
+                c
+            } else if let Some(ns) = netns {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
                 c
             } else {
                 Command::new("/usr/sbin/sshd")

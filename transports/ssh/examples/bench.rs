@@ -1,21 +1,30 @@
-//! Benchmark: time from launch until every instance has reported `ready`, for 3
-//! hosts x 30 instances, with this transport and with one OpenSSH client process
-//! per instance at a fan-out of 32 (the way pdsh or GNU parallel start remote
-//! workers). Starts its own sshd servers on 127.0.0.1-3 (needs root and
-//! openssh-server).
+//! Benchmark of the ssh transport against real sshd servers on 127.0.0.1-3 that it
+//! starts itself (needs root and openssh-server). Three figures:
 //!
-//! Run: `cargo run --release -p distarch-transport-ssh --example bench [ROUNDS]`
+//! 1. start: time from launch until 3 hosts x 30 instances have all reported
+//!    `ready`, with this transport and with one OpenSSH client process per
+//!    instance at a fan-out of 32 (the way pdsh or GNU parallel start remote
+//!    workers), with an empty `~/.bashrc` and with a slow one (`sleep 0.3`, like a
+//!    `.bashrc` that runs `pyenv init`), plus the server CPU of each;
+//! 2. stop: `distarch launch` with the same 90 instances (workers that ignore
+//!    SIGTERM), SIGINT, and the time until the master has exited and no worker is
+//!    left on any host, next to `stop_grace + kill_after`;
+//! 3. throughput: 4 instances on one host each printing 250,000 lines, read
+//!    through the transport, next to the same workers run by the local transport.
+//!
+//! Run: `cargo run --release -p distarch-transport-ssh --example bench -- [ROUNDS] [DISTARCH_BIN]`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "../../../tests/harness/sshd.rs"]
 mod sshd;
 
 use distarch_core::{InstanceSpec, Transport};
+use distarch_transport_local::LocalTransport;
 use distarch_transport_ssh::SshTransport;
 use sshd::SshFixture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::Semaphore;
 
 const HOSTS: usize = 3;
@@ -23,62 +32,77 @@ const PER_HOST: usize = 30;
 const FAN_OUT: usize = 32;
 /// The worker: says `ready` as a protocol frame, then waits for stdin to close.
 const WORKER: &str = r#"printf '\036{"type":"ready"}\n'; exec cat >/dev/null"#;
+const SLOW_BASHRC: &str = "sleep 0.3\n";
+const LINES: usize = 250_000;
+const FLOODERS: usize = 4;
 
 fn is_ready(line: &str) -> bool {
     line.starts_with('\u{1e}') && line.contains(r#""type":"ready""#)
 }
 
-async fn distarch_round(fx: &SshFixture) -> (Duration, usize) {
-    let transport = Arc::new(SshTransport::new());
-    let settings: serde_json::Map<String, serde_json::Value> =
+fn settings_for(
+    fx: &SshFixture,
+    hosts: &[usize],
+) -> Arc<serde_json::Map<String, serde_json::Value>> {
+    Arc::new(
         serde_json::from_value(serde_json::json!({
-            "hosts": (0..HOSTS).map(|i| fx.server(i).entry()).collect::<Vec<_>>(),
+            "hosts": hosts.iter().map(|i| fx.server(*i).entry()).collect::<Vec<_>>(),
             "identity_files": [fx.client_key.display().to_string()],
             "known_hosts": fx.known_hosts.display().to_string(),
             "ssh_config": "none",
         }))
-        .unwrap();
-    let settings = Arc::new(settings);
+        .unwrap(),
+    )
+}
+
+fn spec(
+    settings: &Arc<serde_json::Map<String, serde_json::Value>>,
+    target: String,
+    id: usize,
+    argv: &[&str],
+) -> InstanceSpec {
+    InstanceSpec {
+        run_id: "bench".into(),
+        group: "g".into(),
+        placement: "p".into(),
+        id: id as u64,
+        group_id: id as u64,
+        group_count: (HOSTS * PER_HOST) as u64,
+        host: target.clone(),
+        target,
+        restart: 0,
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        env: Default::default(),
+        workdir: None,
+        priority: None,
+        settings: settings.clone(),
+        stop_grace: Duration::from_secs(1),
+        kill_after: Duration::from_secs(1),
+    }
+}
+
+async fn distarch_round(fx: &SshFixture) -> (Duration, usize) {
+    let transport = Arc::new(SshTransport::new());
+    let settings = settings_for(fx, &(0..HOSTS).collect::<Vec<_>>());
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for h in 0..HOSTS {
         for n in 0..PER_HOST {
             let transport = transport.clone();
-            let spec = InstanceSpec {
-                run_id: "bench".into(),
-                group: "g".into(),
-                placement: "p".into(),
-                id: (h * PER_HOST + n + 1) as u64,
-                group_id: (h * PER_HOST + n + 1) as u64,
-                group_count: (HOSTS * PER_HOST) as u64,
-                target: fx.server(h).entry(),
-                host: fx.server(h).entry(),
-                restart: 0,
-                command: vec!["sh".into(), "-c".into(), WORKER.into()],
-                env: Default::default(),
-                workdir: None,
-                priority: None,
-                settings: settings.clone(),
-                stop_grace: Duration::from_secs(1),
-                kill_after: Duration::from_secs(1),
-            };
+            let spec = spec(
+                &settings,
+                fx.server(h).entry(),
+                h * PER_HOST + n + 1,
+                &["sh", "-c", WORKER],
+            );
             set.spawn(async move {
                 let mut instance = transport.spawn(&spec).await.expect("spawn");
-                let spawned = started.elapsed();
                 let io = instance.take_io().expect("io");
                 let mut lines = BufReader::new(io.stdout).lines();
                 while let Some(line) = lines.next_line().await.expect("read") {
                     if is_ready(&line) {
                         break;
                     }
-                }
-                if std::env::var_os("BENCH_TRACE").is_some() {
-                    eprintln!(
-                        "{:>8.3} spawned {:>8.3} ready {}",
-                        spawned.as_secs_f64(),
-                        started.elapsed().as_secs_f64(),
-                        spec.target
-                    );
                 }
                 (instance, io.stdin)
             });
@@ -212,32 +236,56 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn servers(bashrc: &str) -> SshFixture {
+    let mut fx = SshFixture::new().with_bashrc(bashrc);
+    for i in 0..HOSTS {
+        fx.start(&format!("127.0.0.{}", i + 1));
+    }
+    fx.trust_all();
+    fx
+}
+
 #[tokio::main]
 async fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    for empty_bashrc in [false, true] {
-        let mut fx = SshFixture::new();
-        if empty_bashrc {
-            fx = fx.with_empty_bashrc();
-        }
-        for i in 0..HOSTS {
-            fx.start(&format!("127.0.0.{}", i + 1));
-        }
-        fx.trust_all();
-        println!();
-        if empty_bashrc {
-            println!("## sshd with an empty ~/.bashrc (a private mount namespace hides the machine's own)");
-        } else {
-            println!("## sshd as the machine is (bash sources ~/.bashrc for every SSH command)");
-        }
-        compare(&fx, rounds).await;
+    let bin = std::env::args().nth(2);
+    println!("## Start: {HOSTS} hosts x {PER_HOST} instances until all reported `ready` (median of {rounds})");
+    println!("| remote ~/.bashrc | distarch | OpenSSH per instance, fan-out {FAN_OUT} | speed-up | server CPU distarch / OpenSSH | client CPU distarch / OpenSSH | notes |");
+    println!("| --- | ---: | ---: | ---: | --- | --- | --- |");
+    for (name, bashrc) in [("empty", ""), ("`sleep 0.3`", SLOW_BASHRC)] {
+        let fx = servers(bashrc);
+        compare(&fx, name, rounds).await;
     }
+    println!();
+    match bin {
+        Some(bin) => {
+            println!("## Stop: SIGINT to `distarch launch` with {HOSTS} x {PER_HOST} instances that ignore SIGTERM (stop_grace 1s, kill_after 1s)");
+            println!("| remote ~/.bashrc | SIGINT -> master exited | SIGINT -> no worker left on any host | target (grace + kill_after + 1 s) |");
+            println!("| --- | ---: | ---: | ---: |");
+            for (name, bashrc) in [("empty", ""), ("`sleep 0.3`", SLOW_BASHRC)] {
+                let fx = servers(bashrc);
+                stop_figure(&fx, name, &bin).await;
+            }
+        }
+        None => println!("(stop figure skipped: pass the distarch binary as the second argument)"),
+    }
+    println!();
+    throughput().await;
 }
 
-async fn compare(fx: &SshFixture, rounds: usize) {
+async fn compare(fx: &SshFixture, name: &str, rounds: usize) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut conns, mut retries) = (0, 0);
     let (mut our_cpu, mut their_cpu) = ((0.0, 0.0), (0.0, 0.0));
@@ -261,32 +309,163 @@ async fn compare(fx: &SshFixture, rounds: usize) {
     }
     let per = |x: f64| x / rounds as f64;
     let (a, b) = (median(ours.clone()), median(theirs.clone()));
-    println!("{HOSTS} hosts x {PER_HOST} instances = {} workers, time until all reported `ready` (median of {rounds}):", HOSTS * PER_HOST);
-    println!("| method | median | all rounds | CPU client + server per round | notes |");
-    println!("| --- | ---: | --- | --- | --- |");
+    let all = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     println!(
-        "| distarch ssh transport (russh, shared connections) | {:.3} s | {} | {:.2} s + {:.2} s | {conns} SSH connections in all |",
+        "| {name} | {:.2} s ({}) | {:.2} s ({}) | {:.1}x | {:.2} s / {:.2} s | {:.2} s / {:.2} s | {conns} SSH connections; OpenSSH: {} connections, {retries} retries after MaxStartups drops; load {} |",
         a.as_secs_f64(),
-        ours.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" / "),
-        per(our_cpu.0),
-        per(our_cpu.1),
-    );
-    println!(
-        "| one OpenSSH client per instance, fan-out {FAN_OUT} | {:.3} s | {} | {:.2} s + {:.2} s | {} connections per round; {retries} retries after sshd dropped a connection (MaxStartups) |",
+        all(&ours),
         b.as_secs_f64(),
-        theirs.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" / "),
-        per(their_cpu.0),
-        per(their_cpu.1),
-        HOSTS * PER_HOST
-    );
-    println!(
-        "speed-up: {:.1}x in wall time, {:.1}x in CPU time (machine load average now: {})",
+        all(&theirs),
         b.as_secs_f64() / a.as_secs_f64(),
-        (their_cpu.0 + their_cpu.1) / (our_cpu.0 + our_cpu.1).max(0.001),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .next()
-            .unwrap_or("?")
+        per(our_cpu.1),
+        per(their_cpu.1),
+        per(our_cpu.0),
+        per(their_cpu.0),
+        HOSTS * PER_HOST,
+        load(),
     );
+}
+
+/// Pids of processes whose command line holds `token`.
+fn pids_with(token: &str) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            if cmd.windows(token.len()).any(|w| w == token.as_bytes()) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+async fn stop_figure(fx: &SshFixture, name: &str, bin: &str) {
+    let token = format!("dtok-stopbench-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<String> = (0..HOSTS)
+        .map(|i| format!("{:?}", fx.server(i).entry()))
+        .collect();
+    let config = format!(
+        "[launcher]\nstop_grace = \"1s\"\nkill_after = \"1s\"\n[groups.g]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; echo up; while :; do sleep 1; done\", \"{token}\"]\nplacements.r = {{ transport = \"ssh\", instances = {PER_HOST}, hosts = [{}], identity_files = [{:?}], known_hosts = {:?}, ssh_config = \"none\" }}\n",
+        hosts.join(", "),
+        fx.client_key.display().to_string(),
+        fx.known_hosts.display().to_string(),
+    );
+    let path = dir.path().join("distarch.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(bin)
+        .arg("-c")
+        .arg(&path)
+        .arg("launch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut up = 0;
+    while up < HOSTS * PER_HOST {
+        match lines.next_line().await.unwrap() {
+            Some(l) if l.ends_with("INFO up") => up += 1,
+            Some(_) => {}
+            None => panic!("distarch ended early"),
+        }
+    }
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert_eq!(pids_with(&token), HOSTS * PER_HOST);
+    let started = Instant::now();
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().await.unwrap();
+    let exited = started.elapsed();
+    while pids_with(&token) > 0 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone = started.elapsed();
+    let _ = drain.await;
+    println!(
+        "| {name} | {:.2} s (exit {}) | {:.2} s | 3.00 s |",
+        exited.as_secs_f64(),
+        status.code().unwrap_or(-1),
+        gone.as_secs_f64()
+    );
+}
+
+async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
+    let io = instance.take_io().unwrap();
+    drop(io.stdin);
+    let mut out = io.stdout;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut lines = 0;
+    loop {
+        let n = out.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+    }
+    let _ = instance.wait().await;
+    instance.cleanup().await;
+    lines
+}
+
+async fn flood(transport: Arc<dyn Transport>, specs: Vec<InstanceSpec>) -> (Duration, usize) {
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for spec in specs {
+        let transport = transport.clone();
+        set.spawn(async move { read_all(transport.spawn(&spec).await.expect("spawn")).await });
+    }
+    let mut lines = 0;
+    while let Some(n) = set.join_next().await {
+        lines += n.unwrap();
+    }
+    (started.elapsed(), lines)
+}
+
+async fn throughput() {
+    let fx = servers("");
+    let worker = format!(
+        "yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}"
+    );
+    let argv = ["sh", "-c", worker.as_str()];
+    let ssh_settings = settings_for(&fx, &[0]);
+    let local_settings = Arc::new(serde_json::Map::new());
+    let specs = |settings: &Arc<serde_json::Map<String, serde_json::Value>>, target: String| {
+        (1..=FLOODERS)
+            .map(|i| spec(settings, target.clone(), i, &argv))
+            .collect::<Vec<_>>()
+    };
+    let ssh: Arc<dyn Transport> = Arc::new(SshTransport::new());
+    // Warm the connection so the figure is the stream, not the handshake.
+    let (_, _) = flood(
+        ssh.clone(),
+        specs(&ssh_settings, fx.server(0).entry())[..1].to_vec(),
+    )
+    .await;
+    let (t_ssh, n_ssh) = flood(ssh.clone(), specs(&ssh_settings, fx.server(0).entry())).await;
+    let local: Arc<dyn Transport> = Arc::new(LocalTransport::new());
+    let (t_local, n_local) = flood(local, specs(&local_settings, "localhost".into())).await;
+    println!("## Throughput: {FLOODERS} instances x {LINES} lines of 60 bytes, read through the transport");
+    println!("| transport | time | lines | lines/s | ratio to local |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, t, n) in [
+        ("ssh (one host)", t_ssh, n_ssh),
+        ("local", t_local, n_local),
+    ] {
+        println!(
+            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x |",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64(),
+            t.as_secs_f64() / t_local.as_secs_f64()
+        );
+    }
+    println!("(load average now: {})", load());
 }

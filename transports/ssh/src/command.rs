@@ -1,20 +1,20 @@
-//! The remote command line: the wrapper script and the instance's workdir, env and
-//! argv, each quoted so that the remote login shell cannot read any value as shell.
+//! What crosses to the remote host: the agent script (run once per connection) and
+//! the start requests it reads, each value encoded so that no shell ever parses it.
 //!
-//! sshd runs an exec request as `$SHELL -c COMMAND`. Every value distarch puts in
-//! COMMAND is a single-quoted word (`'` inside becomes `'\''`), so the shell does
-//! nothing but remove the quotes; the wrapper then uses the values only as `"$@"`
-//! words (`cd -- "$w"`, `export "$1"`, `exec "$@"`), never re-parses them.
+//! sshd runs an exec request as `$SHELL -c COMMAND`. The only COMMAND distarch
+//! sends is [`agent_command`]: the agent script as one single-quoted word and two
+//! numbers, so the login shell does nothing but remove the quotes. Every value of
+//! an instance (workdir, environment, argv) then travels on the agent's stdin as a
+//! line `a VALUE` ([`encode`]: `\` becomes `\\`, a newline `\n`); the agent uses it
+//! only as a `"$@"` word (`cd -- "$w"`, `export "$1"`, `exec setsid "$@"`).
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::time::Duration;
 
-/// The POSIX sh script that runs on the remote host around every instance (see the
-/// comments inside it, and docs/transports/ssh.md).
-pub const WRAPPER: &str = include_str!("wrapper.sh");
-
-/// The first stdout line the wrapper writes, before the worker starts.
-pub const PID_LINE_PREFIX: &str = "distarch-ssh pid ";
+/// The POSIX sh agent that runs once per connection (see the comments inside it,
+/// and docs/transports/ssh.md).
+pub const AGENT: &str = include_str!("agent.sh");
 
 /// A value that cannot be passed to the remote command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +48,30 @@ pub fn quote(value: &str) -> String {
     out
 }
 
+/// Encodes `value` for one agent line: `\` becomes `\\` and a newline `\n`, which
+/// the agent's `printf %b` turns back; everything else goes as it is.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The exec request that starts the agent: `exec /bin/sh -c '<agent>' distarch-ssh
+/// KEEPALIVE WINDOW`.
+pub fn agent_command(keepalive: Option<Duration>, window: usize) -> String {
+    let keepalive = keepalive.map(|d| d.as_secs().max(1)).unwrap_or(0);
+    format!(
+        "exec /bin/sh -c {} distarch-ssh {keepalive} {window}",
+        quote(AGENT)
+    )
+}
+
 /// What goes into one remote command.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteCommand<'a> {
@@ -57,9 +81,9 @@ pub struct RemoteCommand<'a> {
     pub env: Vec<(&'a str, &'a str)>,
     /// Directory to change to first.
     pub workdir: Option<&'a str>,
-    /// How long the watcher lets the worker end by itself after stdin ended.
+    /// How long the agent lets the worker end by itself once the master is gone.
     pub grace: Duration,
-    /// How long after SIGTERM the watcher sends SIGKILL.
+    /// How long after SIGTERM the agent sends SIGKILL.
     pub kill_after: Duration,
 }
 
@@ -83,8 +107,8 @@ fn no_nul(what: impl fmt::Display, value: &str) -> Result<(), CommandError> {
 }
 
 impl RemoteCommand<'_> {
-    /// The command line to send in the SSH exec request.
-    pub fn build(&self) -> Result<String, CommandError> {
+    /// Checks every value: no NUL byte, shell names for variables, an argv.
+    pub fn check(&self) -> Result<(), CommandError> {
         if self.argv.is_empty() {
             return Err(CommandError::Empty);
         }
@@ -100,20 +124,29 @@ impl RemoteCommand<'_> {
         if let Some(w) = self.workdir {
             no_nul("the working directory", w)?;
         }
-        let mut words: Vec<String> = vec![
-            "exec".into(),
-            "/bin/sh".into(),
-            "-c".into(),
-            quote(WRAPPER),
-            "distarch-ssh".into(),
-            quote(&tenths(self.grace).to_string()),
-            quote(&tenths(self.kill_after).to_string()),
-            quote(self.workdir.unwrap_or("")),
-            quote(&self.env.len().to_string()),
-        ];
-        words.extend(self.env.iter().map(|(k, v)| quote(&format!("{k}={v}"))));
-        words.extend(self.argv.iter().map(|a| quote(a)));
-        Ok(words.join(" "))
+        Ok(())
+    }
+
+    /// The agent lines that start this command as instance `id`.
+    pub fn start_lines(&self, id: u64) -> Result<String, CommandError> {
+        self.check()?;
+        let mut out = String::new();
+        let values = std::iter::once(self.workdir.unwrap_or(""))
+            .map(str::to_string)
+            .chain(self.env.iter().map(|(k, v)| format!("{k}={v}")))
+            .chain(self.argv.iter().cloned());
+        for v in values {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "a {}", encode(&v));
+        }
+        let _ = writeln!(
+            out,
+            "s {id} {} {} {}",
+            tenths(self.grace),
+            tenths(self.kill_after),
+            self.env.len()
+        );
+        Ok(out)
     }
 }
 
@@ -130,54 +163,96 @@ mod tests {
     }
 
     #[test]
+    fn encodes_backslashes_and_newlines_only() {
+        assert_eq!(encode("a\\b\nc'$(x)"), "a\\\\b\\nc'$(x)");
+        assert_eq!(encode("\\n"), "\\\\n");
+    }
+
+    #[test]
     fn refuses_values_no_command_can_carry() {
         let argv = vec!["a\0b".to_string()];
         let cmd = RemoteCommand {
             argv: &argv,
             ..Default::default()
         };
-        assert!(matches!(cmd.build(), Err(CommandError::Nul { .. })));
+        assert!(matches!(cmd.start_lines(1), Err(CommandError::Nul { .. })));
         let argv = vec!["true".to_string()];
         let cmd = RemoteCommand {
             argv: &argv,
             env: vec![("1BAD", "x")],
             ..Default::default()
         };
-        assert_eq!(cmd.build(), Err(CommandError::BadEnvName("1BAD".into())));
+        assert_eq!(
+            cmd.start_lines(1),
+            Err(CommandError::BadEnvName("1BAD".into()))
+        );
         let cmd = RemoteCommand::default();
-        assert_eq!(cmd.build(), Err(CommandError::Empty));
+        assert_eq!(cmd.start_lines(1), Err(CommandError::Empty));
+    }
+
+    /// Runs the agent with `program args` and `input` on stdin, which stays open
+    /// until the agent reports the end of instance 7; returns its output lines.
+    fn agent_under(program: &str, args: &[&str], input: &str) -> Vec<String> {
+        use std::io::{BufRead, Write};
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .args(["-c", AGENT, "distarch-ssh", "0", "65536"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let end = line.starts_with("7 x ");
+            lines.push(line);
+            if end {
+                break;
+            }
+        }
+        drop(stdin);
+        child.wait().unwrap();
+        lines
     }
 
     #[test]
-    fn runs_through_a_real_shell_byte_for_byte() {
+    fn the_agent_runs_values_byte_for_byte_under_dash_and_busybox() {
         let argv: Vec<String> = [
             "sh",
             "-c",
-            "printf '%s|' \"$X\" \"$@\"",
+            "printf '%s|' \"$X\" \"$@\"; echo",
             "zero",
             "a'b",
             "$(echo no)",
             " sp ",
+            "back\\slash\\n",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let cmd = RemoteCommand {
             argv: &argv,
-            env: vec![("X", "it's `x`")],
+            env: vec![("X", "it's `x`\nline 2")],
             workdir: Some("/"),
             grace: Duration::from_millis(200),
             kill_after: Duration::from_millis(200),
         };
-        let line = cmd.build().unwrap();
-        let out = std::process::Command::new("setsid")
-            .args(["sh", "-c", &line])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (pid, rest) = text.split_once('\n').unwrap();
-        assert!(pid.starts_with(PID_LINE_PREFIX), "{text}");
-        assert_eq!(rest, "it's `x`|a'b|$(echo no)| sp |");
+        let lines = cmd.start_lines(7).unwrap();
+        for (program, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
+            let out = agent_under(program, args, &lines);
+            assert_eq!(out[0], "0 h 1", "{program}: {out:?}");
+            assert!(out[1].starts_with("7 p "), "{program}: {out:?}");
+            assert_eq!(
+                &out[2..],
+                [
+                    "7 o it's `x`",
+                    "7 o line 2|a'b|$(echo no)| sp |back\\slash\\n|",
+                    "7 x 0"
+                ],
+                "{program}"
+            );
+        }
     }
 }

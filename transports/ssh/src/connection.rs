@@ -42,6 +42,9 @@ pub enum ConnectError {
     /// The host key was refused.
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
+    /// The agent could not be started on the connection.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
     /// No key was accepted.
     #[error("authentication to {host} as {user} failed (tried: {tried})")]
     Auth {

@@ -59,6 +59,21 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
+/// Creates the directory of a known_hosts file that does not exist yet with mode
+/// 0700, as OpenSSH does for `~/.ssh` (russh would make it 0755).
+fn create_private_parent(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks `key` for `host` per its mode; records it under `accept-new`.
 pub fn verify(host: &ResolvedHost, key: &PublicKey) -> Result<(), HostKeyError> {
     if host.host_key_check == HostKeyCheck::Off {
@@ -88,6 +103,7 @@ pub fn verify(host: &ResolvedHost, key: &PublicKey) -> Result<(), HostKeyError> 
     }
     match host.host_key_check {
         HostKeyCheck::AcceptNew => {
+            create_private_parent(path).map_err(|e| file_error(russh::keys::Error::IO(e)))?;
             russh::keys::known_hosts::learn_known_hosts_path(&host.hostname, host.port, key, path)
                 .map_err(file_error)?;
             tracing::info!(host = %host.label, fingerprint = %fingerprint(key), "recorded new host key");

@@ -1,25 +1,24 @@
 //! distarch-transport-ssh: instances on remote hosts over SSH (russh), with
-//! nothing installed there but sshd and a POSIX shell.
+//! nothing installed there but sshd, a POSIX shell and base tools.
 //!
 //! How it works: the [`SshTransport`]'s `plan` gives one target per host of a placement.
 //! At spawn time the host entry is resolved (entry, then placement settings, then
-//! `~/.ssh/config`), and the instance gets a session channel from that host's pool
-//! of connections: channels share connections, and a new connection is opened when
-//! the server refuses a channel (OpenSSH `MaxSessions`). Connections verify the
-//! host key against known_hosts and authenticate with the agent's keys, then key
-//! files. The channel runs a small POSIX sh wrapper ([`command::WRAPPER`]) whose
-//! arguments are single-quoted words, so no value reaches a shell parser. The
-//! wrapper starts a watcher in a session of its own, reports the worker's pid and
-//! then execs the worker with sshd's session pid, which is also its process group
-//! id: terminate and kill run `kill -TERM|-KILL -<pgid>` in a short channel of their
-//! own (OpenSSH refuses SSH `signal` requests in common setups). The watcher relays
-//! the channel's stdin to the worker; when stdin ends
-//! (the master closed it, died, or the connection dropped) it gives the worker's
-//! process group the stop grace, then SIGTERM, then SIGKILL. The channel's stdout
-//! and stderr are the worker's, the channel's exit status is the worker's, and a
-//! channel that ends without one (a dropped connection) is an instance lost.
+//! `~/.ssh/config`), and the host's pool connects once (host key checked against
+//! known_hosts, authentication with the agent's keys, then key files) and runs a
+//! small POSIX sh agent ([`command::AGENT`]) in one session channel: the remote
+//! login shell runs once per host, not once per instance. Every instance is then a
+//! request to that agent, which starts the worker with `setsid` (its pid is its
+//! process group), relays its stdout and stderr line by line tagged with its id,
+//! with a credit window per stream (a flooding worker waits alone), writes its
+//! stdin, signals its group on request (only while it has not been reaped) and
+//! reports its exit status after its last line. No value reaches a shell parser:
+//! values travel on the agent's stdin and are used only as `"$@"` words. When the
+//! master goes (the channel ends, or no keepalive for two periods), the agent
+//! closes every worker's stdin, then after the stop grace sends SIGTERM to its
+//! group, then SIGKILL; a connection that drops makes its instances lost.
 #![forbid(unsafe_code)]
 
+mod agent;
 pub mod command;
 mod connection;
 mod hostkey;
@@ -29,6 +28,7 @@ mod resolve;
 mod settings;
 mod transport;
 
+pub use agent::AgentError;
 pub use connection::ConnectError;
 pub use hostkey::{fingerprint, HostKeyError};
 pub use instance::SshInstance;

@@ -11,6 +11,10 @@ use distarch_core::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Least time the agent has to report a started worker's pid.
+const STARTUP: Duration = Duration::from_secs(30);
 
 /// Runs instances on remote hosts over SSH; one pool of connections per host.
 #[derive(Default)]
@@ -119,17 +123,25 @@ impl Transport for SshTransport {
             workdir,
             grace: spec.stop_grace,
             kill_after: spec.kill_after,
-        }
-        .build()
-        .map_err(|e| {
+        };
+        command.check().map_err(|e| {
             SpawnError::with_source(format!("cannot build the command for {}", host.label), e)
         })?;
-        let (channel, slot) = pool
-            .open_session()
+        let agent = pool
+            .agent()
             .await
             .map_err(|e| SpawnError::with_source(format!("cannot start on {}", host.label), e))?;
+        let registered = agent.register().ok_or_else(|| {
+            SpawnError::new(format!(
+                "cannot start on {}: the connection dropped",
+                host.label
+            ))
+        })?;
+        let lines = command.start_lines(registered.id).map_err(|e| {
+            SpawnError::with_source(format!("cannot build the command for {}", host.label), e)
+        })?;
         let instance =
-            SshInstance::start(channel, slot, pool.clone(), command, host.connect_timeout).await?;
+            SshInstance::start(agent, registered, lines, host.connect_timeout.max(STARTUP)).await?;
         Ok(Box::new(instance))
     }
 

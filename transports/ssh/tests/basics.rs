@@ -141,9 +141,9 @@ async fn closing_stdin_ends_a_command_that_ignores_it_after_the_grace() {
 }
 
 #[tokio::test]
-async fn fifty_instances_on_one_host_with_the_default_max_sessions() {
+async fn fifty_instances_on_one_host_share_one_session_even_with_max_sessions_1() {
     let mut fx = SshFixture::new();
-    let s = fx.start("127.0.0.2");
+    let s = fx.start_with("127.0.0.2", "MaxSessions 1");
     fx.trust(s);
     let t = std::sync::Arc::new(SshTransport::new());
     let settings = settings(&fx, json!({}));
@@ -169,10 +169,14 @@ async fn fifty_instances_on_one_host_with_the_default_max_sessions() {
                 .unwrap_or_else(|e| panic!("spawn: {}", distarch_core::error_chain(&e))),
         );
     }
-    assert!(
-        t.connections_to(&fx.server(s).entry()).await >= 5,
-        "MaxSessions 10 needs at least 5 connections"
+    assert_eq!(
+        t.connections_to(&fx.server(s).entry()).await,
+        1,
+        "one connection, one agent session"
     );
+    // One login shell for the whole host: sshd logs one session for it.
+    let sessions = fx.log(s).matches("Starting session: command").count();
+    assert_eq!(sessions, 1, "{}", fx.log(s));
     let mut ios = Vec::new();
     for i in &mut instances {
         let io = i.take_io().unwrap();
@@ -211,4 +215,121 @@ async fn the_group_priority_becomes_the_remote_nice_value() {
     spec.priority = Some(7);
     let f = run_to_end(&SshTransport::new(), &spec).await;
     assert_eq!(String::from_utf8_lossy(&f.stdout), "7\n");
+}
+
+#[tokio::test]
+async fn a_slow_login_shell_runs_once_per_host_for_starts_and_stops() {
+    let fx = SshFixture::new();
+    let logins = fx.dir().join("logins");
+    let mut fx = fx.with_bashrc(&format!("echo login >> '{}'; sleep 1\n", logins.display()));
+    let s = fx.start("127.0.0.3");
+    fx.trust(s);
+    let t = std::sync::Arc::new(SshTransport::new());
+    let settings = settings(&fx, json!({}));
+    let tok = token("slowrc");
+    let script = format!("trap '' TERM; echo up; while :; do sleep 1; done # {tok}");
+    let spec = spec(&settings, &fx.server(s).entry(), &["sh", "-c", &script]);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (t, spec) = (t.clone(), spec.clone());
+        set.spawn(async move { t.spawn(&spec).await.unwrap() });
+    }
+    let mut instances = Vec::new();
+    while let Some(i) = set.join_next().await {
+        instances.push(i.unwrap());
+    }
+    let mut ios = Vec::new();
+    for i in &mut instances {
+        // "up" comes after the worker's `trap '' TERM`.
+        let io = i.take_io().unwrap();
+        let mut out = tokio::io::BufReader::new(io.stdout);
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+            .await
+            .unwrap();
+        assert_eq!(line, "up\n");
+        ios.push((io.stdin, out));
+    }
+    let count = || std::fs::read_to_string(&logins).unwrap().lines().count();
+    assert_eq!(count(), 1, "20 instances, one login shell");
+    // Terminate (ignored by the workers), then kill: requests to the agent.
+    for i in &mut instances {
+        i.terminate().await.unwrap();
+    }
+    for i in &mut instances {
+        i.kill().await.unwrap();
+    }
+    for i in &mut instances {
+        let exit = tokio::time::timeout(Duration::from_secs(10), i.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit, ExitStatus::Signaled(9));
+        i.cleanup().await;
+    }
+    assert_eq!(count(), 1, "stopping ran a login shell");
+    assert!(
+        eventually(Duration::from_secs(5), || fx
+            .remote_pids(s, &tok)
+            .is_empty())
+        .await
+    );
+}
+
+fn agent_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("distarch-ssh."))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_agent_keeps_its_fifos_in_a_private_directory_it_removes_at_the_end() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let before = agent_dirs();
+    let spec = spec(
+        &settings,
+        &fx.server(s).entry(),
+        &["sh", "-c", "echo up; exec cat"],
+    );
+    let mut instance = t.spawn(&spec).await.unwrap();
+    let io = instance.take_io().unwrap();
+    let mut out = tokio::io::BufReader::new(io.stdout);
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+        .await
+        .unwrap();
+    assert_eq!(line, "up\n");
+    let ours: Vec<_> = agent_dirs().difference(&before).cloned().collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let dir = &ours[0];
+    // mktemp's random suffix, mode 0700, and the fifos inside it.
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(name.len(), "distarch-ssh.".len() + 8, "{name}");
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    assert!(std::fs::metadata(dir.join("m"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    drop(io.stdin);
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Exited(0));
+    instance.cleanup().await;
+    t.shutdown().await;
+    assert!(eventually(Duration::from_secs(10), || !dir.exists()).await);
 }

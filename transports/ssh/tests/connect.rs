@@ -68,6 +68,27 @@ async fn strict_refuses_an_unknown_host_and_accept_new_records_it() {
 }
 
 #[tokio::test]
+async fn accept_new_creates_a_missing_ssh_directory_private_like_openssh() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut fx = SshFixture::new();
+    let a = fx.start("127.0.0.3");
+    let entry = fx.server(a).entry();
+    let dir = fx.dir().join("home/.ssh");
+    let known = dir.join("known_hosts");
+    let accept = settings(
+        &fx,
+        json!({ "host_key_check": "accept-new", "known_hosts": known.display().to_string() }),
+    );
+    let f = run_to_end(&SshTransport::new(), &spec(&accept, &entry, &["true"])).await;
+    assert_eq!(f.exit, ExitStatus::Exited(0));
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    assert!(std::fs::read_to_string(&known)
+        .unwrap()
+        .contains(&fx.server(a).known_hosts_line()));
+}
+
+#[tokio::test]
 async fn an_unreachable_host_fails_fast_and_clearly() {
     let fx = SshFixture::new();
     // A port nobody listens on.

@@ -1,6 +1,6 @@
 //! Property test: adversarial arguments, environment values and working directory
 //! names go through the real sshd and the remote login shell, and reach the worker
-//! byte for byte.
+//! byte for byte (the worker prints them in hex, one a line).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -69,7 +69,8 @@ fn adversarial_values_arrive_byte_for_byte() {
         let mut argv = vec![
             "sh".to_string(),
             "-c".to_string(),
-            r#"printf '%s\0' "$PWD" "$NASTY" "$@""#.to_string(),
+            // Hex, one value a line: the test is about what reaches the worker.
+            r#"for v in "$PWD" "$NASTY" "$@"; do printf '%s' "$v" | od -An -v -tx1 | tr -d ' \n'; echo; done"#.to_string(),
             "sh".to_string(),
         ];
         argv.extend(args.iter().cloned());
@@ -79,12 +80,14 @@ fn adversarial_values_arrive_byte_for_byte() {
         spec.workdir = Some(workdir.clone());
         let f = rt.block_on(run_to_end(&t, &spec));
         prop_assert_eq!(&f.exit, &ExitStatus::Exited(0), "stderr: {}", String::from_utf8_lossy(&f.stderr));
-        let mut expected = Vec::new();
+        let mut expected = String::new();
         for v in std::iter::once(workdir.display().to_string()).chain([value.clone()]).chain(args.iter().cloned()) {
-            expected.extend_from_slice(v.as_bytes());
-            expected.push(0);
+            for b in v.as_bytes() {
+                expected.push_str(&format!("{b:02x}"));
+            }
+            expected.push('\n');
         }
-        prop_assert_eq!(f.stdout, expected);
+        prop_assert_eq!(String::from_utf8_lossy(&f.stdout), expected);
     });
     assert!(!std::path::Path::new("/tmp/distarch-pwned").exists());
 }
