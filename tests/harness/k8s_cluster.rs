@@ -51,7 +51,7 @@ pub struct K8sCluster {
     api_port: u16,
     etcd_port: u16,
     cgroup: String,
-    /// The node's address, on a dummy interface of its own: the kubelet refuses a
+    /// The node's address, on an interface of its own: the kubelet refuses a
     /// loopback node IP, and the API server reaches it there.
     node_ip: String,
     procs: Mutex<BTreeMap<&'static str, Child>>,
@@ -90,9 +90,11 @@ impl K8sCluster {
         };
         let begun = Instant::now();
         for args in [
-            vec!["link", "add", &link, "type", "dummy"],
+            // (no dummy interfaces in every kernel; a veth pair always works)
+            vec!["link", "add", &link, "type", "veth", "peer", "name", &format!("{link}p")],
             vec!["addr", "add", &format!("{node_ip}/32"), "dev", &link],
             vec!["link", "set", &link, "up"],
+            vec!["link", "set", &format!("{link}p"), "up"],
         ] {
             let ok = Command::new("ip").args(&args).status().is_ok_and(|s| s.success());
             assert!(ok, "ip {args:?} failed (the node's address)");
@@ -124,6 +126,11 @@ impl K8sCluster {
             ])
             .status
             .success()
+        });
+        // The node lifecycle controller lifts the not-ready taint once it sees Ready.
+        c.wait_for("the node's taints to be lifted", || {
+            let out = c.kubectl(&["get", "node", NODE, "-o", "jsonpath={.spec.taints}"]);
+            out.status.success() && out.stdout.trim_ascii().is_empty()
         });
         c.wait_for("the default service account", || {
             c.kubectl(&["get", "serviceaccount", "default", "-n", "default"])
@@ -461,6 +468,9 @@ impl K8sCluster {
                 self.path("pki/sa.key")
             ),
             format!("--root-ca-file={}", self.path("pki/ca.crt")),
+            // Each controller with its own service account and bootstrap role (as
+            // kubeadm runs it): the manager's own identity may do little.
+            "--use-service-account-credentials=true".into(),
             "--leader-elect=false".into(),
             "--v=1".into(),
         ]
@@ -528,6 +538,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/{PAUSE_IMAGE}"
   netns_mounts_under_state_dir = true
+  # The machine lacks CAP_SYS_RESOURCE: runc may not lower oom_score_adj below the
+  # current value (-998 for sandboxes), so keep scores at or above it.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
@@ -756,7 +769,7 @@ fn bridge_name(tag: &str) -> String {
     format!("kb{}", &tag[tag.len().saturating_sub(8)..])
 }
 
-/// The dummy interface holding the node's address.
+/// The interface (one end of a veth pair) holding the node's address.
 fn link_name(tag: &str) -> String {
     format!("kn{}", &tag[tag.len().saturating_sub(8)..])
 }

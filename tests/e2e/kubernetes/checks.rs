@@ -196,13 +196,16 @@ pub fn check_exit_codes_and_restarts(t: &KubeTarget) {
 pub fn check_stop_escalation(t: &KubeTarget) {
     let run = run_id("kst");
     let cfg = format!(
-        "[launcher]\nmax_running_time = \"3s\"\nstop_grace = \"1s\"\nkill_after = \"2s\"\n[groups.g]\ncommand = [\"/worker\", \"ignore-stop\"]\nplacements.k8s = {}\n",
+        "[launcher]\nstop_grace = \"1s\"\nkill_after = \"2s\"\n[groups.g]\ncommand = [\"/worker\", \"ignore-stop\"]\nplacements.k8s = {}\n",
         t.placement(1, "")
     );
+    // Stop once it runs (a real pod may take seconds to start).
+    let d = Distarch::new().config(&cfg);
+    let mut running = d.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("distarch: started (pod", 1, LIMIT);
     let started = std::time::Instant::now();
-    let out = Distarch::new()
-        .config(&cfg)
-        .run(&["launch", "--run-id", &run], LIMIT);
+    running.signal("INT");
+    let out = running.wait(LIMIT);
     out.assert_has("ignoring stop");
     let killed = out.stdout.contains("exit code 137") || out.stdout.contains("signal 9");
     assert!(killed, "the worker must end by SIGKILL:\n{out}");
@@ -219,14 +222,16 @@ pub fn check_stop_escalation(t: &KubeTarget) {
 pub fn check_terminate_delivers_sigterm(t: &KubeTarget) {
     let run = run_id("ktm");
     let cfg = format!(
-        "[launcher]\nmax_running_time = \"2s\"\nstop_grace = \"1s\"\nkill_after = \"30s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo got TERM; exit 3' TERM; echo up; while true; do sleep 0.1; done\"]\nplacements.k8s = {}\n",
+        "[launcher]\nstop_grace = \"1s\"\nkill_after = \"30s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo got TERM; exit 3' TERM; echo up; while true; do sleep 0.1; done\"]\nplacements.k8s = {}\n",
         t.placement(1, "")
     );
+    // Stop once it runs (a real pod may take seconds to start).
+    let d = Distarch::new().config(&cfg);
+    let mut running = d.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("INFO up", 1, LIMIT);
     let started = std::time::Instant::now();
-    let out = Distarch::new()
-        .config(&cfg)
-        .run(&["launch", "--run-id", &run], LIMIT);
-    out.assert_has("INFO up");
+    running.signal("INT");
+    let out = running.wait(LIMIT);
     out.assert_has("INFO got TERM");
     out.assert_has("exit code 3");
     // Well before kill_after: SIGTERM came with the graceful delete, not a SIGKILL.

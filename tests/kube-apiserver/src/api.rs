@@ -71,8 +71,10 @@ pub async fn handle(server: Shared, req: Request<Incoming>) -> Response<Body> {
         }
         ["api", "v1", "namespaces", ns, "pods", name, "attach"] => {
             server.count("create", "pods/attach");
-            if server.forbidden("create", "pods/attach") {
-                return forbidden("create", "pods/attach", ns, Some(name));
+            // The attach is a WebSocket GET: a real API server (v1.35) authorizes it
+            // as `get` on pods/attach.
+            if server.forbidden("get", "pods/attach") {
+                return forbidden("get", "pods/attach", ns, Some(name));
             }
             crate::attach::attach(server, ns, name, &q, req).await
         }

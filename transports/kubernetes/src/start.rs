@@ -142,7 +142,8 @@ pub async fn attach_stdio(
                     Err(_) => false,
                 };
                 if !ended || output_from_attach {
-                    return Err((("create", "pods/attach"), e));
+                    // A WebSocket GET: the API server authorizes it as `get`.
+                    return Err((("get", "pods/attach"), e));
                 }
             }
         }
