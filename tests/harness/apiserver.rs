@@ -4,11 +4,11 @@
 //! it stops the server (SIGTERM: it removes its containers; SIGKILL after 20 s).
 //!
 //! [`KubeTarget`] is what the Kubernetes end-to-end tests run against: this server,
-//! or a real cluster when `KUBECONFIG` points at a reachable one.
+//! or the real cluster of [`crate::k8s_cluster`].
 
 use crate::dockerd::Dockerd;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -183,6 +183,8 @@ pub struct KubeTarget {
     pub image: String,
     /// The test API server, when that is the target.
     pub server: Option<ApiServer>,
+    /// The real cluster (tests/k8s-cluster), when that is the target.
+    pub cluster: Option<std::sync::Arc<crate::k8s_cluster::K8sCluster>>,
 }
 
 impl KubeTarget {
@@ -194,58 +196,17 @@ impl KubeTarget {
             namespace: "default".into(),
             image: image.into(),
             server: Some(server),
+            cluster: None,
         }
     }
 
-    /// A real cluster, when `KUBECONFIG` names a file whose server answers and
-    /// `DISTARCH_E2E_K8S_IMAGE` names an image the cluster can pull (with
-    /// `/worker` = distarch-test-worker and `/example-worker`); otherwise `Err` says
-    /// why the real-cluster tests are skipped.
-    pub fn real() -> Result<KubeTarget, String> {
-        let Some(path) = std::env::var_os("KUBECONFIG").map(PathBuf::from) else {
-            return Err("KUBECONFIG is not set".into());
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("KUBECONFIG={} cannot be read: {e}", path.display()))?;
-        let server = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server:"))
-            .map(|s| s.trim().trim_matches('"').to_string())
-            .ok_or_else(|| format!("KUBECONFIG={} names no server", path.display()))?;
-        let hostport = server
-            .split("://")
-            .nth(1)
-            .unwrap_or(&server)
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let hostport = if hostport.contains(':') {
-            hostport
-        } else {
-            format!("{hostport}:443")
-        };
-        let reachable = hostport
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok());
-        if !reachable {
-            return Err(format!(
-                "the cluster of KUBECONFIG={} ({server}) is not reachable",
-                path.display()
-            ));
+    /// The API server's URL, as error messages name it.
+    pub fn url(&self) -> String {
+        match (&self.server, &self.cluster) {
+            (Some(s), _) => s.url(),
+            (None, Some(c)) => c.url(),
+            (None, None) => String::new(),
         }
-        let image = std::env::var("DISTARCH_E2E_K8S_IMAGE").map_err(|_| {
-            "DISTARCH_E2E_K8S_IMAGE is not set (an image the cluster can pull, with /worker = distarch-test-worker and /example-worker)".to_string()
-        })?;
-        Ok(KubeTarget {
-            kubeconfig: path,
-            namespace: std::env::var("DISTARCH_E2E_K8S_NAMESPACE")
-                .unwrap_or_else(|_| "default".into()),
-            image,
-            server: None,
-        })
     }
 
     /// Is this the test API server?

@@ -291,7 +291,7 @@ fn spawn_dockerd(dir: &Path, args: &[std::ffi::OsString]) -> Child {
 }
 
 /// Mount points at or below `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<String> {
+pub(crate) fn mounts_under(dir: &Path) -> Vec<String> {
     let prefix = dir.display().to_string();
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let mut points: Vec<String> = mounts
@@ -305,7 +305,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
@@ -411,7 +411,7 @@ fn make_certs(dir: &Path) {
 }
 
 /// Live processes whose process group is `pgid`.
-fn group_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return out;

@@ -7,6 +7,7 @@
 pub mod apiserver;
 pub mod dockerd;
 pub mod image;
+pub mod k8s_cluster;
 pub mod netns;
 pub mod procs;
 pub mod run;

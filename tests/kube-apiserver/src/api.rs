@@ -71,8 +71,10 @@ pub async fn handle(server: Shared, req: Request<Incoming>) -> Response<Body> {
         }
         ["api", "v1", "namespaces", ns, "pods", name, "attach"] => {
             server.count("create", "pods/attach");
-            if server.forbidden("create", "pods/attach") {
-                return forbidden("create", "pods/attach", ns, Some(name));
+            // The attach is a WebSocket GET: a real API server (v1.35) authorizes it
+            // as `get` on pods/attach.
+            if server.forbidden("get", "pods/attach") {
+                return forbidden("get", "pods/attach", ns, Some(name));
             }
             crate::attach::attach(server, ns, name, &q, req).await
         }
@@ -329,9 +331,18 @@ fn watch_response(
     };
     let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(256);
     let last_initial = initial.last().map(|c| c.0).unwrap_or(0);
+    let expire = server.expire_watches;
+    let resource = resource.to_string();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
+        // Fault injection (--expire-watches): the watch's version is compacted away.
+        let expiry = tokio::time::sleep(expire.unwrap_or(Duration::from_secs(1 << 30)));
+        tokio::pin!(expiry);
+        let gone = || {
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "too old resource version", "reason": "Expired", "code": 410})
+        };
         let send = |type_: &str, object: Value| {
             let mut line =
                 serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
@@ -349,6 +360,11 @@ fn watch_response(
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                _ = &mut expiry => {
+                    server.count("expired watch", &resource);
+                    let _ = tx.send(send("ERROR", gone())).await;
+                    return;
+                }
                 _ = tx.closed() => return,
                 change = rx.recv() => match change {
                     Ok(c) => {
@@ -366,9 +382,7 @@ fn watch_response(
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // The watcher fell behind: end with 410 Gone, as a compacted
                         // server would, so that the client re-lists.
-                        let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                            "message": "too old resource version", "reason": "Expired", "code": 410});
-                        let _ = tx.send(send("ERROR", gone)).await;
+                        let _ = tx.send(send("ERROR", gone())).await;
                         return;
                     }
                     Err(_) => return,

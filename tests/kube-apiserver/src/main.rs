@@ -7,7 +7,7 @@
 //!
 //! Usage: `distarch-fake-apiserver --docker unix:///path/docker.sock [--listen
 //! 127.0.0.1:0] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]...
-//! [--id ID] [--throttle N]`. It prints `listening on http://ADDR` on stdout once it accepts
+//! [--id ID] [--throttle N] [--expire-watches SECS]`. It prints `listening on http://ADDR` on stdout once it accepts
 //! connections. SIGTERM or SIGINT removes its containers and exits.
 #![forbid(unsafe_code)]
 
@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use store::Store;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -38,6 +39,7 @@ struct Args {
     node_labels: BTreeMap<String, String>,
     id: String,
     throttle: u64,
+    expire_watches: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         node_labels: BTreeMap::new(),
         id: format!("fake-{}", std::process::id()),
         throttle: 0,
+        expire_watches: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,8 +78,15 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--throttle wants a count, got {v:?}"))?;
             }
+            "--expire-watches" => {
+                let v = value()?;
+                a.expire_watches = Some(
+                    v.parse()
+                        .map_err(|_| format!("--expire-watches wants seconds, got {v:?}"))?,
+                );
+            }
             "--help" | "-h" => {
-                println!("usage: distarch-fake-apiserver --docker unix:///PATH [--listen ADDR] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]... [--id ID] [--throttle N]");
+                println!("usage: distarch-fake-apiserver --docker unix:///PATH [--listen ADDR] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]... [--id ID] [--throttle N] [--expire-watches SECS]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -180,6 +190,7 @@ async fn main() {
         counters: Mutex::default(),
         id: args.id,
         throttle: std::sync::atomic::AtomicU64::new(args.throttle),
+        expire_watches: args.expire_watches.map(Duration::from_secs),
     });
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();

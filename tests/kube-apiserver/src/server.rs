@@ -36,6 +36,9 @@ pub struct Server {
     /// How many more create/delete requests answer 429 Too Many Requests (as the
     /// API server's priority and fairness does when overloaded).
     pub throttle: std::sync::atomic::AtomicU64,
+    /// Fault injection: every watch ends after this long with `410 Gone` (as when
+    /// etcd compacted the version it watches from): the client must re-list.
+    pub expire_watches: Option<std::time::Duration>,
 }
 
 /// Shared handle.

@@ -7,7 +7,7 @@ use distarch_core::{InstanceError, SpawnError};
 /// One API call, for messages: `create` on `pods` in namespace `ns` of `server`.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
-    /// The RBAC verb (`create`, `get`, `watch`, `delete`, `create` on `pods/attach`).
+    /// The RBAC verb (`create`, `get`, `watch`, `delete`; `get` on `pods/attach`, a WebSocket GET).
     pub verb: &'a str,
     /// The resource (`pods`, `pods/attach`, `pods/log`, `configmaps`).
     pub resource: &'a str,

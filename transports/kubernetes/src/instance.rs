@@ -99,6 +99,15 @@ impl PodInstance {
     fn ended(&self, state: &PodState) -> Option<ExitStatus> {
         if let Some(pod) = &state.pod {
             if let Progress::Ended(exit) = progress(pod) {
+                // A real kubelet reports the container's end (SIGTERM/SIGKILL of the
+                // graceful deletion) before the pod object goes: a deletion distarch
+                // did not ask for is still someone else's.
+                if self.deletion == Deletion::None && pod.metadata.deletion_timestamp.is_some() {
+                    return Some(ExitStatus::Lost(format!(
+                        "pod {}/{} was deleted by someone else ({exit})",
+                        self.namespace, self.name
+                    )));
+                }
                 return Some(exit);
             }
         }

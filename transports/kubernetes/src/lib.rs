@@ -23,6 +23,7 @@ mod errors;
 mod gc;
 mod instance;
 pub mod labels;
+mod logs;
 mod master;
 pub mod pod;
 mod ratelimit;

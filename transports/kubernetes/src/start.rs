@@ -8,11 +8,10 @@ use crate::status::{progress, Progress};
 use crate::watch::PodState;
 use distarch_core::InstanceIo;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{AttachParams, AttachedProcess, ListParams, LogParams};
+use kube::api::{AttachParams, AttachedProcess, ListParams};
 use kube::Api;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 /// Waits until the pod's container runs (`Ok(true)`) or has already ended
 /// (`Ok(false)`); `Err` says why it will not start.
@@ -115,6 +114,7 @@ pub type FailedCall = (&'static str, &'static str);
 pub async fn attach_stdio(
     pods: &Api<Pod>,
     name: &str,
+    state: watch::Receiver<PodState>,
     running: bool,
     output_from_attach: bool,
 ) -> Result<
@@ -142,7 +142,8 @@ pub async fn attach_stdio(
                     Err(_) => false,
                 };
                 if !ended || output_from_attach {
-                    return Err((("create", "pods/attach"), e));
+                    // A WebSocket GET: the API server authorizes it as `get`.
+                    return Err((("get", "pods/attach"), e));
                 }
             }
         }
@@ -172,16 +173,15 @@ pub async fn attach_stdio(
             None,
         ));
     }
-    let params = LogParams {
-        container: Some(CONTAINER_NAME.to_string()),
-        follow: true,
-        ..LogParams::default()
-    };
-    let log = pods
-        .log_stream(name, &params)
-        .await
-        .map_err(|e| (("get", "pods/log"), e))?;
-    let (stdout, log_done) = crate::eof::EofSignal::new(log.compat());
+    let log = crate::logs::follow(
+        pods.clone(),
+        name.to_string(),
+        CONTAINER_NAME.to_string(),
+        state,
+    )
+    .await
+    .map_err(|e| (("get", "pods/log"), e))?;
+    let (stdout, log_done) = crate::eof::EofSignal::new(log);
     Ok((
         InstanceIo {
             stdin,

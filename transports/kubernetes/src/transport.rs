@@ -257,6 +257,7 @@ impl Transport for KubernetesTransport {
         let (io, attached, log_done) = match attach_stdio(
             &scope.pods,
             &name,
+            state.clone(),
             running,
             settings.output == OutputSource::Attach,
         )

@@ -27,6 +27,10 @@ pub struct PodState {
     pub watch_error: Option<String>,
 }
 
+/// How long a watch that has worked may be refused (401/403/404) before the
+/// refusal is taken as permanent.
+const REFUSAL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 type Subscribers = Arc<Mutex<HashMap<String, watch::Sender<PodState>>>>;
 
 /// The shared watch of one run's pods in one namespace.
@@ -97,7 +101,15 @@ async fn run(
     let config = watcher::Config::default().labels(&selector);
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut listed: HashSet<String> = HashSet::new();
+    // Once the watch has worked, a refusal is first taken as transient: an API
+    // server that just restarted answers 403 until its RBAC caches are synced.
+    let mut worked = false;
+    let mut failing_since: Option<std::time::Instant> = None;
     while let Some(event) = stream.next().await {
+        if event.is_ok() {
+            worked = true;
+            failing_since = None;
+        }
         match event {
             Ok(Event::Init) => listed.clear(),
             Ok(Event::InitApply(pod)) => {
@@ -127,7 +139,9 @@ async fn run(
                     }
                     _ => ("watch", None),
                 };
-                let permanent = matches!(source, Some(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404));
+                let refused = matches!(source, Some(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404));
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                let permanent = refused && (!worked || since.elapsed() >= REFUSAL_GRACE);
                 tracing::warn!(error = %e, "pod watch failed; retrying");
                 if let (true, Some(source)) = (permanent, source) {
                     let text = describe(
