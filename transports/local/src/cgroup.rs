@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <base>/distarch.<run>/            the run: everything it started, nothing else
-//!        distarch.<run>/master/     the master itself (so its children are born inside)
+//!        distarch.<run>/master.<pid>/  the master itself (so its children are born inside)
 //!        distarch.<run>/g.<group>/  one per group
 //!        distarch.<run>/g.<group>/i.<id>.<restart>/  one per start of an instance
 //! ```
@@ -26,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Prefix of a run's cgroup directory.
 pub(crate) const RUN_PREFIX: &str = "distarch.";
-/// Name of the master's own leaf inside a run.
-const MASTER_LEAF: &str = "master";
+/// Prefix of the master's own leaf inside a run: `master.<pid>`.
+const MASTER_LEAF: &str = "master.";
 
 /// Where the cgroup v2 hierarchy is mounted and where the master started.
 #[derive(Debug, Clone)]
@@ -42,8 +42,7 @@ pub(crate) struct Hierarchy {
 pub(crate) fn detect() -> Result<Hierarchy, String> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let (mount, root) =
-        parse_mountinfo(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
+    let (mount, root) = parse_mountinfo(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
     let own = fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
     let rel = parse_own_cgroup(&own).ok_or("this process has no cgroup v2 membership")?;
@@ -176,9 +175,12 @@ impl RunCgroup {
             kill_tree(&dir, Duration::from_secs(2));
         }
         mkdir(&dir)?;
-        let master = dir.join(MASTER_LEAF);
+        let master = dir.join(format!("{MASTER_LEAF}{}", std::process::id()));
         mkdir(&master)?;
-        write(&master.join("cgroup.procs"), &std::process::id().to_string())?;
+        write(
+            &master.join("cgroup.procs"),
+            &std::process::id().to_string(),
+        )?;
         Ok(RunCgroup {
             dir,
             base: h.base.clone(),
@@ -196,13 +198,14 @@ impl RunCgroup {
         limits: &Limits,
     ) -> io::Result<InstanceCgroup> {
         let group_dir = self.dir.join(dir_name("g.", group));
-        let new_group = self
-            .made
-            .lock()
-            .map(|mut m| m.insert(group_dir.clone()))
-            .unwrap_or(true);
-        if new_group {
-            mkdir(&group_dir)?;
+        {
+            // Held while the directory is made, so that no other start of the
+            // group goes on before it exists.
+            let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+            if !made.contains(&group_dir) {
+                mkdir(&group_dir)?;
+                made.insert(group_dir.clone());
+            }
         }
         let controllers = limits.controllers();
         if !controllers.is_empty() {
@@ -225,7 +228,12 @@ impl RunCgroup {
     fn enable(&self, dir: &Path, controllers: &[&'static str]) -> io::Result<()> {
         for c in controllers {
             let key = (dir.to_path_buf(), *c);
-            if self.enabled.lock().map(|e| e.contains(&key)).unwrap_or(false) {
+            if self
+                .enabled
+                .lock()
+                .map(|e| e.contains(&key))
+                .unwrap_or(false)
+            {
                 continue;
             }
             let on = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
@@ -245,6 +253,31 @@ impl RunCgroup {
             }
             if let Ok(mut e) = self.enabled.lock() {
                 e.insert(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a freshly started worker from the master's leaf into its instance's
+    /// cgroup, with whatever it already started there: a worker that forked (or
+    /// double-forked) in the microseconds before the move has its children
+    /// inside the master's leaf; every process there whose parent chain leads to
+    /// the worker follows it. A child whose parent already exited is left in the
+    /// run (it ends with the run, not with the instance).
+    pub(crate) fn adopt(&self, cg: &InstanceCgroup, pid: i32) -> io::Result<()> {
+        cg.adopt(pid)?;
+        let master = std::process::id() as i32;
+        let leaf = self.dir.join(format!("{MASTER_LEAF}{master}"));
+        for _ in 0..10 {
+            let strays: Vec<i32> = procs(&leaf)
+                .into_iter()
+                .filter(|p| *p != master && descends_from(*p, pid, master))
+                .collect();
+            if strays.is_empty() {
+                break;
+            }
+            for p in strays {
+                let _ = cg.adopt(p);
             }
         }
         Ok(())
@@ -301,6 +334,19 @@ impl InstanceCgroup {
     pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
+}
+
+/// True when `ancestor` is a parent, grand-parent... of `pid` (stopping at `stop`).
+fn descends_from(pid: i32, ancestor: i32, stop: i32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        match crate::unix::parent_of(p) {
+            Some(parent) if parent == ancestor => return true,
+            Some(parent) if parent > 1 && parent != stop => p = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn mkdir(dir: &Path) -> io::Result<()> {
@@ -375,17 +421,30 @@ fn remove_tree(dir: &Path) {
     let _ = fs::remove_dir(dir);
 }
 
-/// True when the run cgroup `dir` belongs to a master that is gone: its `master`
-/// leaf is empty (or missing) and it is older than a moment (a master that just
-/// made it has not moved in yet).
+/// True when the run cgroup `dir` belongs to a master that is gone: the master
+/// named by its `master.<pid>` leaf is not in that leaf (a worker's child can be
+/// there too), and the master had moved in (group cgroups are only made after
+/// that) or the run is older than a moment (a master that just made it may not
+/// have moved in yet).
 fn is_dead_run(dir: &Path) -> bool {
+    let subs = subdirs(dir);
+    let leaf = subs.iter().find_map(|d| {
+        let pid = d.file_name()?.to_str()?.strip_prefix(MASTER_LEAF)?;
+        Some((d.clone(), pid.parse::<i32>().ok()?))
+    });
+    let started = subs.iter().any(|d| {
+        d.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with(MASTER_LEAF))
+    });
+    let master_inside = leaf.is_some_and(|(leaf, pid)| procs(&leaf).contains(&pid));
     let young = fs::metadata(dir)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map(|age| age < Duration::from_secs(2))
         .unwrap_or(true);
-    !young && procs(&dir.join(MASTER_LEAF)).is_empty()
+    (started || !young) && !master_inside
 }
 
 /// Kills and removes the dead runs directly under `dir`; returns what it did,
@@ -404,7 +463,10 @@ fn gc_dir(dir: &Path, dry_run: bool) -> Vec<String> {
                 sub.display()
             ));
         } else if kill_tree(&sub, Duration::from_secs(5)) {
-            out.push(format!("killed {count} process(es), removed {}", sub.display()));
+            out.push(format!(
+                "killed {count} process(es), removed {}",
+                sub.display()
+            ));
         } else {
             out.push(format!(
                 "killed {count} process(es), could not remove {}",

@@ -74,7 +74,10 @@ mod tests {
         let a = t.slot().await.unwrap();
         let _b = t.slot().await.unwrap();
         let third = tokio::time::timeout(std::time::Duration::from_millis(50), t.slot()).await;
-        assert!(third.is_err(), "a third slot was given under a limit for two");
+        assert!(
+            third.is_err(),
+            "a third slot was given under a limit for two"
+        );
         assert!(t.warned.load(Ordering::Relaxed));
         drop(a);
         assert!(t.slot().await.is_some());

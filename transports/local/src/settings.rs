@@ -102,8 +102,8 @@ pub(crate) fn resolve(settings: &Map<String, Value>) -> Result<Resolved, (String
         })?;
         let missing = cgroup::missing_controllers(&h.base, &wanted);
         if !missing.is_empty() {
-            let have = std::fs::read_to_string(h.base.join("cgroup.controllers"))
-                .unwrap_or_default();
+            let have =
+                std::fs::read_to_string(h.base.join("cgroup.controllers")).unwrap_or_default();
             return Err(err(
                 key,
                 format!(
@@ -111,7 +111,11 @@ pub(crate) fn resolve(settings: &Map<String, Value>) -> Result<Resolved, (String
                      (it offers: {}); on a hybrid or cgroup v1 system they cannot be set",
                     missing.join(", "),
                     h.base.display(),
-                    if have.trim().is_empty() { "none" } else { have.trim() }
+                    if have.trim().is_empty() {
+                        "none"
+                    } else {
+                        have.trim()
+                    }
                 ),
             ));
         }
@@ -152,7 +156,9 @@ fn resolve_ids(
     if euid != 0 {
         return Err((
             "user".into(),
-            format!("running as another user needs the master to run as root (it runs as uid {euid})"),
+            format!(
+                "running as another user needs the master to run as root (it runs as uid {euid})"
+            ),
         ));
     }
     let (uid, primary) = if let Ok(uid) = user.parse::<u32>() {
@@ -239,7 +245,10 @@ mod tests {
     #[test]
     fn users_resolve_by_name_and_id_when_root() {
         if unix::euid() != 0 {
-            assert!(parse(json!({"user": "root"})).unwrap_err().1.contains("root"));
+            assert!(parse(json!({"user": "root"}))
+                .unwrap_err()
+                .1
+                .contains("root"));
             return;
         }
         assert_eq!(parse(json!({"user": "root"})).unwrap().ids, Some((0, 0)));
@@ -247,7 +256,13 @@ mod tests {
             parse(json!({"user": "nobody:0"})).unwrap().ids.map(|i| i.1),
             Some(0)
         );
-        assert_eq!(parse(json!({"user": "1234"})).unwrap().ids, Some((1234, 1234)));
-        assert!(parse(json!({"user": "no-such-user-x"})).unwrap_err().1.contains("no such user"));
+        assert_eq!(
+            parse(json!({"user": "1234"})).unwrap().ids,
+            Some((1234, 1234))
+        );
+        assert!(parse(json!({"user": "no-such-user-x"}))
+            .unwrap_err()
+            .1
+            .contains("no such user"));
     }
 }

@@ -4,6 +4,7 @@
 use crate::cgroup::{self, InstanceCgroup, RunCgroup};
 use crate::limits::Throttle;
 use crate::settings::{self, Resolved};
+use crate::unix::ChildSetup;
 use crate::{reaper, unix};
 use async_trait::async_trait;
 use distarch_core::{
@@ -99,7 +100,8 @@ impl LocalTransport {
         let Some((program, args)) = spec.command.split_first() else {
             return Err(SpawnError::new("the command is empty"));
         };
-        let cgroup = match self.run_cgroup(&spec.run_id) {
+        let run = self.run_cgroup(&spec.run_id);
+        let cgroup = match &run {
             Some(run) => Some(
                 run.instance(&spec.group, spec.id, spec.restart, &settings.limits)
                     .map_err(|e| SpawnError::with_source("cannot make the instance's cgroup", e))?,
@@ -126,14 +128,18 @@ impl LocalTransport {
         if let Some((uid, gid)) = settings.ids {
             command.uid(uid).gid(gid);
         }
-        // The parent-death signal and the nice value need code between fork and exec,
-        // which forces a full fork() of the master (measured: ~1.3 ms of kernel time
-        // per instance, 2-4x slower starts at 1000 instances) instead of the cheap
-        // vfork-style spawn. While the reaper runs, it already kills every worker
-        // group (or the run's cgroup) the moment the master dies, so that cost is
-        // only paid without it, or when a nice value is asked for.
-        if spec.priority.is_some() || !reaper::is_alive() {
-            unix::set_child_setup(&mut command, spec.priority);
+        // The parent-death signal and the nice value need code between fork and
+        // exec, which forces a full fork() of the master instead of the cheap
+        // vfork-style spawn (measured: 2x slower starts at 1000 instances; that is
+        // also why the worker is moved into its cgroup after the spawn). While the reaper runs, it already kills
+        // every worker group (or the run's cgroup) the moment the master dies, so
+        // the parent-death signal is only asked for without it.
+        let setup = ChildSetup {
+            parent_death: !reaper::is_alive(),
+            nice: spec.priority,
+        };
+        if setup.parent_death || setup.nice.is_some() {
+            unix::set_child_setup(&mut command, setup);
         }
         let mut child = command.spawn().map_err(|e| {
             let cwd = match &spec.workdir {
@@ -145,17 +151,18 @@ impl LocalTransport {
             SpawnError::with_source(format!("cannot start `{program}` (in {cwd})"), e)
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        if let Some(cg) = &cgroup {
+        if let (Some(run), Some(cg)) = (&run, &cgroup) {
             // Until here the worker sits in the master's leaf of the run's cgroup,
             // where the reaper finds it too if the master dies right now.
-            if let Err(e) = cg.adopt(pid) {
+            if let Err(e) = run.adopt(cg, pid) {
                 let _ = unix::signal_group(pid, libc::SIGKILL);
                 return Err(SpawnError::with_source(
                     format!("cannot move pid {pid} into {}", cg.path().display()),
                     e,
                 ));
             }
-        } else {
+        }
+        if cgroup.is_none() {
             reaper::register(pid, true);
         }
         let io = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {

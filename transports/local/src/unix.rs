@@ -28,28 +28,37 @@ pub(crate) fn signal_group(pgid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
-/// Runs in the child between fork and exec: asks the kernel to SIGKILL the child
-/// when the master dies, exits at once if the master is already gone, and applies
-/// the nice value. Only async-signal-safe calls are made here.
-pub(crate) fn child_setup(master_pid: i32, nice: Option<i32>) -> io::Result<()> {
+/// What a child does between fork and exec.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ChildSetup {
+    /// Ask for SIGKILL when the master dies (and exit if it already has).
+    pub(crate) parent_death: bool,
+    /// Nice value to set.
+    pub(crate) nice: Option<i32>,
+}
+
+/// Runs in the child between fork and exec. Only async-signal-safe calls are made.
+fn child_setup(master_pid: i32, setup: ChildSetup) -> io::Result<()> {
     // SAFETY: prctl/getppid/setpriority are async-signal-safe system calls with
     // integer arguments; nothing is allocated between fork and exec.
     unsafe {
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
+        if setup.parent_death {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != master_pid {
+                // The master died between fork and prctl: do not start an orphan.
+                libc::_exit(1);
+            }
         }
-        if libc::getppid() != master_pid {
-            // The master died between fork and prctl: do not start an orphan.
-            libc::_exit(1);
-        }
-        if let Some(nice) = nice {
+        if let Some(nice) = setup.nice {
             if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -59,12 +68,12 @@ pub(crate) fn child_setup(master_pid: i32, nice: Option<i32>) -> io::Result<()> 
 }
 
 /// Registers the pre-exec hook that calls [`child_setup`].
-pub(crate) fn set_child_setup(command: &mut tokio::process::Command, nice: Option<i32>) {
+pub(crate) fn set_child_setup(command: &mut tokio::process::Command, setup: ChildSetup) {
     let master_pid = std::process::id() as i32;
     // SAFETY: the closure only calls `child_setup`, which is async-signal-safe
-    // (see there) and captures two integers by value.
+    // (see there) and captures plain integers by value.
     unsafe {
-        command.pre_exec(move || child_setup(master_pid, nice));
+        command.pre_exec(move || child_setup(master_pid, setup));
     }
 }
 
@@ -313,4 +322,11 @@ pub(crate) fn pgid_of(pid: i32) -> Option<i32> {
     // SAFETY: getpgid takes an integer and touches no memory of ours.
     let pgid = unsafe { libc::getpgid(pid) };
     (pgid >= 0).then_some(pgid)
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+pub(crate) fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
