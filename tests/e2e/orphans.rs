@@ -384,3 +384,45 @@ fn a_local_user_runs_the_worker_as_that_user_when_root() {
         );
     }
 }
+
+/// Docker: a killed master's reaper runs `distarch gc`, so the run's containers —
+/// a plain program that ignores stdin and an SDK worker — are gone within 10 s.
+#[test]
+fn sigkill_of_the_master_removes_its_containers_within_10s() {
+    use distarch_e2e::dockerd::Dockerd;
+    use distarch_e2e::image::ImageBuilder;
+    let _shared = shared();
+    const IMAGE: &str = "distarch-test/worker:1";
+    let d = Dockerd::start();
+    ImageBuilder::new(IMAGE)
+        .binary(&test_worker_bin(), "/worker")
+        .binary(&example_worker_bin(), "/example-worker")
+        .busybox()
+        .entrypoint(&["/worker"])
+        .build(&d);
+    let run = run_id("orph-docker");
+    let place = |extra: &str| {
+        format!(
+            "{{ transport = \"docker\", image = \"{IMAGE}\", host = {h}, network = \"none\", instances = 1{extra} }}",
+            h = toml_str(d.host())
+        )
+    };
+    let cfg = format!(
+        "[groups.plain]\ncommand = [\"echo up; exec sleep 3600\"]\nplacements.box = {}\n\
+         [groups.sdk]\ncommand = [\"/example-worker\"]\nplacements.box = {}\n",
+        place(", entrypoint = [\"/bin/sh\", \"-c\"]"),
+        place(", entrypoint = []"),
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("INFO up", 1, LIMIT);
+    running.expect_lines("INFO I am instance", 1, LIMIT);
+    assert_eq!(d.run_containers(&run, false).len(), 2);
+    running.signal("KILL");
+    let _ = running.wait(LIMIT);
+    assert!(
+        d.wait_no_containers(&[&format!("distarch.run={run}")], true, LEFT_AFTER),
+        "containers left 10 s after the master was killed: {:?}",
+        d.run_containers(&run, true)
+    );
+}
