@@ -426,3 +426,50 @@ fn sigkill_of_the_master_removes_its_containers_within_10s() {
         d.run_containers(&run, true)
     );
 }
+
+/// Kubernetes (the test API server): a killed master's reaper runs `distarch gc`,
+/// so the run's pods — a plain program that ignores stdin and an SDK worker — and
+/// their containers are gone within 10 s.
+#[test]
+fn sigkill_of_the_master_removes_its_pods_within_10s() {
+    use distarch_e2e::apiserver::KubeTarget;
+    use distarch_e2e::dockerd::Dockerd;
+    use distarch_e2e::image::ImageBuilder;
+    let _shared = shared();
+    const IMAGE: &str = "distarch-test/worker:1";
+    let d = Dockerd::start();
+    ImageBuilder::new(IMAGE)
+        .binary(&test_worker_bin(), "/worker")
+        .binary(&example_worker_bin(), "/example-worker")
+        .busybox()
+        .entrypoint(&["/worker"])
+        .build(&d);
+    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    let run = run_id("orph-k8s");
+    let cfg = format!(
+        "[groups.plain]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; exec sleep 3600\"]\nplacements.k8s = {}\n\
+         [groups.sdk]\ncommand = [\"/example-worker\"]\nplacements.k8s = {}\n",
+        t.placement(1, ""),
+        t.placement(1, ""),
+    );
+    let dist = Distarch::new().config(&cfg);
+    let mut running = dist.spawn(&["launch", "--run-id", &run]);
+    running.expect_lines("INFO up", 1, LIMIT);
+    running.expect_lines("INFO I am instance", 1, LIMIT);
+    let label = format!("distarch.run={run}");
+    assert_eq!(d.containers(&[&label], false).len(), 2);
+    running.signal("KILL");
+    let _ = running.wait(LIMIT);
+    assert!(
+        d.wait_no_containers(&[&label], true, LEFT_AFTER),
+        "pod containers left 10 s after the master was killed: {:?}",
+        d.containers(&[&label], true)
+    );
+    let server = t.server.as_ref().expect("fake");
+    let (status, pods) = server.get(&format!(
+        "/api/v1/namespaces/{}/pods?labelSelector=distarch.run%3D{run}",
+        t.namespace
+    ));
+    assert_eq!(status, 200, "{pods}");
+    assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "{pods}");
+}

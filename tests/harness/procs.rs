@@ -209,3 +209,16 @@ pub fn cgroup2_writable() -> bool {
     let _ = std::fs::remove_dir(&probe);
     ok
 }
+
+/// SIGKILLs the reaper (`distarch-watch`) of a running master, and waits until the
+/// master has reaped it: for tests of what is left when nothing cleans up after a
+/// killed master (then kill the master too). Returns the reaper's pid.
+pub fn kill_reaper_of(master: u32) -> Option<u32> {
+    let pid = *children_named(master, "distarch-watch").first()?;
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    crate::wait_until(Duration::from_secs(10), || !dir.exists());
+    Some(pid)
+}
