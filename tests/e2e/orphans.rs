@@ -473,3 +473,30 @@ fn sigkill_of_the_master_removes_its_pods_within_10s() {
     assert_eq!(status, 200, "{pods}");
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "{pods}");
 }
+
+#[test]
+fn with_instance_cgroups_what_a_worker_leaves_ends_with_it() {
+    let _shared = shared();
+    if !cgroup2_writable() {
+        eprintln!("skipped: cgroup v2 is not writable here");
+        return;
+    }
+    let token = unique_token("orph-inst");
+    let w = test_worker_bin().display().to_string();
+    // `short` leaves a setsid'd child behind and ends; `long` keeps the run going.
+    let script = format!("setsid '{w}' silent --tag {token} & sleep 0.5; echo leaving");
+    let d = Distarch::new().config(&format!(
+        "[groups.short]\ncommand = [\"sh\", \"-c\", {script}]\nplacements.here = {{ transport = \"local\", instances = 1, cgroup = \"instance\" }}\n\
+         [groups.long]\ncommand = [{wt}, \"serve\"]\ninstances = 1\n",
+        script = toml_str(script),
+        wt = worker(),
+    ));
+    let mut running = d.spawn(&["launch"]);
+    running.expect_lines("[short] [localhost] [2/1] INFO distarch: ended: exit code 0", 1, LIMIT);
+    // The run still goes on, and the child it left is gone already.
+    assert_no_leftovers(&token, Duration::from_secs(5));
+    assert!(running.stdout().lines().all(|l| !l.contains("all instances ended")));
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+}

@@ -422,29 +422,36 @@ fn remove_tree(dir: &Path) {
 }
 
 /// True when the run cgroup `dir` belongs to a master that is gone: the master
-/// named by its `master.<pid>` leaf is not in that leaf (a worker's child can be
-/// there too), and the master had moved in (group cgroups are only made after
-/// that) or the run is older than a moment (a master that just made it may not
-/// have moved in yet).
+/// named by its `master.<pid>` leaf is not in that leaf, and the master had moved
+/// in (the leaf holds workers it started, or group cgroups exist: both only come
+/// after that) or the run is older than a moment (a master that just made it may
+/// not have moved in yet).
 fn is_dead_run(dir: &Path) -> bool {
     let subs = subdirs(dir);
     let leaf = subs.iter().find_map(|d| {
         let pid = d.file_name()?.to_str()?.strip_prefix(MASTER_LEAF)?;
         Some((d.clone(), pid.parse::<i32>().ok()?))
     });
-    let started = subs.iter().any(|d| {
-        d.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| !n.starts_with(MASTER_LEAF))
-    });
-    let master_inside = leaf.is_some_and(|(leaf, pid)| procs(&leaf).contains(&pid));
+    let in_leaf = leaf
+        .as_ref()
+        .map(|(leaf, _)| procs(leaf))
+        .unwrap_or_default();
+    if leaf.is_some_and(|(_, pid)| in_leaf.contains(&pid)) {
+        return false;
+    }
+    let started = !in_leaf.is_empty()
+        || subs.iter().any(|d| {
+            d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with(MASTER_LEAF))
+        });
     let young = fs::metadata(dir)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map(|age| age < Duration::from_secs(2))
         .unwrap_or(true);
-    (started || !young) && !master_inside
+    started || !young
 }
 
 /// Kills and removes the dead runs directly under `dir`; returns what it did,

@@ -25,5 +25,5 @@ pub use limits::raise_open_file_limit;
 pub use reaper::{
     arm_gc, disarm_gc, install_reaper, install_reaper_with_gc, reaper_pid, PROCESS_NAME,
 };
-pub use settings::{LocalSettings, SizeSetting};
+pub use settings::{CgroupMode, LocalSettings, SizeSetting};
 pub use transport::{LocalInstance, LocalTransport};

@@ -30,6 +30,21 @@ pub struct LocalSettings {
     /// Group the worker runs as: a name or a gid (default: the user's own group).
     #[serde(default)]
     pub group: Option<String>,
+    /// `run` (default): instances live in the run's cgroup; `instance`: each start
+    /// of an instance gets a cgroup of its own (implied by the limits).
+    #[serde(default)]
+    pub cgroup: Option<CgroupMode>,
+}
+
+/// Which cgroup local instances live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// The run's cgroup, with the master: ended by the run's end or the reaper.
+    Run,
+    /// A cgroup per start of an instance: what it leaves behind (even outside
+    /// its process group) ends when it ends.
+    Instance,
 }
 
 /// A size written as a number of bytes or a string such as `"64m"`.
@@ -51,6 +66,8 @@ pub(crate) struct Resolved {
     pub(crate) limits: Limits,
     /// `(uid, gid)` to run as.
     pub(crate) ids: Option<(u32, u32)>,
+    /// Each start gets a cgroup of its own.
+    pub(crate) instance_cgroup: bool,
 }
 
 /// Parses and checks a local placement's settings (the one place that does):
@@ -120,11 +137,18 @@ pub(crate) fn resolve(settings: &Map<String, Value>) -> Result<Resolved, (String
             ));
         }
     }
+    if s.cgroup == Some(CgroupMode::Run) && !wanted.is_empty() {
+        return Err(err(
+            "cgroup",
+            "must be `instance` (or unset) with memory, cpus or pids_limit: limits are per instance".into(),
+        ));
+    }
     let ids = resolve_ids(s.user.as_deref(), s.group.as_deref())?;
     Ok(Resolved {
         host: s.host.unwrap_or_else(|| "localhost".into()),
         limits,
         ids,
+        instance_cgroup: !wanted.is_empty() || s.cgroup == Some(CgroupMode::Instance),
     })
 }
 
@@ -230,6 +254,10 @@ mod tests {
         assert_eq!(parse(json!({"memory": "lots"})).unwrap_err().0, "memory");
         assert_eq!(parse(json!({"memory": -1})).unwrap_err().0, "memory");
         assert_eq!(parse(json!({"group": "x"})).unwrap_err().0, "group");
+        assert_eq!(parse(json!({"cgroup": "box"})).unwrap_err().0, "");
+        assert!(parse(json!({"cgroup": "instance"})).unwrap().instance_cgroup);
+        assert!(!parse(json!({"cgroup": "run"})).unwrap().instance_cgroup);
+        assert!(!parse(json!({})).unwrap().instance_cgroup);
         let e = parse(json!({"image": "x"})).unwrap_err();
         assert!(e.1.contains("unknown field `image`"), "{e:?}");
     }
