@@ -16,15 +16,15 @@ pub fn start(args: &LaunchArgs) {
     }
 }
 
-/// When the run places instances anywhere but locally, a master that dies makes
-/// the reaper run `distarch gc` with the same configuration, so that the run's
+/// When the run has docker or kubernetes placements, a master that dies makes the
+/// reaper run `distarch gc` with the same configuration, so that the run's
 /// containers and pods go within seconds instead of at the next launch.
 pub fn arm(launcher: &Launcher) {
     if launcher
         .plan()
         .instances
         .iter()
-        .any(|i| i.transport.as_ref() != "local")
+        .any(|i| matches!(i.transport.as_ref(), "docker" | "kubernetes"))
     {
         distarch_transport_local::arm_gc();
     }
