@@ -80,8 +80,15 @@ impl LocalTransport {
         cg
     }
 
-    /// Starts one local instance (also usable by transports that wrap this one).
+    /// Starts one local instance, for transports that wrap this one: the
+    /// placement's settings belong to the wrapper and are not read (no limits,
+    /// no user; the run's cgroup when there is one).
     pub fn start(&self, spec: &InstanceSpec) -> Result<LocalInstance, SpawnError> {
+        self.start_resolved(spec, &Resolved::default())
+    }
+
+    /// Starts one instance of a `local` placement, with its settings.
+    fn start_local(&self, spec: &InstanceSpec) -> Result<LocalInstance, SpawnError> {
         let resolved = settings::resolve(&spec.settings).map_err(|(key, message)| {
             let mut path = format!("groups.{}.placements.{}", spec.group, spec.placement);
             if !key.is_empty() {
@@ -217,7 +224,7 @@ impl Transport for LocalTransport {
             .get_or_init(Throttle::from_limit)
             .slot()
             .await;
-        let mut instance = self.start(spec)?;
+        let mut instance = self.start_local(spec)?;
         instance._slot = slot;
         Ok(Box::new(instance))
     }
