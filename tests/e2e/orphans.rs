@@ -492,10 +492,17 @@ fn with_instance_cgroups_what_a_worker_leaves_ends_with_it() {
         wt = worker(),
     ));
     let mut running = d.spawn(&["launch"]);
-    running.expect_lines("[short] [localhost] [2/1] INFO distarch: ended: exit code 0", 1, LIMIT);
+    running.expect_lines(
+        "[short] [localhost] [2/1] INFO distarch: ended: exit code 0",
+        1,
+        LIMIT,
+    );
     // The run still goes on, and the child it left is gone already.
     assert_no_leftovers(&token, Duration::from_secs(5));
-    assert!(running.stdout().lines().all(|l| !l.contains("all instances ended")));
+    assert!(running
+        .stdout()
+        .lines()
+        .all(|l| !l.contains("all instances ended")));
     running.signal("INT");
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 130, "{out}");

@@ -255,7 +255,11 @@ mod tests {
         assert_eq!(parse(json!({"memory": -1})).unwrap_err().0, "memory");
         assert_eq!(parse(json!({"group": "x"})).unwrap_err().0, "group");
         assert_eq!(parse(json!({"cgroup": "box"})).unwrap_err().0, "");
-        assert!(parse(json!({"cgroup": "instance"})).unwrap().instance_cgroup);
+        assert!(
+            parse(json!({"cgroup": "instance"}))
+                .unwrap()
+                .instance_cgroup
+        );
         assert!(!parse(json!({"cgroup": "run"})).unwrap().instance_cgroup);
         assert!(!parse(json!({})).unwrap().instance_cgroup);
         let e = parse(json!({"image": "x"})).unwrap_err();
