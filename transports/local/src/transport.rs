@@ -189,6 +189,7 @@ impl LocalTransport {
             pgid: pid,
             io,
             registered: run.is_none(),
+            cleaned: false,
             cgroup,
             _slot: None,
         })
@@ -247,6 +248,8 @@ pub struct LocalInstance {
     io: Option<InstanceIo>,
     /// The process group is registered with the reaper (no cgroup).
     registered: bool,
+    /// `cleanup` ran: nothing of the instance is left.
+    cleaned: bool,
     cgroup: Option<InstanceCgroup>,
     /// The open-file slot this instance holds while it lives.
     _slot: Option<OwnedSemaphorePermit>,
@@ -328,6 +331,7 @@ impl Instance for LocalInstance {
             reaper::register(self.pgid, false);
             self.registered = false;
         }
+        self.cleaned = true;
     }
 }
 
@@ -337,8 +341,10 @@ impl Drop for LocalInstance {
             let _ = cg.kill();
             let _ = cg.remove();
         }
-        if self.registered {
+        if !self.cleaned {
             let _ = unix::signal_group(self.pgid, libc::SIGKILL);
+        }
+        if self.registered {
             reaper::register(self.pgid, false);
         }
     }
