@@ -9,6 +9,7 @@ pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
     let _ = (args, config);
     #[allow(unused_mut)]
     let mut code = 0;
+    gc_local(args.dry_run);
     // Transports that leave objects behind (containers, pods) add their calls here.
     #[cfg(feature = "docker")]
     for report in distarch_transport_docker::gc_config(config, args.dry_run).await {
@@ -31,4 +32,11 @@ pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
         println!("[master] INFO distarch: gc: nothing to clean for the transports in this build");
     }
     Ok(code)
+}
+
+/// Local instances: kills and removes the cgroups of runs whose master is gone.
+pub fn gc_local(dry_run: bool) {
+    for line in distarch_transport_local::gc_cgroups(dry_run) {
+        println!("[master] INFO distarch: gc: local: {line}");
+    }
 }

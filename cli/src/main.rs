@@ -5,6 +5,7 @@ mod args;
 mod gc;
 mod plan_table;
 mod transports;
+mod watchdog;
 
 use args::{Cli, Command, ConfigArgs};
 use clap::Parser;
@@ -17,11 +18,9 @@ const EXIT_INTERNAL: i32 = 70;
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Launch(_)) {
+    if let Command::Launch(args) = &cli.command {
         // Forked while this process still has one thread; see the local transport.
-        if let Err(e) = distarch_transport_local::install_reaper() {
-            eprintln!("[master] WARN distarch: cannot start the reaper process ({e}); children of workers may outlive a killed master");
-        }
+        watchdog::start(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,7 +53,9 @@ async fn run(cli: Cli) -> i32 {
             }
             let l = &loaded.config.launcher;
             let writer = LogWriter::new(stdout_file(), l.log_format).with_min_level(l.log_level);
+            watchdog::arm(&launcher);
             let report = launcher.run(writer).await;
+            watchdog::disarm();
             report.exit_code()
         }
         Command::Validate(args) => {

@@ -100,3 +100,125 @@ pub fn assert_nothing_runs_in(dir: &Path, limit: Duration) {
         );
     }
 }
+
+/// The `comm` name and parent pid of a process.
+fn name_and_parent(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (left, rest) = stat.rsplit_once(')')?;
+    let name = left.split_once('(')?.1.to_string();
+    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+    Some((name, ppid))
+}
+
+/// Live children of `parent` with their process names.
+pub fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (name, ppid) = name_and_parent(pid)?;
+            (ppid == parent).then_some((pid, name))
+        })
+        .collect()
+}
+
+/// Live children of `parent` whose process name (`comm`, what `killall` matches)
+/// is exactly `name`.
+pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            name_and_parent(*pid).is_some_and(|(n, p)| p == parent && n == name)
+                && !is_zombie(&Path::new("/proc").join(pid.to_string()))
+        })
+        .collect()
+}
+
+/// What `killall -9 distarch` does to one master, without touching any other
+/// `distarch` on the machine: SIGKILL to the master and to every child of it
+/// named `distarch`, at once. Returns the pids killed.
+pub fn killall_distarch(master: u32) -> Vec<u32> {
+    let mut pids = children_named(master, "distarch");
+    pids.push(master);
+    let mut cmd = std::process::Command::new("kill");
+    cmd.arg("-9");
+    for p in &pids {
+        cmd.arg(p.to_string());
+    }
+    let _ = cmd.status();
+    pids
+}
+
+/// The cgroup v2 directory `distarch.<run_id>` of a run, if it exists (searched a
+/// few levels under the cgroup2 mount).
+pub fn run_cgroup(run_id: &str) -> Option<std::path::PathBuf> {
+    let mount = cgroup2_mount()?;
+    let name = format!("distarch.{run_id}");
+    let mut level = vec![mount];
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for dir in level {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    if e.file_name().to_str() == Some(name.as_str()) {
+                        return Some(e.path());
+                    }
+                    next.push(e.path());
+                }
+            }
+        }
+        level = next;
+    }
+    None
+}
+
+/// Where cgroup v2 is mounted, if it is.
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+/// True when this process may make cgroups in its own cgroup v2 directory (what
+/// distarch needs to put local instances into cgroups).
+pub fn cgroup2_writable() -> bool {
+    let Some(mount) = cgroup2_mount() else {
+        return false;
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    let probe = mount
+        .join(rel.trim().trim_start_matches('/'))
+        .join(format!("distarch-probe-{}", std::process::id()));
+    let ok = std::fs::create_dir(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    ok
+}
+
+/// SIGKILLs the reaper (`distarch-watch`) of a running master, and waits until the
+/// master has reaped it: for tests of what is left when nothing cleans up after a
+/// killed master (then kill the master too). Returns the reaper's pid.
+pub fn kill_reaper_of(master: u32) -> Option<u32> {
+    let pid = *children_named(master, "distarch-watch").first()?;
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    crate::wait_until(Duration::from_secs(10), || !dir.exists());
+    Some(pid)
+}

@@ -13,11 +13,17 @@
 //! the reaper covers it).
 #![deny(unsafe_code)]
 
+mod cgroup;
+mod limits;
 mod reaper;
 mod settings;
 mod transport;
 mod unix;
 
-pub use reaper::install_reaper;
-pub use settings::LocalSettings;
+pub use cgroup::gc as gc_cgroups;
+pub use limits::raise_open_file_limit;
+pub use reaper::{
+    arm_gc, disarm_gc, install_reaper, install_reaper_with_gc, reaper_pid, PROCESS_NAME,
+};
+pub use settings::{CgroupMode, LocalSettings, SizeSetting};
 pub use transport::{LocalInstance, LocalTransport};
