@@ -169,7 +169,9 @@ cmd_stop() {
     stop_pidfile "$DIR/dockerd.pid" 20
     stop_pidfile "$DIR/sshd.pid" 5
     # dockerd may leave mounts below its roots; unmount them before removing.
-    grep -o " $DIR/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -o " $DIR/[^ ]*" /proc/mounts 2>/dev/null || true; } | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
     rm -rf "$DIR"
     say "stopped; $DIR removed"
 }
