@@ -32,9 +32,11 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Remove containers and pods left behind by runs whose master is gone.
     Gc(GcArgs),
-    /// Print a shell completion script: `distarch completions bash > \
-    /// /etc/bash_completion.d/distarch` (zsh: a file named `_distarch` on $fpath;
-    /// fish: ~/.config/fish/completions/distarch.fish).
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// bash: `distarch completions bash > /etc/bash_completion.d/distarch`; zsh: save
+    /// it as `_distarch` in a directory of $fpath; fish: save it as
+    /// ~/.config/fish/completions/distarch.fish.
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `distarch man > distarch.1; man ./distarch.1`.
     Man,

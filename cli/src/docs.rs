@@ -32,7 +32,10 @@ pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
                 names.push(format!("\\fB\\-{short}\\fR"));
             }
             if let Some(long) = arg.get_long() {
-                names.push(format!("\\fB\\-\\-{}\\fR", roff_text(long)));
+                names.push(format!(
+                    "\\fB\\-\\-{}\\fR",
+                    roff_text(long).replace('-', "\\-")
+                ));
             }
             let values: Vec<String> = arg
                 .get_value_names()

@@ -125,8 +125,9 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigErrors> {
     if !sources.ignore_env {
         let env = Env::prefixed(ENV_CONFIG_PREFIX)
             .filter(|key| !WORKER_VARIABLES.contains(&key.as_str().to_ascii_lowercase().as_str()))
-            .lowercase(false)
-            .map(|key| env_key_path(key.as_str()).into());
+            .map(|key| env_key_path(key.as_str()).into())
+            // Last: each `filter`/`map` turns lowercasing back on.
+            .lowercase(false);
         figment = figment.merge(env);
     }
     for (key, value) in &sources.overrides {
