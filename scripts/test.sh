@@ -14,6 +14,10 @@ command -v dockerd >/dev/null || packages+=(docker.io)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v ip >/dev/null || packages+=(iproute2)
 command -v python3 >/dev/null || packages+=(python3)
+# cli: shells that check the completion scripts' syntax, groff for the man page.
+command -v zsh >/dev/null || packages+=(zsh)
+command -v fish >/dev/null || packages+=(fish)
+command -v groff >/dev/null || packages+=(groff-base)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "scripts/test.sh: missing packages: ${packages[*]} (run as root, or install them)" >&2
@@ -28,3 +32,6 @@ mkdir -p /run/sshd 2>/dev/null || true
 
 cargo build --workspace --bins
 cargo test --workspace "$@"
+# cli: a bounded fuzz run (40 s over the four targets; longer, coverage-guided runs:
+# scripts/fuzz.sh). It ends with "fuzz: N passed, N failed".
+target/debug/distarch-fuzz --seconds 40
