@@ -10,13 +10,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a fuzz target fails by panicking
 
 use distarch_protocol::{
-    encode_master_frame, encode_worker_frame, parse_master_line, parse_worker_line,
-    LineSplitter, MasterLine, WorkerLine,
+    encode_master_frame, encode_worker_frame, parse_master_line, parse_worker_line, LineSplitter,
+    MasterLine, WorkerLine,
 };
 use std::path::PathBuf;
 
+/// A fuzz target: takes any bytes, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (also the corpus folder names under fuzz/corpus/).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame_decoder", frame_decoder),
     ("line_splitter", line_splitter),
     ("config_loader", config_loader),
@@ -71,7 +74,11 @@ pub fn line_splitter(data: &[u8]) {
     }
     splitter.finish(&mut emit);
     assert_eq!(splitter.buffered(), 0);
-    assert_eq!(got, reference_lines(body, max), "lines differ from the model");
+    assert_eq!(
+        got,
+        reference_lines(body, max),
+        "lines differ from the model"
+    );
 }
 
 /// What splitting `data` into `\n`-terminated lines of at most `max` bytes gives:
@@ -79,10 +86,7 @@ pub fn line_splitter(data: &[u8]) {
 fn reference_lines(data: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
     let mut parts: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     let tail = parts.pop().unwrap_or_default();
-    let mut out: Vec<(Vec<u8>, bool)> = parts
-        .into_iter()
-        .map(|p| cut(p, max))
-        .collect();
+    let mut out: Vec<(Vec<u8>, bool)> = parts.into_iter().map(|p| cut(p, max)).collect();
     if !tail.is_empty() {
         out.push(cut(tail, max));
     }
@@ -137,7 +141,11 @@ pub fn config_loader(data: &[u8]) {
 pub fn ssh_quote(data: &[u8]) {
     let value = String::from_utf8_lossy(data);
     let word = distarch_transport_ssh::command::quote(&value);
-    assert_eq!(read_shell_word(&word).as_deref(), Some(&*value), "quote({value:?}) = {word}");
+    assert_eq!(
+        read_shell_word(&word).as_deref(),
+        Some(&*value),
+        "quote({value:?}) = {word}"
+    );
 }
 
 /// Reads a word made of `'...'` runs and `\'`, as sh would; `None` when the word has
@@ -172,8 +180,14 @@ mod tests {
     use super::*;
 
     fn corpus(name: &str) -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name);
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(name);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         files.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }

@@ -8,7 +8,7 @@
 //!
 //! Usage: distarch-fuzz [--seconds N] [--corpus DIR] [--artifacts DIR] [--seed N] [TARGET...]
 
-use distarch_fuzz::TARGETS;
+use distarch_fuzz::{Target, TARGETS};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -126,7 +126,9 @@ fn mutate(rng: &mut fastrand::Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
             }
             1 if len > 0 => {
                 let i = rng.usize(..len);
-                out[i] = rng.choice([0u8, 0x1e, b'\n', b'\'', b'"', 0x7f, 0x80, 0xff]).unwrap_or(0);
+                out[i] = rng
+                    .choice([0u8, 0x1e, b'\n', b'\'', b'"', 0x7f, 0x80, 0xff])
+                    .unwrap_or(0);
             }
             2 => {
                 let token = rng.choice(TOKENS).copied().unwrap_or(b"\n");
@@ -170,7 +172,7 @@ fn mutate(rng: &mut fastrand::Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
 /// The panic message of the last caught panic.
 type LastPanic = Arc<Mutex<String>>;
 
-fn run_one(target: fn(&[u8]), input: &[u8], last: &LastPanic) -> Result<(), String> {
+fn run_one(target: Target, input: &[u8], last: &LastPanic) -> Result<(), String> {
     match catch_unwind(AssertUnwindSafe(|| target(input))) {
         Ok(()) => Ok(()),
         Err(_) => Err(last.lock().map(|m| m.clone()).unwrap_or_default()),
@@ -180,9 +182,9 @@ fn run_one(target: fn(&[u8]), input: &[u8], last: &LastPanic) -> Result<(), Stri
 fn save(artifacts: &Path, name: &str, input: &[u8]) -> PathBuf {
     let dir = artifacts.join(name);
     let _ = std::fs::create_dir_all(&dir);
-    let hash = input
-        .iter()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+    let hash = input.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    });
     let path = dir.join(format!("crash-{hash:016x}"));
     let _ = std::fs::write(&path, input);
     path
@@ -203,7 +205,7 @@ fn main() {
             *m = info.to_string();
         }
     }));
-    let chosen: Vec<&(&str, fn(&[u8]))> = TARGETS
+    let chosen: Vec<&(&str, Target)> = TARGETS
         .iter()
         .filter(|(n, _)| options.targets.is_empty() || options.targets.iter().any(|t| t == n))
         .collect();
@@ -211,7 +213,11 @@ fn main() {
     let mut rng = fastrand::Rng::with_seed(options.seed);
     let mut failures = 0usize;
     let mut tried = 0usize;
-    println!("distarch-fuzz: seed {}, {:.1}s per target", options.seed, share.as_secs_f64());
+    println!(
+        "distarch-fuzz: seed {}, {:.1}s per target",
+        options.seed,
+        share.as_secs_f64()
+    );
     for (name, target) in chosen {
         tried += 1;
         let corpus = corpus_of(&options.corpus.join(name));
@@ -228,9 +234,23 @@ fn main() {
         let mut pool: Vec<Vec<u8>> = Vec::new();
         while finding.is_none() && started.elapsed() < share {
             let seeds = corpus.len() + pool.len();
-            let pick = |i: usize| if i < corpus.len() { &corpus[i] } else { &pool[i - corpus.len()] };
-            let base: &[u8] = if seeds == 0 { &[] } else { pick(rng.usize(..seeds)) };
-            let other: &[u8] = if seeds == 0 { &[] } else { pick(rng.usize(..seeds)) };
+            let pick = |i: usize| {
+                if i < corpus.len() {
+                    &corpus[i]
+                } else {
+                    &pool[i - corpus.len()]
+                }
+            };
+            let base: &[u8] = if seeds == 0 {
+                &[]
+            } else {
+                pick(rng.usize(..seeds))
+            };
+            let other: &[u8] = if seeds == 0 {
+                &[]
+            } else {
+                pick(rng.usize(..seeds))
+            };
             let input = mutate(&mut rng, base, other);
             runs += 1;
             if let Err(why) = run_one(*target, &input, &last) {
@@ -253,7 +273,10 @@ fn main() {
             Some((input, why)) => {
                 failures += 1;
                 let path = save(&options.artifacts, name, &input);
-                println!("{name}: FAILED after {runs} inputs: {why}\n  input saved to {}", path.display());
+                println!(
+                    "{name}: FAILED after {runs} inputs: {why}\n  input saved to {}",
+                    path.display()
+                );
             }
         }
     }

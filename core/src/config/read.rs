@@ -102,7 +102,8 @@ pub fn check_text(format: Format, text: &str) -> Result<(), String> {
                     "nested more than {MAX_YAML_DEPTH} levels deep (found at least {depth})"
                 ));
             }
-            for doc in serde_yaml::Deserializer::from_str(text) {
+            // Only the first document is read as configuration.
+            if let Some(doc) = serde_yaml::Deserializer::from_str(text).next() {
                 if let Err(e) = Checked::default().deserialize(doc) {
                     // serde_yaml puts the key path before the message.
                     let text = e.to_string();
@@ -110,8 +111,6 @@ pub fn check_text(format: Format, text: &str) -> Result<(), String> {
                         return Err(strip_position(&text[pos..]));
                     }
                 }
-                // Only the first document is read as configuration.
-                break;
             }
             Ok(())
         }
