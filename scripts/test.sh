@@ -16,6 +16,10 @@ command -v ip >/dev/null || packages+=(iproute2)
 # ssh partition test (tests/e2e/ssh.rs): packets dropped inside a test network namespace
 command -v iptables >/dev/null || packages+=(iptables)
 command -v python3 >/dev/null || packages+=(python3)
+# cli: shells that check the completion scripts' syntax, groff for the man page.
+command -v zsh >/dev/null || packages+=(zsh)
+command -v fish >/dev/null || packages+=(fish)
+command -v groff >/dev/null || packages+=(groff-base)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "scripts/test.sh: missing packages: ${packages[*]} (run as root, or install them)" >&2
@@ -83,3 +87,6 @@ done
 
 cargo test --workspace "$@"
 cat target/k8s-cluster/last-suite.txt 2>/dev/null || true  # Kubernetes block: the real-cluster suite's time
+# cli: a bounded fuzz run (40 s over the four targets; longer, coverage-guided runs:
+# scripts/fuzz.sh). It ends with "fuzz: N passed, N failed".
+target/debug/distarch-fuzz --seconds 40

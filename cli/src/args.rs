@@ -30,9 +30,17 @@ pub enum Command {
     Launch(LaunchArgs),
     /// Check the configuration and print the placement plan (which instance ids go
     /// where) without starting anything.
-    Validate(ConfigArgs),
+    Validate(ValidateArgs),
     /// Remove containers and pods left behind by runs whose master is gone.
     Gc(GcArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// bash: `distarch completions bash > /etc/bash_completion.d/distarch`; zsh: save
+    /// it as `_distarch` in a directory of $fpath; fish: save it as
+    /// ~/.config/fish/completions/distarch.fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `distarch man > distarch.1; man ./distarch.1`.
+    Man,
 }
 
 /// Where the configuration comes from and how to override it.
@@ -44,16 +52,24 @@ pub struct ConfigArgs {
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Run only this group (repeat for several). Ids are given out among the groups
-    /// that run.
-    #[arg(short = 'g', long = "group", value_name = "NAME")]
-    pub groups: Vec<String>,
-
     /// Override one config key, e.g. `--set groups.first.instances=5` or
     /// `--set 'groups.first.params={ message = "hi" }'`. The value is read as TOML
     /// when it parses as TOML, else as a string. Repeatable; applied last.
     #[arg(short = 's', long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub set: Vec<(String, String)>,
+
+    /// Ignore DISTARCH_* environment variables.
+    #[arg(long)]
+    pub no_env: bool,
+}
+
+/// What to run and the launcher-wide settings (`launch` and `validate`).
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Run only this group (repeat for several). Ids are given out among the groups
+    /// that run.
+    #[arg(short = 'g', long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
 
     /// Launcher-wide no-output timeout: when no worker has printed or pinged for this
     /// long, everything is stopped (e.g. "5m"; 0 disables). Same as
@@ -89,9 +105,12 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// Ignore DISTARCH_* environment variables.
-    #[arg(long)]
-    pub no_env: bool,
+    /// Most instances this run may plan; a plan above it is an error before anything
+    /// is listed or started (a guard against a typo such as `instances = 1000000000`).
+    #[arg(long, value_name = "N", env = "DISTARCH_MAX_INSTANCES",
+          default_value_t = distarch_core::DEFAULT_MAX_INSTANCES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_instances: u64,
 }
 
 /// Arguments of `launch`.
@@ -101,13 +120,31 @@ pub struct LaunchArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 
+    /// What to run and how.
+    #[command(flatten)]
+    pub run: RunArgs,
+
     /// Print the placement plan and exit without starting anything (like `validate`).
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Use this run id instead of a random one (labels containers, pods, temp files).
-    #[arg(long, value_name = "ID")]
+    /// Use this run id instead of a random one (labels containers, pods, temp files):
+    /// 1 to 32 characters out of a-z, 0-9 and `-`, starting and ending with a letter
+    /// or digit.
+    #[arg(long, value_name = "ID", value_parser = parse_run_id)]
     pub run_id: Option<String>,
+}
+
+/// Arguments of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Configuration and overrides.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// What would run and how.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Arguments of `gc`.
@@ -122,6 +159,25 @@ pub struct GcArgs {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Arguments of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// Shells `completions` writes scripts for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `--log-format` values.
@@ -142,28 +198,88 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-impl ConfigArgs {
-    /// The overrides in the order they apply: --set flags, then the dedicated flags.
-    pub fn overrides(&self) -> Vec<(String, String)> {
-        let mut out = self.set.clone();
-        let mut quoted = |key: &str, v: &Option<String>| {
+/// Longest `--run-id`.
+pub const MAX_RUN_ID: usize = 32;
+
+/// Checks a `--run-id`: it names containers, pods, labels and temp files, so it is
+/// kept to what every one of them accepts.
+fn parse_run_id(s: &str) -> Result<String, String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c != '-');
+    if s.is_empty() || s.len() > MAX_RUN_ID {
+        return Err(format!("must be 1 to {MAX_RUN_ID} characters long"));
+    }
+    if !s.chars().all(ok_char) || !alnum(s.chars().next()) || !alnum(s.chars().last()) {
+        return Err(format!(
+            "`{}` may hold only a-z, 0-9 and `-`, and must start and end with a letter or digit",
+            s.escape_debug()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+impl RunArgs {
+    /// The dedicated flags as `(flag, key, value)` overrides, in the order they apply.
+    pub fn flag_overrides(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let mut quoted = |flag: &str, key: &str, v: Option<&str>| {
             if let Some(v) = v {
-                out.push((key.to_string(), format!("{v:?}")));
+                out.push((flag.to_string(), key.to_string(), format!("{v:?}")));
             }
         };
-        quoted("launcher.timeout", &self.timeout);
-        quoted("launcher.max_running_time", &self.max_running_time);
-        quoted("launcher.stop_grace", &self.stop_grace);
-        quoted("launcher.kill_after", &self.kill_after);
-        quoted("launcher.log_level", &self.log_level);
-        quoted("launcher.ready_timeout", &self.ready_timeout);
-        if let Some(f) = self.log_format {
-            let v = match f {
-                LogFormatArg::Text => "text",
-                LogFormatArg::Json => "json",
-            };
-            out.push(("launcher.log_format".into(), format!("{v:?}")));
-        }
+        quoted("--timeout", "launcher.timeout", self.timeout.as_deref());
+        quoted(
+            "--max-running-time",
+            "launcher.max_running_time",
+            self.max_running_time.as_deref(),
+        );
+        quoted(
+            "--stop-grace",
+            "launcher.stop_grace",
+            self.stop_grace.as_deref(),
+        );
+        quoted(
+            "--kill-after",
+            "launcher.kill_after",
+            self.kill_after.as_deref(),
+        );
+        quoted(
+            "--log-level",
+            "launcher.log_level",
+            self.log_level.as_deref(),
+        );
+        let format = self.log_format.map(|f| match f {
+            LogFormatArg::Text => "text",
+            LogFormatArg::Json => "json",
+        });
+        quoted("--log-format", "launcher.log_format", format);
+        quoted(
+            "--ready-timeout",
+            "launcher.ready_timeout",
+            self.ready_timeout.as_deref(),
+        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_checked() {
+        assert_eq!(parse_run_id("nightly-42").as_deref(), Ok("nightly-42"));
+        for bad in [
+            "",
+            "a b",
+            "a\nb",
+            "../../x",
+            "-a",
+            "a-",
+            "Upper",
+            &"x".repeat(33),
+        ] {
+            assert!(parse_run_id(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod command_check;
+mod docs;
 mod gc;
 mod plan_table;
 mod transports;
 mod watchdog;
 
-use args::{Cli, Command, ConfigArgs};
+use args::{Cli, Command, ConfigArgs, RunArgs};
 use clap::Parser;
 use distarch_core::{config, ConfigErrors, Launcher, LogWriter, EXIT_CONFIG};
 use std::io::Write;
@@ -18,6 +20,20 @@ const EXIT_INTERNAL: i32 = 70;
 
 fn main() {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions(args) => {
+            docs::completions(args.shell, &mut std::io::stdout().lock());
+            return;
+        }
+        Command::Man => {
+            if let Err(e) = docs::man(&mut std::io::stdout().lock()) {
+                eprintln!("distarch: cannot write the manual page: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {}
+    }
     if let Command::Launch(args) = &cli.command {
         // Forked while this process still has one thread; see the local transport.
         watchdog::start(args);
@@ -41,7 +57,8 @@ fn main() {
 async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Launch(args) => {
-            let Some((loaded, launcher)) = prepare(&args.config, args.run_id.clone()) else {
+            let Some((loaded, launcher)) = prepare(&args.config, &args.run, args.run_id.clone())
+            else {
                 return EXIT_CONFIG;
             };
             if args.dry_run {
@@ -59,17 +76,22 @@ async fn run(cli: Cli) -> i32 {
             report.exit_code()
         }
         Command::Validate(args) => {
-            let Some((loaded, launcher)) = prepare(&args, None) else {
+            let Some((loaded, launcher)) = prepare(&args.config, &args.run, None) else {
                 return EXIT_CONFIG;
             };
             print!(
                 "{}",
                 plan_table::render(launcher.plan(), loaded.file.as_deref())
             );
+            for warning in command_check::missing_local_commands(launcher.plan()) {
+                eprintln!("distarch: warning: {warning}");
+            }
             0
         }
+        // Handled in main, before the runtime starts.
+        Command::Completions(_) | Command::Man => 0,
         Command::Gc(args) => {
-            let loaded = match load(&args.config) {
+            let loaded = match load(&args.config, None) {
                 Ok(l) => Some(l),
                 Err(_) if args.config.config.is_none() => None,
                 Err(errors) => {
@@ -88,28 +110,41 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
-fn load(args: &ConfigArgs) -> Result<config::LoadedConfig, ConfigErrors> {
+fn load(args: &ConfigArgs, run: Option<&RunArgs>) -> Result<config::LoadedConfig, ConfigErrors> {
     config::load(&config::ConfigSources {
         file: args.config.clone(),
         dir: None,
         ignore_env: args.no_env,
-        overrides: args.overrides(),
+        overrides: args.set.clone(),
+        flag_overrides: run.map(RunArgs::flag_overrides).unwrap_or_default(),
     })
 }
 
 /// Loads the configuration and builds the launcher, printing every problem.
-fn prepare(args: &ConfigArgs, run_id: Option<String>) -> Option<(config::LoadedConfig, Launcher)> {
-    let loaded = match load(args) {
+fn prepare(
+    args: &ConfigArgs,
+    run: &RunArgs,
+    run_id: Option<String>,
+) -> Option<(config::LoadedConfig, Launcher)> {
+    let loaded = match load(args, Some(run)) {
         Ok(l) => l,
         Err(errors) => {
             report_config_errors(&errors);
             return None;
         }
     };
+    if loaded.file.is_none() && loaded.config.groups.is_empty() {
+        eprintln!(
+            "distarch: no {} here; use -c FILE (see examples/ for some)",
+            config::DEFAULT_CONFIG_FILE
+        );
+        return None;
+    }
     let mut builder = Launcher::builder()
         .config(loaded.config.clone())
         .registry(transports::registry())
-        .only_groups(args.groups.clone())
+        .only_groups(run.groups.clone())
+        .max_instances(run.max_instances)
         .handle_signals(true);
     if let Some(id) = run_id {
         builder = builder.run_id(id);

@@ -45,7 +45,12 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)?;
+        if self.path.is_empty() {
+            // A problem with the configuration as a whole (e.g. its file).
+            f.write_str(&self.message)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.message)?;
+        }
         if let Some(origin) = &self.origin {
             write!(f, " (from {origin})")?;
         }

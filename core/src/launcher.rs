@@ -5,7 +5,7 @@ use crate::config::ReadyRule;
 use crate::config::{Config, GroupConfig, LauncherConfig};
 use crate::error::ConfigErrors;
 use crate::events::{Event, LogRecord, StopReason};
-use crate::plan::{build_plan, Plan};
+use crate::plan::{build_plan_limited, Plan, DEFAULT_MAX_INSTANCES};
 use crate::registry::TransportRegistry;
 use crate::report::{InstanceReport, RunReport};
 use crate::sink::{pump, EventSink, EventTx};
@@ -40,6 +40,7 @@ pub struct LauncherBuilder {
     only: Vec<String>,
     run_id: Option<String>,
     handle_signals: bool,
+    max_instances: Option<u64>,
 }
 
 impl LauncherBuilder {
@@ -85,6 +86,13 @@ impl LauncherBuilder {
         self
     }
 
+    /// Bounds the number of instances the run may plan (default
+    /// [`DEFAULT_MAX_INSTANCES`]).
+    pub fn max_instances(mut self, max: u64) -> Self {
+        self.max_instances = Some(max);
+        self
+    }
+
     /// Handles SIGINT/SIGTERM: the first stops everything cleanly, a second SIGINT
     /// kills everything now.
     pub fn handle_signals(mut self, yes: bool) -> Self {
@@ -94,7 +102,8 @@ impl LauncherBuilder {
 
     /// Checks everything and gives out ids. Errors list every problem with its key.
     pub fn build(self) -> Result<Launcher, ConfigErrors> {
-        let plan = build_plan(&self.config, &self.registry, &self.only)?;
+        let limit = self.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        let plan = build_plan_limited(&self.config, &self.registry, &self.only, limit)?;
         let (stop, _) = StopHandle::new();
         Ok(Launcher {
             config: self.config,

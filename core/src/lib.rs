@@ -46,7 +46,10 @@ pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnErro
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
 pub use output::{format_json, format_text, LogWriter};
-pub use plan::{build_plan, Plan, PlannedGroup, PlannedInstance, IMPLICIT_PLACEMENT};
+pub use plan::{
+    build_plan, build_plan_limited, Plan, PlannedGroup, PlannedInstance, DEFAULT_MAX_INSTANCES,
+    IMPLICIT_PLACEMENT, MAX_ARG_BYTES, MAX_EXEC_BYTES, PLACEMENT_KEYS,
+};
 pub use registry::TransportRegistry;
 pub use report::{
     InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY,

@@ -206,6 +206,14 @@ pub trait Transport: Send + Sync {
     /// instances go. Errors should name the key (use [`PlacementRef::path`]).
     fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError>;
 
+    /// The settings keys a placement of this transport accepts (besides `transport`
+    /// and `instances`), so that a misspelt key is named with the keys it could have
+    /// been and the closest one. Default: `None` (the transport's own `plan` reports
+    /// unknown keys; serde's "unknown field" wording is then reworded).
+    fn settings_keys(&self) -> Option<&[&str]> {
+        None
+    }
+
     /// Starts one instance.
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError>;
 

@@ -40,7 +40,12 @@ fn main() {
             worker.status(format!("tick {n}"));
             worker.ping();
         }
-        println!("stopping after {n} tick(s): {:?}", worker.stop_reason());
+        let why = match worker.stop_reason() {
+            Some(distarch_worker::StopReason::StopRequested) => "the master asked me to stop",
+            Some(distarch_worker::StopReason::MasterGone) => "the master is gone",
+            None => "no reason given",
+        };
+        println!("stopping after {n} tick(s): {why}");
         Ok(())
     })
 }

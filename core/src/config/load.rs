@@ -1,7 +1,9 @@
 //! Loading a [`Config`] from its layers with figment: built-in defaults < config file
 //! < `DISTARCH_*` environment variables < command-line overrides.
 
+use super::messages::describe;
 use super::model::Config;
+use super::read::{check_text, read_config_file, Format as FileFormat};
 use crate::error::{ConfigError, ConfigErrors};
 use figment::providers::{Env, Format, Json, Toml, Yaml};
 use figment::value::{Dict, Map, Value};
@@ -14,9 +16,11 @@ pub const DEFAULT_CONFIG_FILE: &str = "distarch.toml";
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_CONFIG_PREFIX: &str = "DISTARCH_";
 
-/// Variables distarch gives to workers; they are never read as configuration, so that
-/// a master started from inside a worker does not trip over them.
+/// Variables distarch gives to workers, and `DISTARCH_MAX_INSTANCES` (a flag of the
+/// command, not a key); they are never read as configuration, so that a master
+/// started from inside a worker does not trip over them.
 const WORKER_VARIABLES: &[&str] = &[
+    "max_instances",
     "protocol",
     "run_id",
     "id",
@@ -43,6 +47,10 @@ pub struct ConfigSources {
     /// read as a TOML value when it parses as one (`5`, `true`, `["a", "b"]`,
     /// `{ a = 1 }`), otherwise as a plain string.
     pub overrides: Vec<(String, String)>,
+    /// Dedicated command-line flags, `(flag, dotted.key, value)` such as
+    /// `("--timeout", "launcher.timeout", "\"5m\"")`, applied after `overrides`, in
+    /// order; errors in their values name the flag.
+    pub flag_overrides: Vec<(String, String, String)>,
 }
 
 /// A configuration together with the layers it came from.
@@ -103,20 +111,12 @@ fn describe_metadata(md: &Metadata, key: &str) -> String {
 pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigErrors> {
     let mut figment = Figment::new();
     let file = match &sources.file {
-        Some(path) => {
-            if !path.is_file() {
-                return Err(ConfigError::new(
-                    "",
-                    format!("config file `{}` does not exist", path.display()),
-                )
-                .into());
-            }
-            Some(path.clone())
-        }
+        Some(path) => Some(path.clone()),
         None => {
             let dir = sources.dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let candidate = dir.join(DEFAULT_CONFIG_FILE);
-            candidate.is_file().then_some(candidate)
+            // A directory or a dangling link of that name is reported, not skipped.
+            candidate.symlink_metadata().is_ok().then_some(candidate)
         }
     };
     if let Some(path) = &file {
@@ -125,11 +125,16 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigErrors> {
     if !sources.ignore_env {
         let env = Env::prefixed(ENV_CONFIG_PREFIX)
             .filter(|key| !WORKER_VARIABLES.contains(&key.as_str().to_ascii_lowercase().as_str()))
-            .split("__");
+            .map(|key| env_key_path(key.as_str()).into())
+            // Last: each `filter`/`map` turns lowercasing back on.
+            .lowercase(false);
         figment = figment.merge(env);
     }
     for (key, value) in &sources.overrides {
-        figment = figment.merge(FlagOverride::new(key, value)?);
+        figment = figment.merge(FlagOverride::new(key, value, None)?);
+    }
+    for (flag, key, value) in &sources.flag_overrides {
+        figment = figment.merge(FlagOverride::new(key, value, Some(flag))?);
     }
     let config: Config = figment.extract().map_err(|e| figment_errors(&figment, e))?;
     Ok(LoadedConfig {
@@ -139,25 +144,39 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigErrors> {
     })
 }
 
-fn merge_file(figment: Figment, path: &Path) -> Result<Figment, ConfigErrors> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    Ok(match ext.as_deref() {
-        Some("toml") => figment.merge(Toml::file_exact(path)),
-        Some("yaml") | Some("yml") => figment.merge(Yaml::file_exact(path)),
-        Some("json") => figment.merge(Json::file_exact(path)),
-        _ => {
-            return Err(ConfigError::new(
-                "",
-                format!(
-                    "config file `{}` must end in .toml, .yaml, .yml or .json",
-                    path.display()
-                ),
-            )
-            .into())
+/// The key path an environment variable (without its prefix) sets: `__` separates
+/// levels, and levels are lowercased (`GROUPS__FIRST__INSTANCES` is
+/// `groups.first.instances`), except below `env` and `params`, whose keys are the
+/// user's own and keep their case (`GROUPS__G__ENV__RUST_LOG` sets `RUST_LOG`).
+fn env_key_path(raw: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut verbatim = false;
+    for part in raw.split("__") {
+        if verbatim {
+            out.push(part.to_string());
+            continue;
         }
+        let lower = part.to_ascii_lowercase();
+        verbatim = out.len() >= 2 && (lower == "env" || lower == "params");
+        out.push(lower);
+    }
+    out.join(".")
+}
+
+fn merge_file(figment: Figment, path: &Path) -> Result<Figment, ConfigErrors> {
+    let file_error = |message: String| ConfigErrors::from(ConfigError::new("", message));
+    let text = read_config_file(path).map_err(file_error)?;
+    let Some(format) = FileFormat::of(path) else {
+        return Err(file_error(format!(
+            "config file `{}` must end in .toml, .yaml, .yml or .json",
+            path.display()
+        )));
+    };
+    check_text(format, &text).map_err(|e| file_error(format!("{}: {e}", path.display())))?;
+    Ok(match format {
+        FileFormat::Toml => figment.merge(Toml::file_exact(path)),
+        FileFormat::Yaml => figment.merge(Yaml::file_exact(path)),
+        FileFormat::Json => figment.merge(Json::file_exact(path)),
     })
 }
 
@@ -166,10 +185,7 @@ fn figment_errors(figment: &Figment, error: figment::Error) -> ConfigErrors {
     let mut out = Vec::new();
     for e in error {
         let path = e.path.join(".");
-        let mut message = e.kind.to_string();
-        if let figment::error::Kind::Message(m) = &e.kind {
-            message = m.clone();
-        }
+        let message = describe(&path, &e.kind);
         let origin = e
             .metadata
             .as_ref()
@@ -197,10 +213,12 @@ fn figment_errors(figment: &Figment, error: figment::Error) -> ConfigErrors {
 struct FlagOverride {
     key: String,
     value: Value,
+    /// The dedicated flag (`--timeout`) when it was not `--set`.
+    flag: Option<String>,
 }
 
 impl FlagOverride {
-    fn new(key: &str, raw: &str) -> Result<Self, ConfigErrors> {
+    fn new(key: &str, raw: &str, flag: Option<&String>) -> Result<Self, ConfigErrors> {
         let key = key.trim();
         if key.is_empty() || key.split('.').any(str::is_empty) {
             return Err(ConfigError::new(
@@ -215,6 +233,7 @@ impl FlagOverride {
         Ok(FlagOverride {
             key: key.to_string(),
             value,
+            flag: flag.cloned(),
         })
     }
 }
@@ -236,7 +255,10 @@ impl Provider for FlagOverride {
     fn metadata(&self) -> Metadata {
         Metadata::from(
             "command-line flag",
-            Source::Custom(format!("command-line flag --set {}", self.key)),
+            Source::Custom(match &self.flag {
+                Some(flag) => format!("command-line flag {flag}"),
+                None => format!("command-line flag --set {}", self.key),
+            }),
         )
     }
 
@@ -324,5 +346,46 @@ placements.here = { transport = "local" }
         let text = err.to_string();
         assert!(text.contains("launcher.stop_grace"), "{text}");
         assert!(text.contains("invalid duration `2 parsecs`"), "{text}");
+    }
+
+    #[test]
+    fn env_keys_below_env_and_params_keep_their_case() {
+        assert_eq!(
+            env_key_path("GROUPS__G__ENV__RUST_LOG"),
+            "groups.g.env.RUST_LOG"
+        );
+        assert_eq!(
+            env_key_path("GROUPS__First__PARAMS__MaxRows"),
+            "groups.first.params.MaxRows"
+        );
+        assert_eq!(
+            env_key_path("GROUPS__G__PLACEMENTS__BOX__ENV__A_B"),
+            "groups.g.placements.box.env.A_B"
+        );
+        assert_eq!(env_key_path("LAUNCHER__TIMEOUT"), "launcher.timeout");
+        // `env` as a group name is a name, not the env table.
+        assert_eq!(
+            env_key_path("GROUPS__ENV__INSTANCES"),
+            "groups.env.instances"
+        );
+    }
+
+    #[test]
+    fn a_dedicated_flag_is_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "c.toml", BASE);
+        let err = load(&ConfigSources {
+            file: Some(file),
+            ignore_env: true,
+            flag_overrides: vec![(
+                "--timeout".into(),
+                "launcher.timeout".into(),
+                "\"soon\"".into(),
+            )],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("(from command-line flag --timeout)"), "{err}");
     }
 }

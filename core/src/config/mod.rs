@@ -1,11 +1,14 @@
 //! Configuration: the model ([`Config`]), its layered loading ([`load`]) and the
 //! human durations used in it.
 
+mod command;
 mod duration;
 mod env;
 mod load;
+pub(crate) mod messages;
 mod model;
 mod supervision;
+mod read;
 
 pub use duration::HumanDuration;
 pub use env::check_env_var;
@@ -15,3 +18,4 @@ pub use model::{
     RestartPolicy, DEFAULT_HANG_TIMEOUT,
 };
 pub use supervision::{DependencyCondition, ReadyRule, StopSignal, TcpTarget};
+pub use read::{MAX_CONFIG_BYTES, MAX_YAML_DEPTH};

@@ -70,8 +70,8 @@ pub enum LogFormat {
 }
 
 /// A command: an argv list, or a string split like a shell would (without running
-/// a shell).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// a shell). Read by hand (config/command.rs) so that a wrong type says so in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum CommandLine {
     /// `["prog", "arg"]`.
