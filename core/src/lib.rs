@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 mod error;
 mod events;
 mod launcher;
@@ -36,8 +37,12 @@ mod supervisor;
 mod transport;
 
 pub use config::{
-    BackoffConfig, CommandLine, Config, GroupConfig, HumanDuration, LauncherConfig, LogFormat,
-    PlacementConfig, RestartPolicy,
+    BackoffConfig, CommandLine, Config, ControlConfig, GroupConfig, HumanDuration, LauncherConfig,
+    LogFormat, PlacementConfig, RestartPolicy,
+};
+pub use control::{
+    Control, ControlError, Followed, InstanceSnapshot, InstanceState, LogFilter, ReloadOutcome,
+    ScaleOutcome, Selector,
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};

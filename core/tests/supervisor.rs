@@ -157,7 +157,7 @@ fn group(extra: impl FnOnce(&mut GroupConfig)) -> GroupConfig {
         timeout: HumanDuration::from_secs(0),
         stop_grace: None,
         kill_after: None,
-        restart: RestartPolicy::Never,
+        restart: None,
         max_restarts: 5,
         backoff: BackoffConfig {
             initial: HumanDuration::from_millis(10),
@@ -291,7 +291,7 @@ async fn on_failure_restarts_until_success() {
         exit_codes: vec![1, 1, 0],
         ..Script::default()
     };
-    let g = group(|g| g.restart = RestartPolicy::OnFailure);
+    let g = group(|g| g.restart = Some(RestartPolicy::OnFailure));
     let (report, calls, events) = run(script, g, launcher(0)).await;
     assert_eq!(report.instances[0].restarts, 2);
     assert_eq!(
@@ -317,7 +317,7 @@ async fn max_restarts_bounds_a_crash_loop() {
         ..Script::default()
     };
     let g = group(|g| {
-        g.restart = RestartPolicy::Always;
+        g.restart = Some(RestartPolicy::Always);
         g.max_restarts = 3;
     });
     let (report, calls, _) = run(script, g, launcher(0)).await;
@@ -345,7 +345,7 @@ async fn a_spawn_failure_is_reported_and_follows_the_policy() {
         |e| matches!(e, Event::InstanceFailedToStart { error, .. } if error.contains("unreachable"))
     ));
     let g = group(|g| {
-        g.restart = RestartPolicy::OnFailure;
+        g.restart = Some(RestartPolicy::OnFailure);
         g.max_restarts = 2;
     });
     let (_, calls, _) = run(script, g, launcher(0)).await;

@@ -36,6 +36,12 @@ pub struct LauncherConfig {
     pub log_format: LogFormat,
     /// Least severe level shown: `trace`, `debug` (default), `info`, `warn`, `error`.
     pub log_level: distarch_protocol::Level,
+    /// Service mode: the run never ends because its instances ended (only a stop
+    /// request, SIGINT/SIGTERM or the control API end it), and `restart` defaults
+    /// to `always`.
+    pub service: bool,
+    /// The control plane (`[launcher.control]`).
+    pub control: super::control::ControlConfig,
 }
 
 impl Default for LauncherConfig {
@@ -48,6 +54,8 @@ impl Default for LauncherConfig {
             max_line_bytes: distarch_protocol::DEFAULT_MAX_LINE,
             log_format: LogFormat::Text,
             log_level: distarch_protocol::Level::Debug,
+            service: false,
+            control: super::control::ControlConfig::default(),
         }
     }
 }
@@ -160,11 +168,15 @@ pub struct GroupConfig {
     /// Overrides the launcher's `kill_after` for this group.
     #[serde(default)]
     pub kill_after: Option<HumanDuration>,
-    /// Restart policy.
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    /// Most consecutive restarts (counted since the last healthy run).
-    #[serde(default = "default_max_restarts")]
+    /// Restart policy; when not set, `never` (`always` in service mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+    /// Most consecutive restarts (counted since the last healthy run); `"unlimited"`
+    /// in files is `u32::MAX` here.
+    #[serde(
+        default = "default_max_restarts",
+        with = "super::control::max_restarts"
+    )]
     pub max_restarts: u32,
     /// Delay between restarts.
     #[serde(default)]

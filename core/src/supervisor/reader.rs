@@ -132,9 +132,9 @@ impl<'a> Chunk<'a> {
             }) => record(level, message, fields),
             WorkerLine::Frame(WorkerFrame::Ready) => Event::InstanceReady(self.label.clone()),
             // Activity like any frame; how the worker ended is read from its exit.
-            WorkerLine::Frame(WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. }) => {
-                return
-            }
+            WorkerLine::Frame(
+                WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. },
+            ) => return,
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,

@@ -39,6 +39,9 @@ pub(crate) struct InstanceTask {
     pub(crate) control: watch::Receiver<ControlState>,
     pub(crate) clock: Arc<RunClock>,
     pub(crate) max_line: usize,
+    // control hook: the group's current size; a change is sent to the running
+    // instance as a `group_count` frame and used for its next start.
+    pub(crate) group_count: watch::Receiver<u64>,
 }
 
 /// How one start ended.
@@ -77,7 +80,7 @@ impl InstanceTask {
                 break result.outcome;
             }
             let failed = !matches!(&result.outcome, Outcome::Exited(s) if s.success());
-            let again = match self.group.restart {
+            let again = match self.group.restart.unwrap_or_default() {
                 RestartPolicy::Never => false,
                 RestartPolicy::OnFailure => failed,
                 RestartPolicy::Always => true,
@@ -126,6 +129,12 @@ impl InstanceTask {
 
     async fn start_once(&mut self, label: Arc<InstanceLabel>, restart: u32) -> StartResult {
         self.spec.restart = restart;
+        // control hook: a (re)start gets the group's current size.
+        self.spec.group_count = *self.group_count.borrow_and_update();
+        self.spec.env.insert(
+            env_vars::GROUP_COUNT.to_string(),
+            self.spec.group_count.to_string(),
+        );
         self.spec
             .env
             .insert(env_vars::RESTART.to_string(), restart.to_string());
@@ -212,6 +221,12 @@ impl InstanceTask {
                     let first = order.first_step().unwrap_or(StopStep::StopFrame);
                     let (exit, step) = self.bring_down(&mut instance, &mut stdin, first).await;
                     break (exit, Some(step), false);
+                }
+                // control hook: tell the worker its group was scaled.
+                Ok(()) = self.group_count.changed() => {
+                    let count = *self.group_count.borrow_and_update();
+                    self.spec.group_count = count;
+                    send_frame(&mut stdin, &MasterFrame::GroupCount { count }).await;
                 }
             }
         };
@@ -308,6 +323,21 @@ impl InstanceTask {
                     step = order.first_step().unwrap_or(StopStep::Kill).max(step);
                 }
             }
+        }
+    }
+}
+
+/// Writes one frame to the worker's stdin; a stdin nobody reads any more is dropped.
+async fn send_frame(stdin: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>, frame: &MasterFrame) {
+    if let Some(w) = stdin.as_mut() {
+        let bytes = encode_master_frame(frame);
+        let sent = timeout(STOP_FRAME_WRITE, async {
+            w.write_all(&bytes).await?;
+            w.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            *stdin = None;
         }
     }
 }
