@@ -32,6 +32,9 @@ pub enum Command {
     Validate(ConfigArgs),
     /// Remove containers and pods left behind by runs whose master is gone.
     Gc(GcArgs),
+    /// Control verbs (ps, stop, suspend, resume, scale, restart, logs, reload).
+    #[command(flatten)]
+    Control(crate::verbs::ControlCommand),
 }
 
 /// Where the configuration comes from and how to override it.
@@ -101,6 +104,12 @@ pub struct LaunchArgs {
     /// Use this run id instead of a random one (labels containers, pods, temp files).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+
+    /// Service mode: run until stopped (a stop request, SIGINT/SIGTERM), whatever
+    /// the instances do; `restart` defaults to `always`. Same as
+    /// --set launcher.service=true
+    #[arg(long)]
+    pub service: bool,
 }
 
 /// Arguments of `gc`.

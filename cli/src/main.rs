@@ -1,10 +1,11 @@
-//! The `distarch` command: `launch`, `validate`, `gc`.
+//! The `distarch` command: `launch`, `validate`, `gc`, and the control verbs.
 #![forbid(unsafe_code)]
 
 mod args;
 mod gc;
 mod plan_table;
 mod transports;
+mod verbs;
 
 use args::{Cli, Command, ConfigArgs};
 use clap::Parser;
@@ -41,7 +42,12 @@ fn main() {
 
 async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Launch(args) => {
+        Command::Launch(mut args) => {
+            if args.service {
+                args.config
+                    .set
+                    .push(("launcher.service".into(), "true".into()));
+            }
             let Some((loaded, launcher)) = prepare(&args.config, args.run_id.clone()) else {
                 return EXIT_CONFIG;
             };
@@ -54,9 +60,10 @@ async fn run(cli: Cli) -> i32 {
             }
             let l = &loaded.config.launcher;
             let writer = LogWriter::new(stdout_file(), l.log_format).with_min_level(l.log_level);
-            let report = launcher.run(writer).await;
-            report.exit_code()
+            let file = loaded.file.clone();
+            verbs::launch::run(launcher, &loaded.config, file, args.config, writer).await
         }
+        Command::Control(command) => verbs::run(command).await,
         Command::Validate(args) => {
             let Some((loaded, launcher)) = prepare(&args, None) else {
                 return EXIT_CONFIG;

@@ -33,6 +33,10 @@ fn watch_stdin(obey_stop: bool) {
         let stdin = std::io::stdin();
         for line in stdin.lock().split(b'\n') {
             let Ok(line) = line else { break };
+            if let MasterLine::Frame(MasterFrame::GroupCount { count }) = parse_master_line(&line) {
+                say(&format!("group count now {count}"));
+                continue;
+            }
             if let MasterLine::Frame(MasterFrame::Stop) = parse_master_line(&line) {
                 if obey_stop {
                     say("got stop");
@@ -106,6 +110,23 @@ fn main() {
             frame(&WorkerFrame::Ready);
             say("serving");
             ping_forever();
+        }
+        "steady" => {
+            // Says who it is, serves, and prints a numbered tick every 200 ms.
+            say(&format!(
+                "steady id={} group_id={} count={} restart={} params={}",
+                var("DISTARCH_ID"),
+                var("DISTARCH_GROUP_ID"),
+                var("DISTARCH_GROUP_COUNT"),
+                restart,
+                var("DISTARCH_PARAMS")
+            ));
+            watch_stdin(true);
+            frame(&WorkerFrame::Ready);
+            for tick in 0u64.. {
+                say(&format!("tick {tick}"));
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
         "ignore-stop" => {
             ignore_sigterm();

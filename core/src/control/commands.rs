@@ -179,11 +179,13 @@ impl Engine {
                 ))
             })?,
             None if names.len() == 1 => names[0].clone(),
-            None => return Err(ControlError::Invalid(format!(
+            None => {
+                return Err(ControlError::Invalid(format!(
                 "group `{group}` has several placements ({}); say which, e.g. {group}.{}={count}",
                 names.join(", "),
                 names.first().map_or("PLACEMENT", |n| &**n)
-            ))),
+            )))
+            }
         };
         let current = self.staying(group, Some(&placement));
         let mut outcome = ScaleOutcome::default();

@@ -215,9 +215,11 @@ impl Engine {
         let Some(transport) = self.parts.registry.get(&m.planned.transport).cloned() else {
             return;
         };
-        let _ = m.order.send(ControlState {
-            order: Order::Run,
-            reason: None,
+        // `send_replace`: the old task's receiver is gone, and `send` would not
+        // store the value without receivers.
+        m.order.send_replace(ControlState {
+            order: self.global.order,
+            reason: self.global.reason,
         });
         m.alive = true;
         m.after = After::Stay;
