@@ -128,6 +128,22 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+        "probe-socket" => {
+            // Asks the control API on the Unix socket ARG for its instances and prints
+            // the raw answer (for the test that connects as another user).
+            use std::io::Read;
+            match std::os::unix::net::UnixStream::connect(&arg) {
+                Ok(mut s) => {
+                    let _ = s.write_all(
+                        b"GET /v1/instances HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    );
+                    let mut answer = String::new();
+                    let _ = s.read_to_string(&mut answer);
+                    say(&answer);
+                }
+                Err(e) => say(&format!("cannot connect: {e}")),
+            }
+        }
         "ignore-stop" => {
             ignore_sigterm();
             watch_stdin(false);
