@@ -6,7 +6,9 @@ use crate::wire::{
     TargetsRequest, API_PREFIX,
 };
 use bytes::Bytes;
-use distarch_core::{format_json, format_text, Config, Control, ControlError, Event, LogFilter};
+use distarch_core::{
+    format_json, format_text, Config, Control, ControlError, Event, FeedEvent, LogFilter,
+};
 use http_body_util::channel::Channel;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
@@ -188,15 +190,35 @@ struct LogQuery {
     format: Formatter,
 }
 
-/// Writes one event as lines of text or JSON.
-type Formatter = fn(&mut Vec<u8>, &Event);
+/// How a stream shows events.
+#[derive(Clone, Copy)]
+enum Formatter {
+    Json,
+    Text,
+}
+
+impl Formatter {
+    fn write(self, buf: &mut Vec<u8>, event: &Event) {
+        match self {
+            Formatter::Json => format_json(buf, event),
+            Formatter::Text => format_text(buf, event),
+        }
+    }
+
+    fn live(self, event: &FeedEvent) -> &[u8] {
+        match self {
+            Formatter::Json => event.json(),
+            Formatter::Text => event.text(),
+        }
+    }
+}
 
 impl LogQuery {
     fn parse(query: Option<&str>) -> Result<LogQuery, String> {
         let mut q = LogQuery {
             filter: LogFilter::default(),
             follow: false,
-            format: format_json,
+            format: Formatter::Json,
         };
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match &*k {
@@ -220,8 +242,8 @@ impl LogQuery {
                 "follow" => q.follow = v == "true" || v == "1",
                 "format" => {
                     q.format = match &*v {
-                        "json" => format_json,
-                        "text" => format_text,
+                        "json" => Formatter::Json,
+                        "text" => Formatter::Text,
                         other => return Err(format!("format `{other}` is not json or text")),
                     }
                 }
@@ -236,7 +258,7 @@ fn logs(c: &Control, q: LogQuery) -> Response<Body> {
     if !q.follow {
         let mut buf = Vec::new();
         for e in c.logs(&q.filter) {
-            (q.format)(&mut buf, &e);
+            q.format.write(&mut buf, &e);
         }
         return ndjson(full(buf));
     }
@@ -256,24 +278,25 @@ fn ndjson(body: Body) -> Response<Body> {
 /// A stream of JSON lines: `buffered` first, then every live event the filter wants
 /// (every event when `filter` is `None`). A client that stops reading is dropped.
 fn follow(c: &Control, filter: Option<LogFilter>, buffered: Vec<Event>) -> Response<Body> {
-    follow_from(c.events(), filter, buffered, format_json)
+    follow_from(c.events(), filter, buffered, Formatter::Json)
 }
 
 fn follow_from(
-    mut live: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    mut live: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
     filter: Option<LogFilter>,
     buffered: Vec<Event>,
     format: Formatter,
 ) -> Response<Body> {
     let (mut tx, body) = Channel::<Bytes, Infallible>::new(STREAM_FRAMES);
     tokio::spawn(async move {
-        let mut buf = Vec::new();
-        for e in &buffered {
-            format(&mut buf, e);
-        }
-        drop(buffered);
-        if !buf.is_empty() && !push(&mut tx, std::mem::take(&mut buf)).await {
-            return;
+        // The buffer goes out one event at a time, so that a client that does not
+        // read holds at most STREAM_FRAMES of it in memory.
+        for e in buffered {
+            let mut buf = Vec::new();
+            format.write(&mut buf, &e);
+            if !buf.is_empty() && !push(&mut tx, buf).await {
+                return;
+            }
         }
         // An empty line tells the client the stream is live (and keeps proxies open).
         if !push(&mut tx, b"\n".to_vec()).await {
@@ -282,12 +305,11 @@ fn follow_from(
         loop {
             match live.recv().await {
                 Ok(event) => {
-                    if filter.as_ref().is_some_and(|f| !f.wants(&event)) {
+                    if filter.as_ref().is_some_and(|f| !f.wants(event.event())) {
                         continue;
                     }
-                    let mut buf = Vec::new();
-                    format(&mut buf, &event);
-                    if !buf.is_empty() && !push(&mut tx, buf).await {
+                    let bytes = format.live(&event);
+                    if !bytes.is_empty() && !push(&mut tx, bytes.to_vec()).await {
                         eprintln!("[master] WARN control: dropped a follower that stopped reading");
                         return;
                     }

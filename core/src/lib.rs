@@ -41,7 +41,7 @@ pub use config::{
     LogFormat, PlacementConfig, RestartPolicy,
 };
 pub use control::{
-    Control, ControlError, Followed, InstanceSnapshot, InstanceState, LogFilter, ReloadOutcome,
+    Control, ControlError, FeedEvent, Followed, InstanceSnapshot, InstanceState, LogFilter, ReloadOutcome,
     ScaleOutcome, Selector,
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};

@@ -6,18 +6,60 @@ use super::logs::{LogBuffers, LogFilter};
 use super::state::Instances;
 use crate::events::Event;
 use crate::sink::EventSink;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 
 /// Events waiting for the slowest follower before it is dropped (batches of lines).
-const FEED_CAPACITY: usize = 4096;
+const FEED_CAPACITY: usize = 1024;
+
+/// One event of the live feed, formatted at most once per format however many
+/// followers read it.
+#[derive(Debug)]
+pub struct FeedEvent {
+    event: Event,
+    json: OnceLock<Vec<u8>>,
+    text: OnceLock<Vec<u8>>,
+}
+
+impl FeedEvent {
+    fn new(event: Event) -> Self {
+        FeedEvent {
+            event,
+            json: OnceLock::new(),
+            text: OnceLock::new(),
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The event as JSON lines (see [`crate::format_json`]).
+    pub fn json(&self) -> &[u8] {
+        self.json.get_or_init(|| {
+            let mut buf = Vec::new();
+            crate::output::format_json(&mut buf, &self.event);
+            buf
+        })
+    }
+
+    /// The event as text lines, as the master prints them (see [`crate::format_text`]).
+    pub fn text(&self) -> &[u8] {
+        self.text.get_or_init(|| {
+            let mut buf = Vec::new();
+            crate::output::format_text(&mut buf, &self.event);
+            buf
+        })
+    }
+}
 
 /// What the control plane knows about the run.
 #[derive(Debug)]
 pub(crate) struct Hub {
     instances: Mutex<Instances>,
     logs: Mutex<LogBuffers>,
-    feed: broadcast::Sender<Arc<Event>>,
+    feed: broadcast::Sender<Arc<FeedEvent>>,
 }
 
 /// A follower's view of the feed: the buffered events first, then the live ones.
@@ -26,7 +68,7 @@ pub struct Followed {
     pub buffered: Vec<Event>,
     /// Every event from now on. A follower that falls more than a few thousand
     /// batches behind gets `Lagged` and should give up.
-    pub live: broadcast::Receiver<Arc<Event>>,
+    pub live: broadcast::Receiver<Arc<FeedEvent>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,7 +104,7 @@ impl Hub {
         let mut logs = lock(&self.logs);
         logs.observe(event);
         if self.feed.receiver_count() > 0 {
-            let _ = self.feed.send(Arc::new(event.clone()));
+            let _ = self.feed.send(Arc::new(FeedEvent::new(event.clone())));
         }
     }
 
@@ -81,7 +123,7 @@ impl Hub {
     }
 
     /// The live feed of every event.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.feed.subscribe()
     }
 }

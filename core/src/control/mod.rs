@@ -10,7 +10,7 @@ mod hub;
 mod logs;
 mod state;
 
-pub use hub::Followed;
+pub use hub::{FeedEvent, Followed};
 pub use logs::LogFilter;
 pub use state::{InstanceSnapshot, InstanceState};
 
@@ -151,13 +151,14 @@ impl Control {
     }
 
     /// The buffered output the filter wants, then every event as it comes (filter
-    /// the live ones with [`LogFilter::wants`]).
+    /// the live ones with [`LogFilter::wants`]). A receiver that falls more than
+    /// about a thousand batches behind gets `Lagged`.
     pub fn follow(&self, filter: &LogFilter) -> Followed {
         self.hub.follow(filter)
     }
 
     /// Every event of the run from now on.
-    pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn events(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.hub.subscribe()
     }
 
