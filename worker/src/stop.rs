@@ -31,6 +31,8 @@ pub(crate) struct StopSignal {
     changed: Condvar,
     /// Grace before the SDK exits the process when the master is gone, in ms.
     exit_grace_ms: AtomicU64,
+    /// The group's size from the last `group_count` frame (0: none received).
+    pub(crate) group_count: AtomicU64,
     #[cfg(feature = "tokio")]
     pub(crate) notify: tokio::sync::Notify,
 }
@@ -42,6 +44,7 @@ impl StopSignal {
             reason: Mutex::new(None),
             changed: Condvar::new(),
             exit_grace_ms: AtomicU64::new(NO_EXIT),
+            group_count: AtomicU64::new(0),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
         };
@@ -144,8 +147,12 @@ fn read_frames(input: &mut impl Read, signal: &StopSignal) {
     let mut splitter = LineSplitter::new(MAX_MASTER_LINE);
     let mut buf = [0u8; 8192];
     let on_line = |line: distarch_protocol::RawLine<'_>| {
-        if let MasterLine::Frame(MasterFrame::Stop) = parse_master_line(line.bytes) {
-            signal.raise(StopReason::StopRequested);
+        match parse_master_line(line.bytes) {
+            MasterLine::Frame(MasterFrame::Stop) => signal.raise(StopReason::StopRequested),
+            MasterLine::Frame(MasterFrame::GroupCount { count }) => {
+                signal.group_count.store(count, Ordering::Relaxed);
+            }
+            _ => {}
         }
         // Anything else (plain text, unknown frames) is ignored, as the protocol says.
     };
@@ -171,6 +178,11 @@ mod tests {
         let mut input: &[u8] = b"hello\n\x1e{\"type\":\"nope\"}\n";
         read_frames(&mut input, &signal);
         assert_eq!(signal.reason(), None, "unknown frames and text are ignored");
+
+        let mut input: &[u8] = b"\x1e{\"type\":\"group_count\",\"count\":7}\n";
+        read_frames(&mut input, &signal);
+        assert_eq!(signal.group_count.load(Ordering::Relaxed), 7);
+        assert_eq!(signal.reason(), None, "a group count is not a stop");
 
         let mut input: &[u8] = b"\x1e{\"type\":\"stop\",\"extra\":1}\r\n";
         read_frames(&mut input, &signal);

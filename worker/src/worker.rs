@@ -147,9 +147,19 @@ impl Worker {
         self.inner.identity.group_id
     }
 
-    /// Number of instances in the group.
+    /// Number of instances in the group now: `DISTARCH_GROUP_COUNT` at start, then
+    /// the count of the last `group_count` frame (the group was scaled) once the
+    /// worker listens for the master (see [`Worker::listen`]).
     pub fn group_count(&self) -> u64 {
-        self.inner.identity.group_count
+        match self
+            .inner
+            .stop
+            .group_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => self.inner.identity.group_count,
+            n => n,
+        }
     }
 
     /// Name of the group.
