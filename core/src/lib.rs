@@ -41,8 +41,8 @@ pub use config::{
     LogFormat, PlacementConfig, RestartPolicy,
 };
 pub use control::{
-    Control, ControlError, FeedEvent, Followed, InstanceSnapshot, InstanceState, LogFilter, ReloadOutcome,
-    ScaleOutcome, Selector,
+    Control, ControlError, FeedEvent, Followed, InstanceSnapshot, InstanceState, LogFilter,
+    ReloadOutcome, ScaleOutcome, Selector,
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};

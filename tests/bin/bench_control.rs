@@ -98,7 +98,10 @@ fn part_ps(tmp: &Path, rt: &Path, n: u64, samples: u64) {
                 break ready;
             }
         }
-        assert!(Instant::now() < deadline, "the instances did not all get ready");
+        assert!(
+            Instant::now() < deadline,
+            "the instances did not all get ready"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let mut ps = Vec::new();
@@ -123,12 +126,25 @@ fn part_ps(tmp: &Path, rt: &Path, n: u64, samples: u64) {
     let _ = distarch(rt, &["stop", "benchps"]).output();
     reap(master, Instant::now());
     println!("ps of {n} instances ({samples} samples, median):");
-    println!("  distarch ps RUN -o json (whole command)   {}", ms(median(ps)));
-    println!("  baseline: read /proc/PID/{{stat,cmdline,status}} of the same pids   {}", ms(median(proc_read)));
+    println!(
+        "  distarch ps RUN -o json (whole command)   {}",
+        ms(median(ps))
+    );
+    println!(
+        "  baseline: read /proc/PID/{{stat,cmdline,status}} of the same pids   {}",
+        ms(median(proc_read))
+    );
 }
 
 /// Runs the flood; with `clients`, 10 `ps` loops and 10 `logs -f` run meanwhile.
-fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: bool) -> (Duration, u64, u64) {
+fn flood(
+    tmp: &Path,
+    rt: &Path,
+    run: &str,
+    n: u64,
+    lines: u64,
+    clients: bool,
+) -> (Duration, u64, u64) {
     let worker = dir().join("distarch-test-worker");
     let config = format!(
         "[launcher.control]\nlog_buffer = 65536\n[groups.flood]\ncommand = [{:?}, \"flood\", \"{lines}\"]\ninstances = {n}\ntimeout = \"0s\"\n",
@@ -139,7 +155,12 @@ fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: bool) ->
     let mut threads = Vec::new();
     if clients {
         for k in 0..20 {
-            let (done, requests, rt, run) = (done.clone(), requests.clone(), rt.to_path_buf(), run.to_string());
+            let (done, requests, rt, run) = (
+                done.clone(),
+                requests.clone(),
+                rt.to_path_buf(),
+                run.to_string(),
+            );
             threads.push(std::thread::spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     if k % 2 == 0 {
@@ -196,7 +217,14 @@ fn main() {
         quiet.push(q.0);
         busy.push(b.0);
     }
-    let (q, b) = (median(quiet.clone()).min(quiet[0]), median(busy.clone()).min(busy[0]));
+    let (q, b) = (
+        median(quiet.clone()).min(quiet[0]),
+        median(busy.clone()).min(busy[0]),
+    );
     let slowdown = (b.as_secs_f64() / q.as_secs_f64() - 1.0) * 100.0;
-    println!("  best of rounds: no client {} | 20 clients {} | slowdown {slowdown:+.1} %", ms(q), ms(b));
+    println!(
+        "  best of rounds: no client {} | 20 clients {} | slowdown {slowdown:+.1} %",
+        ms(q),
+        ms(b)
+    );
 }
