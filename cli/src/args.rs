@@ -41,6 +41,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `distarch man > distarch.1; man ./distarch.1`.
     Man,
+    /// Control verbs (ps, stop, suspend, resume, scale, restart, logs, reload).
+    #[command(flatten)]
+    Control(crate::verbs::ControlCommand),
 }
 
 /// Where the configuration comes from and how to override it.
@@ -133,6 +136,12 @@ pub struct LaunchArgs {
     /// or digit.
     #[arg(long, value_name = "ID", value_parser = parse_run_id)]
     pub run_id: Option<String>,
+
+    /// Service mode: run until stopped (a stop request, SIGINT/SIGTERM), whatever
+    /// the instances do; `restart` defaults to `always`. Same as
+    /// --set launcher.service=true
+    #[arg(long)]
+    pub service: bool,
 }
 
 /// Arguments of `validate`.

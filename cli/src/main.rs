@@ -1,4 +1,4 @@
-//! The `distarch` command: `launch`, `validate`, `gc`.
+//! The `distarch` command: `launch`, `validate`, `gc`, and the control verbs.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -7,6 +7,7 @@ mod docs;
 mod gc;
 mod plan_table;
 mod transports;
+mod verbs;
 mod watchdog;
 
 use args::{Cli, Command, ConfigArgs, RunArgs};
@@ -56,7 +57,12 @@ fn main() {
 
 async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Launch(args) => {
+        Command::Launch(mut args) => {
+            if args.service {
+                args.config
+                    .set
+                    .push(("launcher.service".into(), "true".into()));
+            }
             let Some((loaded, launcher)) = prepare(&args.config, &args.run, args.run_id.clone())
             else {
                 return EXIT_CONFIG;
@@ -71,10 +77,14 @@ async fn run(cli: Cli) -> i32 {
             let l = &loaded.config.launcher;
             let writer = LogWriter::new(stdout_file(), l.log_format).with_min_level(l.log_level);
             watchdog::arm(&launcher);
-            let report = launcher.run(writer).await;
+            let file = loaded.file.clone();
+            let code =
+                verbs::launch::run(launcher, &loaded.config, file, args.config, args.run, writer)
+                    .await;
             watchdog::disarm();
-            report.exit_code()
+            code
         }
+        Command::Control(command) => verbs::run(command).await,
         Command::Validate(args) => {
             let Some((loaded, launcher)) = prepare(&args.config, &args.run, None) else {
                 return EXIT_CONFIG;

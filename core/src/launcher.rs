@@ -2,10 +2,12 @@
 //! launcher-wide limits and signals, and returns a [`RunReport`].
 
 use crate::config::ReadyRule;
-use crate::config::{Config, GroupConfig, LauncherConfig};
+use crate::config::{Config, GroupConfig, LauncherConfig, RestartPolicy};
+use crate::control::{Command, Control, Engine, EngineParts, Tap};
 use crate::error::ConfigErrors;
 use crate::events::{Event, LogRecord, StopReason};
 use crate::plan::{build_plan_limited, Plan, DEFAULT_MAX_INSTANCES};
+use crate::plan::{PlannedGroup, PlannedInstance};
 use crate::registry::TransportRegistry;
 use crate::report::{InstanceReport, RunReport};
 use crate::sink::{pump, EventSink, EventTx};
@@ -30,6 +32,9 @@ pub struct Launcher {
     run_id: String,
     handle_signals: bool,
     stop: StopHandle,
+    // control hook: the run's control handle and the receiving end of its commands.
+    control: Control,
+    commands: tokio::sync::mpsc::Receiver<Command>,
 }
 
 /// Builds a [`Launcher`] from a loaded [`Config`] or in code.
@@ -101,18 +106,36 @@ impl LauncherBuilder {
     }
 
     /// Checks everything and gives out ids. Errors list every problem with its key.
-    pub fn build(self) -> Result<Launcher, ConfigErrors> {
+    pub fn build(mut self) -> Result<Launcher, ConfigErrors> {
+        apply_service_defaults(&mut self.config);
         let limit = self.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
         let plan = build_plan_limited(&self.config, &self.registry, &self.only, limit)?;
         let (stop, _) = StopHandle::new();
+        let run_id = self.run_id.unwrap_or_else(new_run_id);
+        let (control, commands) = Engine::channel(&self.config, stop.clone(), &run_id);
         Ok(Launcher {
             config: self.config,
             registry: self.registry,
             plan,
-            run_id: self.run_id.unwrap_or_else(new_run_id),
+            run_id,
             handle_signals: self.handle_signals,
             stop,
+            control,
+            commands,
         })
+    }
+}
+
+/// Gives every group without a `restart` policy its default: `always` in service
+/// mode, else `never`.
+pub(crate) fn apply_service_defaults(config: &mut Config) {
+    let default = if config.launcher.service {
+        RestartPolicy::Always
+    } else {
+        RestartPolicy::Never
+    };
+    for group in config.groups.values_mut() {
+        group.restart.get_or_insert(default);
     }
 }
 
@@ -142,15 +165,59 @@ impl Launcher {
         self.stop.clone()
     }
 
+    /// A handle to see and steer the run while it runs (snapshot, logs, stop,
+    /// suspend, resume, scale, restart, reload).
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
     fn spec_for(&self, index: usize) -> InstanceSpec {
         let inst = &self.plan.instances[index];
         let group = self.plan.group_of(inst);
+        instance_spec(&self.run_id, &self.config.launcher, group, inst)
+    }
+}
+
+/// The spec of one instance of `group` (also used by the control engine for the
+/// instances it starts later).
+/// The group's strings of one instance (expanded at each start) and its group's
+/// compiled `ready = { log = ... }` pattern (`compiled`, when the caller has it).
+pub(crate) fn task_strings(
+    group: &PlannedGroup,
+    inst: &PlannedInstance,
+    compiled: Option<Option<Arc<regex::Regex>>>,
+) -> (SpecTemplate, Option<Arc<regex::Regex>>) {
+    let template = SpecTemplate::new(
+        group.argv.clone(),
+        group.config.env.clone(),
+        group.config.workdir.clone(),
+        inst.params.clone(),
+    );
+    let ready_log = compiled.unwrap_or_else(|| ready_pattern(&group.config));
+    (template, ready_log)
+}
+
+/// The group's `ready = { log = ... }` pattern, compiled (build_plan checked it).
+fn ready_pattern(group: &GroupConfig) -> Option<Arc<regex::Regex>> {
+    match &group.ready {
+        Some(ReadyRule::Log(p)) => regex::Regex::new(p).ok().map(Arc::new),
+        _ => None,
+    }
+}
+
+pub(crate) fn instance_spec(
+    run_id: &str,
+    l: &LauncherConfig,
+    group: &PlannedGroup,
+    inst: &PlannedInstance,
+) -> InstanceSpec {
+    {
         let g = &group.config;
-        let l = &self.config.launcher;
+        let run_id = run_id.to_string();
         let mut env: BTreeMap<String, String> = g.env.clone();
         for (k, v) in [
             (env_vars::PROTOCOL, PROTOCOL_VERSION.to_string()),
-            (env_vars::RUN_ID, self.run_id.clone()),
+            (env_vars::RUN_ID, run_id.clone()),
             (env_vars::ID, inst.id.to_string()),
             (env_vars::GROUP, group.name.to_string()),
             (env_vars::GROUP_ID, inst.group_id.to_string()),
@@ -161,7 +228,7 @@ impl Launcher {
             env.insert(k.to_string(), v);
         }
         InstanceSpec {
-            run_id: self.run_id.clone(),
+            run_id,
             group: group.name.to_string(),
             placement: inst.placement.to_string(),
             id: inst.id,
@@ -179,16 +246,42 @@ impl Launcher {
             kill_after: g.kill_after.unwrap_or(l.kill_after).0,
         }
     }
+}
 
+impl Launcher {
     /// Runs every instance until each has ended for good, sending every event to
     /// `sink` (on a thread of its own), and returns the report.
-    pub async fn run(self, sink: impl EventSink) -> RunReport {
+    pub async fn run(mut self, sink: impl EventSink) -> RunReport {
         let started = Instant::now();
         let (events, rx) = EventTx::channel();
+        // control hook: the tap keeps the control's state and log buffers.
+        let tap = Tap {
+            hub: self.control.hub.clone(),
+            inner: Box::new(sink),
+        };
         let sink_thread = std::thread::Builder::new()
             .name("distarch-events".into())
-            .spawn(move || pump(rx, Box::new(sink)));
+            .spawn(move || pump(rx, Box::new(tap)));
         let clock = RunClock::new();
+        let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
+            .with_ids(self.plan.instances.iter().map(|i| i.id));
+        // control hook: the engine owns the run's dynamic set of instances.
+        let (_, no_commands) = tokio::sync::mpsc::channel(1);
+        let commands = std::mem::replace(&mut self.commands, no_commands);
+        let mut engine = Engine::new(
+            &self.config,
+            &self.plan,
+            &self.control,
+            commands,
+            EngineParts {
+                run_id: self.run_id.clone(),
+                launcher: self.config.launcher.clone(),
+                registry: self.registry.clone(),
+                events: events.clone(),
+                clock: clock.clone(),
+                progress: progress.clone(),
+            },
+        );
         let _ = events
             .send(Event::RunStarting {
                 run_id: self.run_id.clone(),
@@ -196,20 +289,12 @@ impl Launcher {
             })
             .await;
 
-        let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
-            .with_ids(self.plan.instances.iter().map(|i| i.id));
+
         let ready_logs: BTreeMap<&str, Option<Arc<regex::Regex>>> = self
             .plan
             .groups
             .iter()
-            .map(|g| {
-                let re = match &g.config.ready {
-                    // build_plan checked that the pattern compiles.
-                    Some(ReadyRule::Log(p)) => regex::Regex::new(p).ok().map(Arc::new),
-                    _ => None,
-                };
-                (&*g.name, re)
-            })
+            .map(|g| (&*g.name, ready_pattern(&g.config)))
             .collect();
         let mut tasks = JoinSet::new();
         for (index, inst) in self.plan.instances.iter().enumerate() {
@@ -218,25 +303,22 @@ impl Launcher {
                 continue; // build_plan checked every transport name
             };
             let spec = self.spec_for(index);
-            let template = SpecTemplate::new(
-                group.argv.clone(),
-                group.config.env.clone(),
-                group.config.workdir.clone(),
-                inst.params.clone(),
-            );
+            let (template, ready_log) =
+                task_strings(group, inst, ready_logs.get(&*group.name).cloned());
             let task = InstanceTask {
                 template,
                 progress: progress.clone(),
-                ready_log: ready_logs.get(&*group.name).cloned().flatten(),
+                ready_log,
                 spec,
                 transport,
                 group: group.config.clone(),
                 group_name: group.name.clone(),
                 host: Arc::from(inst.target.host.as_str()),
                 events: events.clone(),
-                control: self.stop.subscribe(),
+                control: engine.member_started(inst.id), // control hook
                 clock: clock.clone(),
                 max_line: self.config.launcher.max_line_bytes,
+                group_count: engine.group_count(&group.name), // control hook
             };
             tasks.spawn(task.run());
         }
@@ -247,13 +329,13 @@ impl Launcher {
             .await;
 
         let reports = self
-            .supervise_run(&mut tasks, &events, &clock, &progress)
+            .supervise_run(&mut tasks, &events, &clock, &progress, &mut engine)
             .await;
+        drop(engine);
         for transport in self.registry.all() {
             transport.shutdown().await;
         }
-        let mut instances = reports;
-        instances.sort_by_key(|r| r.id);
+        let instances = crate::control::last_reports(reports);
         let report = RunReport {
             run_id: self.run_id.clone(),
             instances,
@@ -279,6 +361,7 @@ impl Launcher {
         events: &EventTx,
         clock: &Arc<RunClock>,
         progress: &RunProgress,
+        engine: &mut Engine,
     ) -> Vec<InstanceReport> {
         let l = &self.config.launcher;
         let max_running = l.max_running_time.non_zero();
@@ -299,16 +382,22 @@ impl Launcher {
         let mut announced = Order::Run;
         let mut reports = Vec::new();
         loop {
+            // control hook: an empty set of tasks ends the run unless the engine holds it.
+            if tasks.is_empty() && !engine.holds_run() {
+                break;
+            }
             let idle = clock.idle();
             let until_timeout = global_timeout.map(|t| t.saturating_sub(idle));
             tokio::select! {
-                joined = tasks.join_next() => match joined {
-                    Some(Ok(report)) => reports.push(report),
+                joined = tasks.join_next(), if !tasks.is_empty() => match joined {
+                    Some(Ok(report)) => reports.push(engine.task_ended(report, tasks)),
                     Some(Err(e)) => {
                         let _ = events.send(master_line(Level::Error, format!("an instance task failed: {e}"))).await;
                     }
-                    None => break,
+                    None => {}
                 },
+                // control hook: commands from Control handles.
+                command = engine.next_command() => engine.apply(command, tasks),
                 _ = sleep_until_opt(deadline), if deadline.is_some() && announced == Order::Run => {
                     self.stop.escalate(Order::Stop, StopReason::MaxRunningTime);
                 }
@@ -373,6 +462,7 @@ impl Launcher {
                 order = order_at_least(&mut control, next_order(announced)), if announced < Order::Kill => {
                     announced = order;
                     let state = self.stop.state();
+                    engine.global_order(state); // control hook
                     let reason = state.reason.unwrap_or(StopReason::Requested);
                     let _ = events.send(Event::RunStopping { reason, forced: order >= Order::Terminate }).await;
                     if order < Order::Kill && !tasks.is_empty() {

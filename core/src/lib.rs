@@ -24,6 +24,7 @@
 
 mod checks;
 pub mod config;
+pub mod control;
 mod error;
 mod escape;
 mod events;
@@ -39,8 +40,12 @@ pub mod template;
 mod transport;
 
 pub use config::{
-    BackoffConfig, CommandLine, Config, GroupConfig, HumanDuration, LauncherConfig, LogFormat,
-    PlacementConfig, RestartPolicy,
+    BackoffConfig, CommandLine, Config, ControlConfig, GroupConfig, HumanDuration, LauncherConfig,
+    LogFormat, PlacementConfig, RestartPolicy,
+};
+pub use control::{
+    Control, ControlError, FeedEvent, Followed, InstanceSnapshot, InstanceState, LogFilter,
+    ReloadOutcome, ScaleOutcome, Selector,
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};

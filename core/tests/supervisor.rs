@@ -167,7 +167,7 @@ fn group(extra: impl FnOnce(&mut GroupConfig)) -> GroupConfig {
     let mut g = GroupConfig {
         instances: Some(1),
         timeout: Some(HumanDuration::from_secs(0)),
-        restart: RestartPolicy::Never,
+        restart: Some(RestartPolicy::Never),
         max_restarts: 5,
         backoff: BackoffConfig {
             initial: HumanDuration::from_millis(10),
@@ -308,7 +308,7 @@ async fn on_failure_restarts_until_success() {
         exit_codes: vec![1, 1, 0],
         ..Script::default()
     };
-    let g = group(|g| g.restart = RestartPolicy::OnFailure);
+    let g = group(|g| g.restart = Some(RestartPolicy::OnFailure));
     let (report, calls, events) = run(script, g, launcher(0)).await;
     assert_eq!(report.instances[0].restarts, 2);
     assert_eq!(
@@ -334,7 +334,7 @@ async fn max_restarts_bounds_a_crash_loop() {
         ..Script::default()
     };
     let g = group(|g| {
-        g.restart = RestartPolicy::Always;
+        g.restart = Some(RestartPolicy::Always);
         g.max_restarts = 3;
     });
     let (report, calls, _) = run(script, g, launcher(0)).await;
@@ -362,7 +362,7 @@ async fn a_spawn_failure_is_reported_and_follows_the_policy() {
         |e| matches!(e, Event::InstanceFailedToStart { error, .. } if error.contains("unreachable"))
     ));
     let g = group(|g| {
-        g.restart = RestartPolicy::OnFailure;
+        g.restart = Some(RestartPolicy::OnFailure);
         g.max_restarts = 2;
     });
     let (_, calls, _) = run(script, g, launcher(0)).await;
@@ -554,7 +554,7 @@ async fn placeholders_expand_per_instance_and_per_restart() {
         g.params
             .insert("who".into(), serde_json::json!(["{host}", 1]));
         g.instances = Some(2);
-        g.restart = RestartPolicy::OnFailure;
+        g.restart = Some(RestartPolicy::OnFailure);
     });
     let (report, calls, _) = run(script, g, launcher(0)).await;
     let specs = calls.specs.lock().unwrap().clone();

@@ -33,6 +33,10 @@ fn watch_stdin(obey_stop: bool) {
         let stdin = std::io::stdin();
         for line in stdin.lock().split(b'\n') {
             let Ok(line) = line else { break };
+            if let MasterLine::Frame(MasterFrame::GroupCount { count }) = parse_master_line(&line) {
+                say(&format!("group count now {count}"));
+                continue;
+            }
             if let MasterLine::Frame(MasterFrame::Stop) = parse_master_line(&line) {
                 if obey_stop {
                     say("got stop");
@@ -106,6 +110,39 @@ fn main() {
             frame(&WorkerFrame::Ready);
             say("serving");
             ping_forever();
+        }
+        "steady" => {
+            // Says who it is, serves, and prints a numbered tick every 200 ms.
+            say(&format!(
+                "steady id={} group_id={} count={} restart={} params={}",
+                var("DISTARCH_ID"),
+                var("DISTARCH_GROUP_ID"),
+                var("DISTARCH_GROUP_COUNT"),
+                restart,
+                var("DISTARCH_PARAMS")
+            ));
+            watch_stdin(true);
+            frame(&WorkerFrame::Ready);
+            for tick in 0u64.. {
+                say(&format!("tick {tick}"));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        "probe-socket" => {
+            // Asks the control API on the Unix socket ARG for its instances and prints
+            // the raw answer (for the test that connects as another user).
+            use std::io::Read;
+            match std::os::unix::net::UnixStream::connect(&arg) {
+                Ok(mut s) => {
+                    let _ = s.write_all(
+                        b"GET /v1/instances HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    );
+                    let mut answer = String::new();
+                    let _ = s.read_to_string(&mut answer);
+                    say(&answer);
+                }
+                Err(e) => say(&format!("cannot connect: {e}")),
+            }
         }
         "ignore-stop" => {
             ignore_sigterm();

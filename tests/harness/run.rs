@@ -175,6 +175,11 @@ impl Running {
         String::from_utf8_lossy(&self.stdout.lock().expect("lock")).into_owned()
     }
 
+    /// Stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("lock")).into_owned()
+    }
+
     /// Waits until stdout has `count` lines containing `needle`; false on timeout.
     pub fn wait_for(&self, needle: &str, count: usize, limit: Duration) -> bool {
         crate::wait_until(limit, || {

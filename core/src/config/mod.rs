@@ -2,6 +2,7 @@
 //! human durations used in it.
 
 mod command;
+mod control;
 mod duration;
 mod env;
 mod load;
@@ -10,6 +11,7 @@ mod model;
 mod supervision;
 mod read;
 
+pub use control::{ControlConfig, DEFAULT_LOG_BUFFER};
 pub use duration::HumanDuration;
 pub use env::check_env_var;
 pub use load::{load, ConfigSources, LoadedConfig, DEFAULT_CONFIG_FILE, ENV_CONFIG_PREFIX};

@@ -41,6 +41,12 @@ pub struct LauncherConfig {
     /// starts, or the run is stopped and names the instances that never became
     /// ready (0 = do not wait, the default).
     pub ready_timeout: HumanDuration,
+    /// Service mode: the run never ends because its instances ended (only a stop
+    /// request, SIGINT/SIGTERM or the control API end it), and `restart` defaults
+    /// to `always`.
+    pub service: bool,
+    /// The control plane (`[launcher.control]`).
+    pub control: super::control::ControlConfig,
 }
 
 impl Default for LauncherConfig {
@@ -54,6 +60,8 @@ impl Default for LauncherConfig {
             log_format: LogFormat::Text,
             log_level: distarch_protocol::Level::Debug,
             ready_timeout: HumanDuration::default(),
+            service: false,
+            control: super::control::ControlConfig::default(),
         }
     }
 }
@@ -178,11 +186,15 @@ pub struct GroupConfig {
     /// Overrides the launcher's `kill_after` for this group.
     #[serde(default)]
     pub kill_after: Option<HumanDuration>,
-    /// Restart policy.
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    /// Most consecutive restarts (counted since the last healthy run).
-    #[serde(default = "default_max_restarts")]
+    /// Restart policy; when not set, `never` (`always` in service mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+    /// Most consecutive restarts (counted since the last healthy run); `"unlimited"`
+    /// in files is `u32::MAX` here.
+    #[serde(
+        default = "default_max_restarts",
+        with = "super::control::max_restarts"
+    )]
     pub max_restarts: u32,
     /// Delay between restarts.
     #[serde(default)]
@@ -217,7 +229,7 @@ impl GroupConfig {
             depends_on: BTreeMap::new(),
             stop_grace: None,
             kill_after: None,
-            restart: RestartPolicy::default(),
+            restart: None,
             max_restarts: default_max_restarts(),
             backoff: BackoffConfig::default(),
             order: 0,

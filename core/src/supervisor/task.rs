@@ -12,7 +12,7 @@ use crate::events::{Event, InstanceLabel, LogStream, StopStep};
 use crate::report::{InstanceReport, Outcome};
 use crate::sink::EventTx;
 use crate::transport::{ExitStatus, Instance, InstanceSpec, Transport};
-use distarch_protocol::{encode_master_frame, MasterFrame};
+use distarch_protocol::{encode_master_frame, env_vars, MasterFrame};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -53,6 +53,9 @@ pub(crate) struct InstanceTask {
     pub(crate) progress: RunProgress,
     /// The group's `ready = { log = ... }` pattern, compiled once per group.
     pub(crate) ready_log: Option<Arc<regex::Regex>>,
+    // control hook: the group's current size; a change is sent to the running
+    // instance as a `group_count` frame and used for its next start.
+    pub(crate) group_count: watch::Receiver<u64>,
 }
 
 /// How one start ended.
@@ -172,7 +175,7 @@ impl InstanceTask {
                 break result.outcome;
             }
             let failed = !matches!(&result.outcome, Outcome::Exited(s) if s.success());
-            let again = match self.group.restart {
+            let again = match self.group.restart.unwrap_or_default() {
                 RestartPolicy::Never => false,
                 RestartPolicy::OnFailure => failed,
                 RestartPolicy::Always => true,
@@ -219,6 +222,12 @@ impl InstanceTask {
         reported: &mut Reported,
     ) -> StartResult {
         self.spec.restart = restart;
+        // control hook: a (re)start gets the group's current size.
+        self.spec.group_count = *self.group_count.borrow_and_update();
+        self.spec.env.insert(
+            env_vars::GROUP_COUNT.to_string(),
+            self.spec.group_count.to_string(),
+        );
         self.template.apply(&mut self.spec);
         self.emit(Event::InstanceCreated(label.clone())).await;
         let started = Instant::now();
@@ -334,6 +343,12 @@ impl InstanceTask {
                     let speaks = activity.speaks_protocol();
                     let (exit, step) = self.bring_down(&mut instance, &mut stdin, first, speaks).await;
                     break (exit, Some(step), false);
+                }
+                // control hook: tell the worker its group was scaled.
+                Ok(()) = self.group_count.changed() => {
+                    let count = *self.group_count.borrow_and_update();
+                    self.spec.group_count = count;
+                    send_frame(&mut stdin, &MasterFrame::GroupCount { count }).await;
                 }
             }
         };
@@ -471,6 +486,21 @@ async fn ready_probe(rule: Option<ReadyRule>) {
             }
         }
         Some(ReadyRule::Log(_)) | None => std::future::pending().await,
+    }
+}
+
+/// Writes one frame to the worker's stdin; a stdin nobody reads any more is dropped.
+async fn send_frame(stdin: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>, frame: &MasterFrame) {
+    if let Some(w) = stdin.as_mut() {
+        let bytes = encode_master_frame(frame);
+        let sent = timeout(STOP_FRAME_WRITE, async {
+            w.write_all(&bytes).await?;
+            w.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            *stdin = None;
+        }
     }
 }
 

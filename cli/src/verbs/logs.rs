@@ -1,0 +1,52 @@
+//! `distarch logs RUN [-f] [--group G] [--id N] [--since DUR] [--tail N]`.
+
+use super::{locate, LogsArgs, OutputFormat, VerbError};
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+/// The query string of `GET /v1/logs`.
+fn query(args: &LogsArgs, now: SystemTime) -> Result<String, VerbError> {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for g in &args.groups {
+        q.append_pair("group", g);
+    }
+    for id in &args.ids {
+        q.append_pair("id", &id.to_string());
+    }
+    if let Some(since) = &args.since {
+        let d: Duration = humantime::parse_duration(since).map_err(|e| {
+            VerbError::new(
+                distarch_core::EXIT_CONFIG,
+                format!("--since `{since}` is not a duration (e.g. 10m): {e}"),
+            )
+        })?;
+        let at = now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH);
+        q.append_pair("since", &humantime::format_rfc3339_millis(at).to_string());
+    }
+    if let Some(tail) = args.tail {
+        q.append_pair("tail", &tail.to_string());
+    }
+    if args.follow {
+        q.append_pair("follow", "true");
+    }
+    let format = match args.output.output {
+        OutputFormat::Text => "text",
+        OutputFormat::Json => "json",
+    };
+    q.append_pair("format", format);
+    Ok(q.finish())
+}
+
+pub async fn logs(args: LogsArgs) -> Result<i32, VerbError> {
+    let q = query(&args, SystemTime::now())?;
+    let found = locate(&args.run).await?;
+    let stdout = std::io::stdout();
+    found
+        .client()
+        .lines(&format!("/logs?{q}"), |line| {
+            let mut out = stdout.lock();
+            out.write_all(line).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok()
+        })
+        .await?;
+    Ok(0)
+}

@@ -1,0 +1,88 @@
+//! `distarch ps [RUN]`.
+
+use super::table::render;
+use super::{locate, print_json, OutputFormat, PsArgs, VerbError};
+use distarch_control::live_runs;
+use distarch_control::wire::InstanceSnapshot;
+
+pub async fn ps(args: PsArgs) -> Result<i32, VerbError> {
+    let Some(run) = args.run else {
+        let (runs, cleaned) = live_runs().await?;
+        for id in cleaned {
+            eprintln!("distarch: removed the files of run {id}: its master is gone");
+        }
+        if args.output.output == OutputFormat::Json {
+            let status: Vec<_> = runs.iter().map(|r| &r.status).collect();
+            print_json(&status);
+            return Ok(0);
+        }
+        let rows: Vec<Vec<String>> = runs
+            .iter()
+            .map(|r| {
+                let s = &r.status;
+                let d = &s.descriptor;
+                vec![
+                    d.run_id.clone(),
+                    d.name.clone(),
+                    d.pid.to_string(),
+                    d.started.clone(),
+                    format!("{}/{}", s.running, s.instances),
+                    if d.service { "service" } else { "" }.to_string(),
+                    d.config.clone().unwrap_or_else(|| d.cwd.clone()),
+                ]
+            })
+            .collect();
+        say_raw!(
+            "{}",
+            render(
+                &["RUN", "NAME", "PID", "STARTED", "RUNNING", "MODE", "CONFIG"],
+                &rows
+            )
+        );
+        return Ok(0);
+    };
+    let found = locate(&run).await?;
+    let instances: Vec<InstanceSnapshot> = found.client().get("/instances").await?;
+    if args.output.output == OutputFormat::Json {
+        print_json(&instances);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = instances
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.group.clone(),
+                format!("{}/{}", i.group_id, i.group_count),
+                i.host.clone(),
+                format!("{}/{}", i.placement, i.transport),
+                i.state.as_str().to_string(),
+                i.process.clone().unwrap_or_default(),
+                i.restarts.to_string(),
+                i.started.clone().unwrap_or_default(),
+                i.status.clone().unwrap_or_default(),
+                i.last_exit.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    say_raw!(
+        "{}",
+        render(
+            &[
+                "ID",
+                "GROUP",
+                "GID",
+                "HOST",
+                "PLACEMENT",
+                "STATE",
+                "PROCESS",
+                "RESTARTS",
+                "STARTED",
+                "STATUS",
+                "LAST EXIT"
+            ],
+            &rows
+        )
+    );
+    Ok(0)
+}

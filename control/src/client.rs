@@ -1,0 +1,194 @@
+//! A client of the API: one HTTP/1.1 connection per request, over the run's Unix
+//! socket or over TCP with a bearer token.
+
+use crate::wire::{ErrorAnswer, API_PREFIX};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::PathBuf;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The master cannot be reached.
+    #[error("cannot connect to {at}: {source}")]
+    Connect {
+        /// Socket path or address.
+        at: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error("talking to the master: {0}")]
+    Http(#[from] hyper::Error),
+    /// The master answered with an error.
+    #[error("{message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The master's explanation.
+        message: String,
+    },
+    /// The answer was not what was expected.
+    #[error("unexpected answer from the master: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// True when the master said the group or instance does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Refused { status: 404, .. })
+    }
+}
+
+/// Where the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A run's Unix socket.
+    Unix(PathBuf),
+    /// A TCP address with its bearer token.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+        /// The token.
+        token: String,
+    },
+}
+
+/// A client of one run's API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+impl Client {
+    /// A client of the API at `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Client { endpoint }
+    }
+
+    /// A client of the API on a run's Unix socket.
+    pub fn unix(socket: impl Into<PathBuf>) -> Self {
+        Client::new(Endpoint::Unix(socket.into()))
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, ClientError> {
+        match &self.endpoint {
+            Endpoint::Unix(path) => UnixStream::connect(path)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Io>)
+                .map_err(|source| ClientError::Connect {
+                    at: path.display().to_string(),
+                    source,
+                }),
+            Endpoint::Tcp { addr, .. } => TcpStream::connect(addr)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Io>)
+                .map_err(|source| ClientError::Connect {
+                    at: addr.clone(),
+                    source,
+                }),
+        }
+    }
+
+    /// Sends a request; returns the answer's body once the status says success.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::body::Incoming, ClientError> {
+        let io = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{API_PREFIX}{path}"))
+            .header(hyper::header::HOST, "distarch");
+        if let Endpoint::Tcp { token, .. } = &self.endpoint {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        if status == StatusCode::OK {
+            return Ok(resp.into_body());
+        }
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// `GET` a JSON answer.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let body = self.send(Method::GET, path, None).await?;
+        decode(body).await
+    }
+
+    /// `POST` a JSON body, get a JSON answer.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body = self.send(Method::POST, path, Some(bytes)).await?;
+        decode(body).await
+    }
+
+    /// `GET` a stream of lines; `on_line` gets each non-empty line and returns
+    /// false to stop. Returns when the stream ends.
+    pub async fn lines(
+        &self,
+        path: &str,
+        mut on_line: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut body = self.send(Method::GET, path, None).await?;
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            let mut start = 0;
+            while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
+                let line = &pending[start..start + n];
+                start += n + 1;
+                if !line.is_empty() && !on_line(line) {
+                    return Ok(());
+                }
+            }
+            pending.drain(..start);
+        }
+        if !pending.is_empty() {
+            on_line(&pending);
+        }
+        Ok(())
+    }
+}
+
+async fn decode<T: DeserializeOwned>(body: hyper::body::Incoming) -> Result<T, ClientError> {
+    let bytes = body.collect().await?.to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}

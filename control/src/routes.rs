@@ -1,0 +1,338 @@
+//! The API's routes: what each path does with the run's [`Control`].
+
+use crate::server::{full, json_response};
+use crate::wire::{
+    ErrorAnswer, GroupsRequest, IdsAnswer, ReloadRequest, RunDescriptor, RunStatus, ScaleRequest,
+    TargetsRequest, API_PREFIX,
+};
+use bytes::Bytes;
+use distarch_core::{
+    format_json, format_text, Config, Control, ControlError, Event, FeedEvent, LogFilter,
+};
+use http_body_util::channel::Channel;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Frame;
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Response bodies.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// Reads the configuration sources again (for `reload` without a body, SIGHUP).
+/// The error is a human text listing what is wrong.
+pub type Reloader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Largest request body (a whole configuration).
+const MAX_REQUEST: usize = 8 * 1024 * 1024;
+/// Frames a follow stream may hold for a client that is not reading.
+const STREAM_FRAMES: usize = 64;
+/// How long a follower may keep a full stream before it is dropped.
+const STALLED_FOLLOWER: Duration = Duration::from_secs(5);
+
+/// What every request of one listener shares.
+pub(crate) struct Ctx {
+    pub(crate) control: Control,
+    pub(crate) descriptor: RunDescriptor,
+    pub(crate) reload: Option<Reloader>,
+    pub(crate) token: Option<String>,
+}
+
+/// True when the request carries `Authorization: Bearer <expected>`.
+pub(crate) fn token_ok<B>(req: &Request<B>, expected: &str) -> bool {
+    let Some(value) = req.headers().get(hyper::header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        return false;
+    };
+    given.ct_eq(expected.as_bytes()).into()
+}
+
+/// An error answer.
+pub(crate) fn error(status: StatusCode, message: String) -> Response<Body> {
+    json_response(status, &ErrorAnswer { error: message })
+}
+
+fn control_error(e: ControlError) -> Response<Body> {
+    let status = match e {
+        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ControlError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ControlError::Stopping => StatusCode::CONFLICT,
+    };
+    error(status, e.to_string())
+}
+
+async fn body<T: serde::de::DeserializeOwned + Default>(
+    req: Request<hyper::body::Incoming>,
+) -> Result<T, Response<Body>> {
+    let bytes = Limited::new(req.into_body(), MAX_REQUEST)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request: {e}"),
+            )
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+}
+
+fn ok<T: serde::Serialize>(value: &T) -> Response<Body> {
+    json_response(StatusCode::OK, value)
+}
+
+/// Answers one request.
+pub(crate) async fn route(req: Request<hyper::body::Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let Some(path) = path.strip_prefix(API_PREFIX) else {
+        return error(StatusCode::NOT_FOUND, format!("no such path {path}"));
+    };
+    let c = &ctx.control;
+    match (req.method().clone(), path) {
+        (Method::GET, "/run") => {
+            let instances = c.snapshot();
+            let running = instances.iter().filter(|i| i.state.is_live()).count();
+            ok(&RunStatus {
+                descriptor: ctx.descriptor.clone(),
+                instances: instances.len(),
+                running,
+            })
+        }
+        (Method::GET, "/instances") => ok(&c.snapshot()),
+        (Method::GET, "/logs") => match LogQuery::parse(req.uri().query()) {
+            Ok(q) => logs(c, q),
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
+        (Method::GET, "/events") => follow(c, None, Vec::new()),
+        (Method::POST, "/stop") => match body::<TargetsRequest>(req).await {
+            Ok(r) if r.targets.is_empty() => {
+                c.stop_run();
+                ok(&IdsAnswer {
+                    ids: c.snapshot().iter().map(|i| i.id).collect(),
+                })
+            }
+            Ok(r) => ids(c.stop(r.targets).await),
+            Err(resp) => resp,
+        },
+        (Method::POST, "/suspend") => match body::<GroupsRequest>(req).await {
+            Ok(r) => ids(c.suspend(r.groups).await),
+            Err(resp) => resp,
+        },
+        (Method::POST, "/resume") => match body::<GroupsRequest>(req).await {
+            Ok(r) => ids(c.resume(r.groups).await),
+            Err(resp) => resp,
+        },
+        (Method::POST, "/scale") => match body::<Option<ScaleRequest>>(req).await {
+            Ok(Some(r)) => match c.scale(r.group, r.placement, r.count).await {
+                Ok(o) => ok(&o),
+                Err(e) => control_error(e),
+            },
+            Ok(None) => error(StatusCode::BAD_REQUEST, "scale needs a body".into()),
+            Err(resp) => resp,
+        },
+        (Method::POST, "/restart") => match body::<TargetsRequest>(req).await {
+            Ok(r) => ids(c.restart(r.targets, r.rolling).await),
+            Err(resp) => resp,
+        },
+        (Method::POST, "/reload") => match body::<ReloadRequest>(req).await {
+            Ok(r) => {
+                let config = match (r.config, &ctx.reload) {
+                    (Some(config), _) => config,
+                    (None, Some(reload)) => match reload() {
+                        Ok(config) => config,
+                        Err(e) => {
+                            return control_error(ControlError::Config(e));
+                        }
+                    },
+                    (None, None) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "this run cannot read its configuration again; send one".into(),
+                        )
+                    }
+                };
+                match c.reload(config).await {
+                    Ok(o) => ok(&o),
+                    Err(e) => control_error(e),
+                }
+            }
+            Err(resp) => resp,
+        },
+        (_, p) => error(
+            StatusCode::NOT_FOUND,
+            format!("no such path {API_PREFIX}{p}"),
+        ),
+    }
+}
+
+fn ids(result: Result<Vec<u64>, ControlError>) -> Response<Body> {
+    match result {
+        Ok(ids) => ok(&IdsAnswer { ids }),
+        Err(e) => control_error(e),
+    }
+}
+
+/// `GET /v1/logs?group=G&id=N&since=RFC3339&tail=N&follow=true`.
+struct LogQuery {
+    filter: LogFilter,
+    follow: bool,
+    format: Formatter,
+}
+
+/// How a stream shows events.
+#[derive(Clone, Copy)]
+enum Formatter {
+    Json,
+    Text,
+}
+
+impl Formatter {
+    fn write(self, buf: &mut Vec<u8>, event: &Event) {
+        match self {
+            Formatter::Json => format_json(buf, event),
+            Formatter::Text => format_text(buf, event),
+        }
+    }
+
+    fn live(self, event: &FeedEvent) -> &[u8] {
+        match self {
+            Formatter::Json => event.json(),
+            Formatter::Text => event.text(),
+        }
+    }
+}
+
+impl LogQuery {
+    fn parse(query: Option<&str>) -> Result<LogQuery, String> {
+        let mut q = LogQuery {
+            filter: LogFilter::default(),
+            follow: false,
+            format: Formatter::Json,
+        };
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                "group" => q.filter.groups.push(v.into_owned()),
+                "id" => q
+                    .filter
+                    .ids
+                    .push(v.parse().map_err(|_| format!("id `{v}` is not a number"))?),
+                "tail" => {
+                    q.filter.tail = Some(
+                        v.parse()
+                            .map_err(|_| format!("tail `{v}` is not a number"))?,
+                    )
+                }
+                "since" => {
+                    q.filter.since = Some(
+                        humantime::parse_rfc3339_weak(&v)
+                            .map_err(|e| format!("since `{v}` is not a time: {e}"))?,
+                    )
+                }
+                "follow" => q.follow = v == "true" || v == "1",
+                "format" => {
+                    q.format = match &*v {
+                        "json" => Formatter::Json,
+                        "text" => Formatter::Text,
+                        other => return Err(format!("format `{other}` is not json or text")),
+                    }
+                }
+                other => return Err(format!("unknown parameter `{other}`")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+fn logs(c: &Control, q: LogQuery) -> Response<Body> {
+    if !q.follow {
+        let mut buf = Vec::new();
+        for e in c.logs(&q.filter) {
+            q.format.write(&mut buf, &e);
+        }
+        return ndjson(full(buf));
+    }
+    let followed = c.follow(&q.filter);
+    follow_from(followed.live, Some(q.filter), followed.buffered, q.format)
+}
+
+fn ndjson(body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+/// A stream of JSON lines: `buffered` first, then every live event the filter wants
+/// (every event when `filter` is `None`). A client that stops reading is dropped.
+fn follow(c: &Control, filter: Option<LogFilter>, buffered: Vec<Event>) -> Response<Body> {
+    follow_from(c.events(), filter, buffered, Formatter::Json)
+}
+
+fn follow_from(
+    mut live: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
+    filter: Option<LogFilter>,
+    buffered: Vec<Event>,
+    format: Formatter,
+) -> Response<Body> {
+    let (mut tx, body) = Channel::<Bytes, Infallible>::new(STREAM_FRAMES);
+    tokio::spawn(async move {
+        // The buffer goes out one event at a time, so that a client that does not
+        // read holds at most STREAM_FRAMES of it in memory.
+        for e in buffered {
+            let mut buf = Vec::new();
+            format.write(&mut buf, &e);
+            if !buf.is_empty() && !push(&mut tx, buf).await {
+                return;
+            }
+        }
+        // An empty line tells the client the stream is live (and keeps proxies open).
+        if !push(&mut tx, b"\n".to_vec()).await {
+            return;
+        }
+        loop {
+            match live.recv().await {
+                Ok(event) => {
+                    if filter.as_ref().is_some_and(|f| !f.wants(event.event())) {
+                        continue;
+                    }
+                    let bytes = format.live(&event);
+                    if !bytes.is_empty() && !push(&mut tx, bytes.to_vec()).await {
+                        eprintln!("[master] WARN control: dropped a follower that stopped reading");
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    eprintln!("[master] WARN control: dropped a follower that fell behind");
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    ndjson(body.boxed())
+}
+
+/// Sends one frame to a follower; false when it is gone or has not taken anything
+/// for [`STALLED_FOLLOWER`] while its stream was full.
+async fn push(tx: &mut http_body_util::channel::Sender<Bytes, Infallible>, buf: Vec<u8>) -> bool {
+    match tx.try_send(Frame::data(Bytes::from(buf))) {
+        Ok(()) => true,
+        Err(frame) => matches!(
+            tokio::time::timeout(STALLED_FOLLOWER, tx.send(frame)).await,
+            Ok(Ok(()))
+        ),
+    }
+}

@@ -1,0 +1,146 @@
+//! The hub between the run and its clients: the live instance table, the log
+//! buffers and the event feed. The event pump feeds it through a [`Tap`] that sits
+//! in front of the run's own [`EventSink`].
+
+use super::logs::{LogBuffers, LogFilter};
+use super::state::Instances;
+use crate::events::Event;
+use crate::sink::EventSink;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use tokio::sync::broadcast;
+
+/// Events waiting for the slowest follower before it is dropped (batches of lines).
+const FEED_CAPACITY: usize = 1024;
+
+/// One event of the live feed, formatted at most once per format however many
+/// followers read it.
+#[derive(Debug)]
+pub struct FeedEvent {
+    event: Event,
+    json: OnceLock<Vec<u8>>,
+    text: OnceLock<Vec<u8>>,
+}
+
+impl FeedEvent {
+    fn new(event: Event) -> Self {
+        FeedEvent {
+            event,
+            json: OnceLock::new(),
+            text: OnceLock::new(),
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The event as JSON lines (see [`crate::format_json`]).
+    pub fn json(&self) -> &[u8] {
+        self.json.get_or_init(|| {
+            let mut buf = Vec::new();
+            crate::output::format_json(&mut buf, &self.event);
+            buf
+        })
+    }
+
+    /// The event as text lines, as the master prints them (see [`crate::format_text`]).
+    pub fn text(&self) -> &[u8] {
+        self.text.get_or_init(|| {
+            let mut buf = Vec::new();
+            crate::output::format_text(&mut buf, &self.event);
+            buf
+        })
+    }
+}
+
+/// What the control plane knows about the run.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    instances: Mutex<Instances>,
+    logs: Mutex<LogBuffers>,
+    feed: broadcast::Sender<Arc<FeedEvent>>,
+}
+
+/// A follower's view of the feed: the buffered events first, then the live ones.
+pub struct Followed {
+    /// Buffered events, oldest first.
+    pub buffered: Vec<Event>,
+    /// Every event from now on. A follower that falls more than a few thousand
+    /// batches behind gets `Lagged` and should give up.
+    pub live: broadcast::Receiver<Arc<FeedEvent>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    pub(crate) fn new(log_buffer: usize) -> Self {
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        Hub {
+            instances: Mutex::new(Instances::default()),
+            logs: Mutex::new(LogBuffers::new(log_buffer)),
+            feed,
+        }
+    }
+
+    /// Runs `f` on the instance table.
+    pub(crate) fn instances<R>(&self, f: impl FnOnce(&mut Instances) -> R) -> R {
+        f(&mut lock(&self.instances))
+    }
+
+    /// Forgets the buffered output of an instance.
+    pub(crate) fn forget_logs(&self, id: u64) {
+        lock(&self.logs).forget(id);
+    }
+
+    /// Takes one event into account (on the event pump's thread).
+    pub(crate) fn observe(&self, event: &Event) {
+        lock(&self.instances).observe(event);
+        // The feed is sent to under the log lock, so that a follower that takes the
+        // buffer and subscribes under the same lock misses nothing and sees nothing
+        // twice.
+        let mut logs = lock(&self.logs);
+        logs.observe(event);
+        if self.feed.receiver_count() > 0 {
+            let _ = self.feed.send(Arc::new(FeedEvent::new(event.clone())));
+        }
+    }
+
+    /// The buffered logs the filter wants.
+    pub(crate) fn logs(&self, filter: &LogFilter) -> Vec<Event> {
+        lock(&self.logs).select(filter)
+    }
+
+    /// The buffered logs the filter wants, and the live feed from then on.
+    pub(crate) fn follow(&self, filter: &LogFilter) -> Followed {
+        let logs = lock(&self.logs);
+        Followed {
+            buffered: logs.select(filter),
+            live: self.feed.subscribe(),
+        }
+    }
+
+    /// The live feed of every event.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
+        self.feed.subscribe()
+    }
+}
+
+/// An [`EventSink`] that updates the hub, then hands every event on.
+pub(crate) struct Tap {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) inner: Box<dyn EventSink>,
+}
+
+impl EventSink for Tap {
+    fn event(&mut self, event: Event) {
+        self.hub.observe(&event);
+        self.inner.event(event);
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
+}

@@ -1,0 +1,230 @@
+//! Control-plane benchmark, each figure next to a baseline measured in the same run.
+//!
+//! 1. `distarch ps RUN -o json` of a run with N (1000) instances: median wall time of
+//!    the whole command, next to reading /proc (stat + cmdline) for the same pids,
+//!    which is what `ps`-like tools that have no API do.
+//! 2. A flood (N instances printing L lines each) with no client, then with 20
+//!    clients (10 looping `ps`, 10 `logs -f`): wall time and the master's peak RSS.
+//!
+//! Usage: `distarch-bench-control [--instances 1000] [--lines 2000] [--samples 30]`
+//! (expects the build directory of the workspace beside it).
+#![allow(unsafe_code)] // wait4(2) for the master's peak RSS
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // a measuring tool
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `distarch ARGS` with the bench's runtime directory.
+fn distarch(rt: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(dir().join("distarch"));
+    cmd.args(args).env("XDG_RUNTIME_DIR", rt);
+    cmd.stdin(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+fn launch(tmp: &Path, rt: &Path, run: &str, config: &str) -> Child {
+    let path = tmp.join(format!("{run}.toml"));
+    std::fs::write(&path, config).expect("config");
+    let mut cmd = distarch(rt, &["launch", "--no-env", "--run-id", run, "-c"]);
+    cmd.arg(&path).stdout(Stdio::null());
+    cmd.spawn().expect("launch")
+}
+
+/// Waits for the master; returns (wall time since `start`, peak RSS KiB).
+fn reap(child: Child, start: Instant) -> (Duration, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; the pid is our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4 failed");
+    std::mem::forget(child);
+    (start.elapsed(), usage.ru_maxrss as u64)
+}
+
+fn ps_json(rt: &Path, run: &str) -> Option<serde_json::Value> {
+    let out = distarch(rt, &["ps", run, "-o", "json"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn part_ps(tmp: &Path, rt: &Path, n: u64, samples: u64) {
+    let worker = dir().join("distarch-test-worker");
+    let config = format!(
+        "[groups.idle]\ncommand = [{:?}, \"serve\"]\ninstances = {n}\ntimeout = \"0s\"\n",
+        worker.display().to_string()
+    );
+    let master = launch(tmp, rt, "benchps", &config);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let pids: Vec<u32> = loop {
+        if let Some(v) = ps_json(rt, "benchps") {
+            let all = v.as_array().cloned().unwrap_or_default();
+            let ready: Vec<u32> = all
+                .iter()
+                .filter(|i| i["state"] == "ready")
+                .filter_map(|i| i["process"].as_str()?.strip_prefix("pid ")?.parse().ok())
+                .collect();
+            if ready.len() as u64 == n {
+                break ready;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the instances did not all get ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut ps = Vec::new();
+    let mut proc_read = Vec::new();
+    for _ in 0..samples {
+        let t = Instant::now();
+        let out = distarch(rt, &["ps", "benchps", "-o", "json"])
+            .output()
+            .expect("ps");
+        ps.push(t.elapsed());
+        assert!(out.status.success());
+        let t = Instant::now();
+        let mut bytes = 0;
+        for pid in &pids {
+            for f in ["stat", "cmdline", "status"] {
+                bytes += std::fs::read(format!("/proc/{pid}/{f}")).map_or(0, |b| b.len());
+            }
+        }
+        proc_read.push(t.elapsed());
+        assert!(bytes > 0);
+    }
+    let _ = distarch(rt, &["stop", "benchps"]).output();
+    reap(master, Instant::now());
+    println!("ps of {n} instances ({samples} samples, median):");
+    println!(
+        "  distarch ps RUN -o json (whole command)   {}",
+        ms(median(ps))
+    );
+    println!(
+        "  baseline: read /proc/PID/{{stat,cmdline,status}} of the same pids   {}",
+        ms(median(proc_read))
+    );
+}
+
+/// Runs the flood; with `clients`, 10 `ps` loops and 10 `logs -f` run meanwhile.
+fn flood(
+    tmp: &Path,
+    rt: &Path,
+    run: &str,
+    n: u64,
+    lines: u64,
+    clients: bool,
+) -> (Duration, u64, u64) {
+    let worker = dir().join("distarch-test-worker");
+    let config = format!(
+        "[launcher.control]\nlog_buffer = 65536\n[groups.flood]\ncommand = [{:?}, \"flood\", \"{lines}\"]\ninstances = {n}\ntimeout = \"0s\"\n",
+        worker.display().to_string()
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    if clients {
+        for k in 0..20 {
+            let (done, requests, rt, run) = (
+                done.clone(),
+                requests.clone(),
+                rt.to_path_buf(),
+                run.to_string(),
+            );
+            threads.push(std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if k % 2 == 0 {
+                        if ps_json(&rt, &run).is_some() {
+                            requests.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        // A follower reads until the run ends.
+                        let mut cmd = distarch(&rt, &["logs", &run, "-f", "-o", "json"]);
+                        if let Ok(out) = cmd.stdout(Stdio::null()).status() {
+                            if out.success() {
+                                requests.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }));
+        }
+    }
+    let start = Instant::now();
+    let master = launch(tmp, rt, run, &config);
+    let (took, rss) = reap(master, start);
+    done.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    (took, rss, requests.load(Ordering::Relaxed))
+}
+
+fn main() {
+    let n = arg("--instances", 1000);
+    let lines = arg("--lines", 2000);
+    let samples = arg("--samples", 30).max(1);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rt = tmp.path().join("rt");
+    std::fs::create_dir_all(&rt).expect("rt");
+    part_ps(tmp.path(), &rt, n, samples);
+    println!();
+    println!("flood: {n} instances x {lines} lines, master output to /dev/null");
+    let mut quiet = Vec::new();
+    let mut busy = Vec::new();
+    for round in 0..2 {
+        let q = flood(tmp.path(), &rt, &format!("quiet{round}"), n, lines, false);
+        let b = flood(tmp.path(), &rt, &format!("busy{round}"), n, lines, true);
+        println!(
+            "  round {round}: no client {} (peak RSS {} MiB) | 20 clients {} (peak RSS {} MiB, {} client requests)",
+            ms(q.0),
+            q.1 / 1024,
+            ms(b.0),
+            b.1 / 1024,
+            b.2
+        );
+        quiet.push(q.0);
+        busy.push(b.0);
+    }
+    let (q, b) = (
+        median(quiet.clone()).min(quiet[0]),
+        median(busy.clone()).min(busy[0]),
+    );
+    let slowdown = (b.as_secs_f64() / q.as_secs_f64() - 1.0) * 100.0;
+    println!(
+        "  best of rounds: no client {} | 20 clients {} | slowdown {slowdown:+.1} %",
+        ms(q),
+        ms(b)
+    );
+}
