@@ -404,7 +404,9 @@ async fn stop_figure(fx: &SshFixture, name: &str, bin: &str) {
 
 async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
     let io = instance.take_io().unwrap();
-    drop(io.stdin);
+    // stdin stays open until the output ends: over SSH, closing it means "the
+    // master is done with you" (stop_grace, then SIGTERM).
+    let stdin = io.stdin;
     let mut out = io.stdout;
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = 0;
@@ -415,6 +417,7 @@ async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
         }
         lines += buf[..n].iter().filter(|b| **b == b'\n').count();
     }
+    drop(stdin);
     let _ = instance.wait().await;
     instance.cleanup().await;
     lines
