@@ -5,7 +5,8 @@
 # (fan-out 32), with server CPU; stop time of the same 90 instances after SIGINT to
 # `distarch launch`; throughput of 4 x 250,000 lines next to the local transport.
 #
-# Usage: bench/ssh.sh [ROUNDS]   (default 3; run as root; needs openssh-server)
+# Usage: bench/ssh.sh [ROUNDS]   (default 3; 0 skips the start figure; run as root;
+# needs openssh-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p /run/sshd

@@ -264,7 +264,11 @@ async fn main() {
     println!("## Start: {HOSTS} hosts x {PER_HOST} instances until all reported `ready` (median of {rounds})");
     println!("| remote ~/.bashrc | distarch | OpenSSH per instance, fan-out {FAN_OUT} | speed-up | server CPU distarch / OpenSSH | client CPU distarch / OpenSSH | notes |");
     println!("| --- | ---: | ---: | ---: | --- | --- | --- |");
+    // ROUNDS = 0 skips this figure.
     for (name, bashrc) in [("empty", ""), ("`sleep 0.3`", SLOW_BASHRC)] {
+        if rounds == 0 {
+            break;
+        }
         let fx = servers(bashrc);
         compare(&fx, name, rounds).await;
     }
@@ -359,9 +363,9 @@ async fn stop_figure(fx: &SshFixture, name: &str, bin: &str) {
     let path = dir.path().join("distarch.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = tokio::process::Command::new(bin)
+        .arg("launch")
         .arg("-c")
         .arg(&path)
-        .arg("launch")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -400,7 +404,9 @@ async fn stop_figure(fx: &SshFixture, name: &str, bin: &str) {
 
 async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
     let io = instance.take_io().unwrap();
-    drop(io.stdin);
+    // stdin stays open until the output ends: over SSH, closing it means "the
+    // master is done with you" (stop_grace, then SIGTERM).
+    let stdin = io.stdin;
     let mut out = io.stdout;
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = 0;
@@ -411,6 +417,7 @@ async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
         }
         lines += buf[..n].iter().filter(|b| **b == b'\n').count();
     }
+    drop(stdin);
     let _ = instance.wait().await;
     instance.cleanup().await;
     lines
