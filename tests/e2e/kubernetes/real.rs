@@ -138,9 +138,7 @@ fn check_owner_garbage_collection(c: &Arc<K8sCluster>) {
         &t.namespace,
         "--wait=false",
     ]);
-    let collected = wait_until(Duration::from_secs(60), || {
-        pods_of_run(&t, &run).is_empty()
-    });
+    let collected = wait_until(Duration::from_secs(60), || pods_of_run(&t, &run).is_empty());
     assert!(
         collected,
         "the garbage collector must delete the pods of a deleted owner: {:?}\n{}",
