@@ -9,8 +9,8 @@
 
 use distarch_e2e::dockerd::Dockerd;
 use distarch_e2e::k8s_cluster::{cluster_bin, K8sCluster};
-use std::io::Write;
 use std::io::BufRead;
+use std::io::Write;
 
 fn main() {
     let d = Dockerd::shared();

@@ -91,12 +91,24 @@ impl K8sCluster {
         let begun = Instant::now();
         for args in [
             // (no dummy interfaces in every kernel; a veth pair always works)
-            vec!["link", "add", &link, "type", "veth", "peer", "name", &format!("{link}p")],
+            vec![
+                "link",
+                "add",
+                &link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{link}p"),
+            ],
             vec!["addr", "add", &format!("{node_ip}/32"), "dev", &link],
             vec!["link", "set", &link, "up"],
             vec!["link", "set", &format!("{link}p"), "up"],
         ] {
-            let ok = Command::new("ip").args(&args).status().is_ok_and(|s| s.success());
+            let ok = Command::new("ip")
+                .args(&args)
+                .status()
+                .is_ok_and(|s| s.success());
             assert!(ok, "ip {args:?} failed (the node's address)");
         }
         c.run_ok(&[
@@ -220,7 +232,10 @@ impl K8sCluster {
 
     /// Makes the image `tag` of `dockerd` available to the node (no pull needed).
     pub fn load_image(&self, dockerd: &Dockerd, tag: &str) {
-        let tar = self.dir.path().join(format!("{}.tar", crate::unique_token("image")));
+        let tar = self
+            .dir
+            .path()
+            .join(format!("{}.tar", crate::unique_token("image")));
         dockerd.docker_ok(&["save", "-o", &tar.display().to_string(), tag]);
         let out = self.ctr(&["images", "import", &tar.display().to_string()]);
         assert!(
@@ -298,10 +313,7 @@ impl K8sCluster {
             .expect("component log");
         let log2 = log.try_clone().expect("component log");
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .spawn()
@@ -432,8 +444,14 @@ impl K8sCluster {
             format!("--service-account-key-file={}", pki("sa.pub")),
             format!("--service-account-signing-key-file={}", pki("sa.key")),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
-            format!("--kubelet-client-certificate={}", pki("apiserver-kubelet-client.crt")),
-            format!("--kubelet-client-key={}", pki("apiserver-kubelet-client.key")),
+            format!(
+                "--kubelet-client-certificate={}",
+                pki("apiserver-kubelet-client.crt")
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                pki("apiserver-kubelet-client.key")
+            ),
             format!("--kubelet-certificate-authority={}", pki("ca.crt")),
             "--kubelet-preferred-address-types=InternalIP".into(),
             format!("--cert-dir={}", self.path("apiserver-certs")),
@@ -568,7 +586,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.wait_for("containerd", || self.ctr(&["version"]).status.success());
         // The sandbox image, from busybox: it only has to sleep.
         let d = Dockerd::shared();
-        if !d.docker(&["image", "inspect", PAUSE_IMAGE]).status.success() {
+        if !d
+            .docker(&["image", "inspect", PAUSE_IMAGE])
+            .status
+            .success()
+        {
             ImageBuilder::new(PAUSE_IMAGE)
                 .busybox()
                 .entrypoint(&["/bin/sleep", "2147483647"])
@@ -580,8 +602,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     fn start_kubelet(&self) {
         for ctl in CGROUP_CONTROLLERS {
             let dir = format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup);
-            std::fs::create_dir_all(&dir)
-                .unwrap_or_else(|e| panic!("create cgroup {dir}: {e}"));
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create cgroup {dir}: {e}"));
             if *ctl == "cpuset" {
                 for f in ["cpuset.cpus", "cpuset.mems"] {
                     let v = std::fs::read_to_string(format!("/sys/fs/cgroup/cpuset/{f}"))
@@ -677,7 +698,10 @@ kubeAPIBurst: 200
 
 fn collect_procs(dir: &Path, pids: &mut Vec<u32>) {
     if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        pids.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -776,9 +800,9 @@ fn link_name(tag: &str) -> String {
 
 /// A node address in 10.254.0.0/16 derived from the temp dir's name.
 fn node_address(tag: &str) -> String {
-    let h = tag
-        .bytes()
-        .fold(std::process::id(), |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let h = tag.bytes().fold(std::process::id(), |h, b| {
+        h.wrapping_mul(31).wrapping_add(u32::from(b))
+    });
     format!("10.254.{}.{}", (h >> 8) % 256, h % 254 + 1)
 }
 

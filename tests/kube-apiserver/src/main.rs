@@ -26,8 +26,8 @@ use server::{lock, Server, SERVER_LABEL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use store::Store;
 use std::time::Duration;
+use store::Store;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 

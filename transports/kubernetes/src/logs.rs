@@ -15,9 +15,12 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
-/// How long, after the log stream ended, the container may take to be reported
-/// ended before the log is requested again.
-const END_GRACE: Duration = Duration::from_secs(5);
+/// How long, after the log stream ended cleanly, the container may take to be
+/// reported ended before the log is requested again (a clean end is nearly always
+/// the container's: under load its status can lag by seconds).
+const END_GRACE: Duration = Duration::from_secs(30);
+/// The same after the stream broke (the API server went away).
+const BROKEN_GRACE: Duration = Duration::from_secs(1);
 /// Pause between failed attempts to request the log again.
 const RETRY: Duration = Duration::from_millis(500);
 /// Buffer between the pump task and the reader.
@@ -98,7 +101,8 @@ async fn pump(
                 }
             }
         };
-        if ended_within(&mut state, END_GRACE).await {
+        let grace = if clean { END_GRACE } else { BROKEN_GRACE };
+        if ended_within(&mut state, grace).await {
             if clean {
                 return;
             }
