@@ -42,6 +42,7 @@ log_level = "info"
 command = [${cmd[$sdk]}]
 params = { frames = $n }
 timeout = "0s"
+instances = 1
 TOML
     local t0 t1
     t0=$(now)
