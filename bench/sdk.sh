@@ -9,14 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 frames=${1:-200000}
 runs=${2:-3}
-cargo build --release -q -p distarch-cli --bins
+# Only the local transport is used: no need to build the others.
+cargo build --release -q -p distarch-cli --bins --no-default-features
 cargo build --release -q -p distarch-worker --example bench_worker
-distarch=target/release/distarch
+target_dir=${CARGO_TARGET_DIR:-target}
+distarch=$target_dir/release/distarch
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 declare -A cmd=(
-    [rust]="\"target/release/examples/bench_worker\""
+    [rust]="\"$target_dir/release/examples/bench_worker\""
     [python]="\"/usr/bin/python3\", \"bench/sdk/worker.py\""
     [php]="\"php\", \"bench/sdk/worker.php\""
 )
@@ -40,6 +42,7 @@ log_level = "info"
 command = [${cmd[$sdk]}]
 params = { frames = $n }
 timeout = "0s"
+instances = 1
 TOML
     local t0 t1
     t0=$(now)

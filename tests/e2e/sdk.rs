@@ -3,6 +3,7 @@
 //! constructor line, locally and over SSH (a real sshd on 127.0.0.1, see
 //! tests/harness/sshd.rs); and the Python SDK's example worker in Docker
 //! containers, from an image built out of the Debian python3 installed here.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use distarch_e2e::dockerd::Dockerd;
 use distarch_e2e::image::ImageBuilder;
