@@ -78,9 +78,15 @@ async fn run(cli: Cli) -> i32 {
             let writer = LogWriter::new(stdout_file(), l.log_format).with_min_level(l.log_level);
             watchdog::arm(&launcher);
             let file = loaded.file.clone();
-            let code =
-                verbs::launch::run(launcher, &loaded.config, file, args.config, args.run, writer)
-                    .await;
+            let code = verbs::launch::run(
+                launcher,
+                &loaded.config,
+                file,
+                args.config,
+                args.run,
+                writer,
+            )
+            .await;
             watchdog::disarm();
             code
         }

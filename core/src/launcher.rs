@@ -289,7 +289,6 @@ impl Launcher {
             })
             .await;
 
-
         let ready_logs: BTreeMap<&str, Option<Arc<regex::Regex>>> = self
             .plan
             .groups

@@ -288,6 +288,8 @@ fn sigkill_of_the_master_ends_sdk_workers_and_gc_removes_the_rest() {
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
     running.expect_lines("INFO I am instance", 2, LIMIT);
     assert_eq!(d.run_containers(&run, false).len(), 2);
+    // The reaper would run gc itself: this test is about what gc alone cleans.
+    distarch_e2e::procs::kill_reaper_of(running.pid());
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     // The engine closes the workers' stdin with the master's attach: they exit.
@@ -325,6 +327,8 @@ fn gc_removes_a_running_container_of_a_killed_master() {
     let dist = Distarch::new().config(&cfg);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
     running.expect_lines("INFO up", 1, LIMIT);
+    // The reaper would run gc itself: this test is about what gc alone cleans.
+    distarch_e2e::procs::kill_reaper_of(running.pid());
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     assert_eq!(d.run_containers(&run, false).len(), 1, "it keeps running");
@@ -687,6 +691,8 @@ fn the_next_launch_removes_what_a_killed_master_left() {
     let dist = Distarch::new().config(&stubborn);
     let mut running = dist.spawn(&["launch", "--run-id", &run]);
     running.expect_lines("INFO up", 2, LIMIT);
+    // The reaper would run gc itself: this test is about what gc alone cleans.
+    distarch_e2e::procs::kill_reaper_of(running.pid());
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     assert_eq!(d.run_containers(&run, false).len(), 2, "they keep running");

@@ -8,8 +8,8 @@ mod env;
 mod load;
 pub(crate) mod messages;
 mod model;
-mod supervision;
 mod read;
+mod supervision;
 
 pub use control::{ControlConfig, DEFAULT_LOG_BUFFER};
 pub use duration::HumanDuration;
@@ -19,5 +19,5 @@ pub use model::{
     BackoffConfig, CommandLine, Config, GroupConfig, LauncherConfig, LogFormat, PlacementConfig,
     RestartPolicy, DEFAULT_HANG_TIMEOUT,
 };
-pub use supervision::{DependencyCondition, ReadyRule, StopSignal, TcpTarget};
 pub use read::{MAX_CONFIG_BYTES, MAX_YAML_DEPTH};
+pub use supervision::{DependencyCondition, ReadyRule, StopSignal, TcpTarget};

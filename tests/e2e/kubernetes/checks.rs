@@ -273,6 +273,8 @@ pub fn check_master_sigkill_then_gc(t: &KubeTarget) {
     let d = Distarch::new().config(&cfg);
     let mut running = d.spawn(&["launch", "--run-id", &run]);
     running.expect_lines("distarch: ready", 2, LIMIT);
+    // The reaper would run gc itself: this check is about what gc alone cleans.
+    distarch_e2e::procs::kill_reaper_of(running.pid());
     running.signal("KILL");
     let _ = running.wait(LIMIT);
     let none_running = wait_until(Duration::from_secs(60), || {
