@@ -75,7 +75,15 @@ async fn run(cli: Cli) -> i32 {
                 return 0;
             }
             let l = &loaded.config.launcher;
-            let writer = LogWriter::new(stdout_file(), l.log_format).with_min_level(l.log_level);
+            let stop = launcher.stop_handle();
+            let writer = LogWriter::new(stdout_file(), l.log_format)
+                .with_min_level(l.log_level)
+                .on_write_error(move |e| {
+                    eprintln!(
+                        "distarch: cannot write the log to stdout ({e}); stopping everything"
+                    );
+                    stop.stop_for(distarch_core::StopReason::OutputLost);
+                });
             watchdog::arm(&launcher);
             let file = loaded.file.clone();
             let code = verbs::launch::run(

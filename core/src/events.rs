@@ -177,6 +177,9 @@ pub enum StopReason {
     Requested,
     /// Some instances were not ready within the launcher's `ready_timeout`.
     NotReady,
+    /// The master's own output is gone (its reader closed the pipe, the disk is
+    /// full): nobody would see what happens next.
+    OutputLost,
 }
 
 impl std::fmt::Display for StopReason {
@@ -188,6 +191,7 @@ impl std::fmt::Display for StopReason {
             StopReason::Terminated => "terminated (SIGTERM)",
             StopReason::Requested => "stop requested",
             StopReason::NotReady => "instances not ready within the ready timeout",
+            StopReason::OutputLost => "the master's output is gone",
         })
     }
 }

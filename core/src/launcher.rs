@@ -443,8 +443,10 @@ impl Launcher {
                 signal = signals.next() => {
                     match signal {
                         crate::signals::Received::Hangup => {
-                            let _ = events.send(master_line(Level::Warn,
-                                "SIGHUP received and ignored: this master does not reload its configuration; stop it with Ctrl-C or SIGTERM".to_string(),
+                            // The CLI reloads the configuration on SIGHUP (control
+                            // plane); here it only must not be a hard kill.
+                            let _ = events.send(master_line(Level::Info,
+                                "SIGHUP received: not a stop (stop the run with Ctrl-C or SIGTERM)".to_string(),
                             )).await;
                         }
                         crate::signals::Received::Interrupt if announced >= Order::Stop => {

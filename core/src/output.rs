@@ -21,6 +21,10 @@ pub struct LogWriter<W: Write + Send + 'static> {
     format: LogFormat,
     min_level: Level,
     buf: Vec<u8>,
+    /// Called once, on the first write that fails (a closed pipe, a full disk).
+    on_error: Option<Box<dyn FnMut(&std::io::Error) + Send>>,
+    /// Set once a write failed: nothing more is written (or buffered).
+    broken: bool,
 }
 
 impl<W: Write + Send + 'static> LogWriter<W> {
@@ -31,7 +35,17 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             format,
             min_level: Level::Trace,
             buf: Vec::with_capacity(FLUSH_AT * 2),
+            on_error: None,
+            broken: false,
         }
+    }
+
+    /// Calls `f` once when writing fails (the reader of a pipe went away, the disk
+    /// is full): the output is gone, and the caller decides what that means (the
+    /// CLI stops the run cleanly). Later output is dropped.
+    pub fn on_write_error(mut self, f: impl FnMut(&std::io::Error) + Send + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
     }
 
     /// Shows only lines at `level` or more severe.
@@ -41,12 +55,21 @@ impl<W: Write + Send + 'static> LogWriter<W> {
     }
 
     fn write_buffer(&mut self) {
-        if !self.buf.is_empty() {
-            // A failed write (closed stdout) must not take the master down.
-            let _ = self.out.write_all(&self.buf);
-            let _ = self.out.flush();
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return;
         }
+        if !self.broken {
+            // A failed write (closed stdout) must not take the master down: it is
+            // reported once, and the rest is dropped.
+            let written = self.out.write_all(&self.buf).and_then(|()| self.out.flush());
+            if let Err(e) = written {
+                self.broken = true;
+                if let Some(f) = self.on_error.as_mut() {
+                    f(&e);
+                }
+            }
+        }
+        self.buf.clear();
     }
 }
 

@@ -16,6 +16,8 @@ pub const EXIT_CONFIG: i32 = 2;
 pub const EXIT_TIMEOUT: i32 = 3;
 /// Exit code: some instances were not ready within the launcher's `ready_timeout`.
 pub const EXIT_NOT_READY: i32 = 4;
+/// Exit code: the master's output was gone (EX_IOERR), so it stopped everything.
+pub const EXIT_OUTPUT_LOST: i32 = 74;
 /// Exit code: the run was interrupted by SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;
 /// Exit code: the run was stopped by SIGTERM.
@@ -94,6 +96,7 @@ impl RunReport {
             Some(StopReason::Terminated) => EXIT_TERMINATED,
             Some(StopReason::Timeout) => EXIT_TIMEOUT,
             Some(StopReason::NotReady) => EXIT_NOT_READY,
+            Some(StopReason::OutputLost) => EXIT_OUTPUT_LOST,
             _ if self.instances.iter().all(|i| i.outcome.is_clean()) => EXIT_OK,
             _ => EXIT_FAILED,
         }

@@ -207,3 +207,63 @@ fn sighup_is_not_a_hard_kill() {
     out.assert_has("INFO got-term");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
+
+/// A config of `n` plain instances that print forever; for the output tests.
+fn chatty(n: u32, token: &str) -> String {
+    format!(
+        "[groups.g]\ncommand = {}\ninstances = {n}\n",
+        sh("trap 'exit 0' TERM; while :; do echo chatter; sleep 0.01; done", token)
+    )
+}
+
+#[test]
+fn a_master_whose_output_is_gone_stops_everything_and_says_so() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let token = unique_token("epipe");
+    let d = Distarch::new().config(&chatty(2, &token));
+    // `distarch launch | head -1`: the reader goes after one line.
+    let mut child = Command::new(distarch_bin())
+        .arg("launch")
+        .current_dir(d.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn distarch");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("one line");
+    // The reader is dropped here: the pipe closes.
+    let ended = wait_until(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(ended, "the master ran on after its output was gone");
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(stderr.contains("cannot write the log to stdout") && stderr.contains("stopping everything"), "{stderr}");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn a_master_writing_to_a_full_device_stops_and_exits_non_zero() {
+    use std::process::{Command, Stdio};
+    let token = unique_token("full");
+    let d = Distarch::new().config(&chatty(1, &token));
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = Command::new(distarch_bin())
+        .arg("launch")
+        .current_dir(d.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run distarch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}

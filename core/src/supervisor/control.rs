@@ -76,6 +76,12 @@ impl StopHandle {
         self.escalate(Order::Stop, StopReason::Requested);
     }
 
+    /// Stops every instance cleanly, giving `reason` as the run's stop reason
+    /// (unless it is stopping already for another one).
+    pub fn stop_for(&self, reason: StopReason) {
+        self.escalate(Order::Stop, reason);
+    }
+
     /// Kills every instance now.
     pub fn kill(&self) {
         self.escalate(Order::Kill, StopReason::Requested);
