@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[command(
     after_help = "Exit codes: 0 all instances ended cleanly; 1 at least one failed; \
 2 bad configuration or usage; 3 the launcher-wide no-output timeout fired; \
-4 instances not ready within --ready-timeout; \
+4 instances not ready within --ready-timeout; 74 the master's output was gone; \
 130 interrupted (SIGINT); 143 terminated (SIGTERM); 70 internal error."
 )]
 pub struct Cli {
