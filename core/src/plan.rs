@@ -78,7 +78,7 @@ pub const MAX_ARG_BYTES: usize = 128 * 1024;
 pub const MAX_EXEC_BYTES: usize = 2 * 1024 * 1024;
 
 /// The keys every placement accepts besides its transport's own settings.
-pub const PLACEMENT_KEYS: &[&str] = &["transport", "instances"];
+pub const PLACEMENT_KEYS: &[&str] = &["transport", "instances", "params"];
 
 /// Checks the configuration against the registered transports and gives out ids:
 /// groups by (`order`, name), placements by name, targets in the transport's order.
