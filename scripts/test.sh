@@ -85,7 +85,8 @@ for worker in "target/debug/examples/conformance_worker" \
 done
 # ---- end sdk ------------------------------------------------------------------------
 
-cargo test --workspace "$@"
+# --no-fail-fast: every test binary runs, and the run still fails when any test failed.
+cargo test --workspace --no-fail-fast "$@"
 cat target/k8s-cluster/last-suite.txt 2>/dev/null || true  # Kubernetes block: the real-cluster suite's time
 # cli: a bounded fuzz run (40 s over the four targets; longer, coverage-guided runs:
 # scripts/fuzz.sh). It ends with "fuzz: N passed, N failed".

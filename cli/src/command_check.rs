@@ -88,7 +88,10 @@ mod tests {
             "{err}"
         );
         assert!(find_program("/bin/sh", None, "").is_ok());
-        let err = find_program("/etc/hostname", None, "").unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("data.txt");
+        std::fs::write(&plain, "not a program").unwrap();
+        let err = find_program(plain.to_str().unwrap(), None, "").unwrap_err();
         assert!(err.ends_with("is not executable"), "{err}");
     }
 }
