@@ -126,7 +126,7 @@ placements.r = { transport = "hosts", hosts = ["h"] }
         "groups.a.command: the command is empty",
         "groups.b.priority: priority 40 is out of range",
         "groups.b.backoff.factor: factor 0.5 must be a number of at least 1",
-        "groups.b.placements.p: unknown key `hots`; a placement with transport `hosts` accepts: transport, instances, hosts; did you mean `hosts`?",
+        "groups.b.placements.p: unknown key `hots`; a placement with transport `hosts` accepts: transport, instances, params, hosts; did you mean `hosts`?",
         "groups.b.placements.q.transport: unknown transport `nope` (available: hosts)",
         "groups.b.placements.r.instances: instances is not set",
     ] {

@@ -72,7 +72,7 @@ fn a_misspelt_placement_key_is_named_with_the_keys_it_could_be() {
     let text = failing(&d, &["validate"]);
     assert!(text.contains("unknown key `instnaces`"), "{text}");
     assert!(
-        text.contains("accepts: transport, instances, hosts,"),
+        text.contains("accepts: transport, instances, params, hosts,"),
         "{text}"
     );
     assert!(text.contains("did you mean `instances`?"), "{text}");

@@ -797,7 +797,7 @@ fn an_engine_connection_blip_under_an_sdk_worker_is_lost_not_a_clean_exit() {
     proxy.blip(Duration::from_millis(300));
     let out = running.wait(LIMIT);
     assert_eq!(out.code, 1, "{out}");
-    out.assert_has("Some(MasterGone)");
+    out.assert_has("the master is gone");
     out.assert_has(&format!(
         "ended: lost: the connection to the docker engine at {} dropped",
         proxy.host()
