@@ -61,7 +61,10 @@ impl<W: Write + Send + 'static> LogWriter<W> {
         if !self.broken {
             // A failed write (closed stdout) must not take the master down: it is
             // reported once, and the rest is dropped.
-            let written = self.out.write_all(&self.buf).and_then(|()| self.out.flush());
+            let written = self
+                .out
+                .write_all(&self.buf)
+                .and_then(|()| self.out.flush());
             if let Err(e) = written {
                 self.broken = true;
                 if let Some(f) = self.on_error.as_mut() {
@@ -239,10 +242,18 @@ fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines) {
 fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord) {
     prefix(buf, r.instance.as_deref());
     buf.extend_from_slice(level_tag(r.level).as_bytes());
+    // The master's own lines read like its other lines: `LEVEL distarch: text`.
+    let from_master = r.instance.is_none() || is_master_record(r);
+    if from_master {
+        buf.extend_from_slice(b" distarch:");
+    }
     buf.push(b' ');
     push_single_line(buf, &r.message);
     if let Some(fields) = &r.fields {
         for (k, v) in fields {
+            if from_master && k == "source" {
+                continue;
+            }
             buf.push(b' ');
             push_single_line(buf, k);
             buf.push(b'=');
@@ -256,6 +267,14 @@ fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord) {
         buf.extend_from_slice(b" [line truncated]");
     }
     buf.push(b'\n');
+}
+
+/// True for a record the master wrote about an instance (`source=master`).
+fn is_master_record(r: &LogRecord) -> bool {
+    r.fields
+        .as_ref()
+        .and_then(|f| f.get("source"))
+        .is_some_and(|v| v == "master")
 }
 
 /// Appends text with control characters escaped, so one record stays one line

@@ -391,7 +391,7 @@ fn bad_configs_exit_2_naming_the_key_and_the_file() {
 
     let missing = config_error("[groups.g]\ninstances = 1\n", &["launch"]);
     assert!(
-        missing.stderr.contains("groups.g") && missing.stderr.contains("missing field `command`"),
+        missing.stderr.contains("groups.g") && missing.stderr.contains("missing key `command`"),
         "{missing}"
     );
     assert!(missing.stderr.contains("distarch.toml"), "{missing}");

@@ -389,7 +389,10 @@ fn the_sdk_example_runs_unchanged_over_ssh() {
             &example_worker_bin().display().to_string(),
         )
         .replace("max_running_time = \"5s\"", "max_running_time = \"8s\"")
-        .replace("hosts = [\"localhost\"]", &fx.placement_settings(&[0]));
+        .replace(
+            "hosts = [\"sandbox\"], ssh_config = \"/tmp/distarch-sandbox/ssh_config\", known_hosts = \"/tmp/distarch-sandbox/known_hosts\"",
+            &fx.placement_settings(&[0]),
+        );
     let out = Distarch::new().config(&text).run(&["launch"], LIMIT);
     assert_eq!(out.code, 0, "{out}");
     let h = fx.server(0).entry();

@@ -212,7 +212,10 @@ fn sighup_is_not_a_hard_kill() {
 fn chatty(n: u32, token: &str) -> String {
     format!(
         "[groups.g]\ncommand = {}\ninstances = {n}\n",
-        sh("trap 'exit 0' TERM; while :; do echo chatter; sleep 0.01; done", token)
+        sh(
+            "trap 'exit 0' TERM; while :; do echo chatter; sleep 0.01; done",
+            token
+        )
     )
 }
 
@@ -244,7 +247,10 @@ fn a_master_whose_output_is_gone_stops_everything_and_says_so() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(ended, "the master ran on after its output was gone");
     assert_eq!(out.status.code(), Some(74), "{stderr}");
-    assert!(stderr.contains("cannot write the log to stdout") && stderr.contains("stopping everything"), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the log to stdout") && stderr.contains("stopping everything"),
+        "{stderr}"
+    );
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
@@ -253,7 +259,10 @@ fn a_master_writing_to_a_full_device_stops_and_exits_non_zero() {
     use std::process::{Command, Stdio};
     let token = unique_token("full");
     let d = Distarch::new().config(&chatty(1, &token));
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
     let out = Command::new(distarch_bin())
         .arg("launch")
         .current_dir(d.dir())
