@@ -134,6 +134,10 @@ pub struct Control {
     pub(crate) rolling_delay: std::time::Duration,
 }
 
+/// How long a rolling restart waits to see the new start of an instance before it
+/// moves on anyway (a restart that could not even be created).
+const NEW_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Control {
     /// The run id.
     pub fn run_id(&self) -> &str {
@@ -236,23 +240,38 @@ impl Control {
     }
 
     /// Restarts `ids` one after another, each once the previous is up.
+    /// (See [`NEW_START_WAIT`] for how long a start that never shows is waited for.)
     async fn roll(&self, ids: &[u64]) -> Result<(), ControlError> {
         for &id in ids {
+            let before = self.hub.instances(|i| i.starts(id));
             let waiting = self
                 .ask(|r| Command::Restart(vec![Selector::Id(id)], r))
                 .await?;
             waiting.wait().await;
-            self.wait_up(id).await;
+            self.wait_up(id, before).await;
         }
         Ok(())
     }
 
     /// Waits until instance `id` is ready, has run for the rolling delay, or is not
-    /// coming up (ended, gone).
-    async fn wait_up(&self, id: u64) {
+    /// coming up (ended, gone). Only the states of a start after the first
+    /// `starts_before` count: the last start's events may still be on their way.
+    async fn wait_up(&self, id: u64, starts_before: u64) {
         let mut running_since: Option<tokio::time::Instant> = None;
+        let mut waited = std::time::Duration::ZERO;
         loop {
-            let state = self.hub.instances(|i| i.get(id).map(|s| s.state));
+            let (starts, state) = self
+                .hub
+                .instances(|i| (i.starts(id), i.get(id).map(|s| s.state)));
+            // No new start seen yet (and none coming for a long time: give up).
+            let state = if starts <= starts_before && state.is_some() {
+                if waited >= NEW_START_WAIT {
+                    return;
+                }
+                Some(InstanceState::Starting)
+            } else {
+                state
+            };
             match state {
                 Some(InstanceState::Ready) | Some(InstanceState::Ended) | None => return,
                 Some(InstanceState::Running) => {
@@ -264,6 +283,7 @@ impl Control {
                 _ => running_since = None,
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            waited += std::time::Duration::from_millis(20);
         }
     }
 

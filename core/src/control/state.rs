@@ -109,6 +109,10 @@ pub(crate) struct Instances {
     by_id: BTreeMap<u64, InstanceSnapshot>,
     /// When each instance was last heard from; formatted only when asked for.
     seen: std::collections::HashMap<u64, SystemTime>,
+    /// How many starts of each instance this table has seen (`InstanceCreated`
+    /// events). Events reach the table after the engine acts, so a waiter compares
+    /// this count to tell the new start's state from the last one's.
+    starts: std::collections::HashMap<u64, u64>,
 }
 
 pub(crate) fn now() -> String {
@@ -181,6 +185,11 @@ impl Instances {
     }
 
     /// One instance.
+    /// Starts of instance `id` seen so far.
+    pub(crate) fn starts(&self, id: u64) -> u64 {
+        self.starts.get(&id).copied().unwrap_or(0)
+    }
+
     pub(crate) fn get(&self, id: u64) -> Option<&InstanceSnapshot> {
         self.by_id.get(&id)
     }
@@ -235,6 +244,7 @@ impl Instances {
         };
         match event {
             Event::InstanceCreated(l) => {
+                *self.starts.entry(id).or_default() += 1;
                 i.state = InstanceState::Starting;
                 i.host = l.host.to_string();
                 i.status = None;
