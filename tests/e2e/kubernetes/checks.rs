@@ -245,11 +245,12 @@ pub fn check_terminate_delivers_sigterm(t: &KubeTarget) {
 
 /// `output = "attach"`: stdout and stderr come apart over the attach stream
 /// (stderr lines are `warn`), and stdin carries the stop frame to a worker that
-/// speaks the protocol (its first line is a `hello` frame).
+/// speaks the protocol (its first line is a `hello` frame; after a second, as output
+/// sent before the attach is made is not seen).
 pub fn check_attach_output(t: &KubeTarget) {
     let run = run_id("kat");
     let cfg = format!(
-        "[launcher]\nmax_running_time = \"3s\"\nstop_grace = \"10s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"printf '\\\\036{{\\\"type\\\":\\\"hello\\\",\\\"protocol\\\":1}}\\\\n'; sleep 1; echo to-stdout; echo to-stderr >&2; read line; echo got-a-line; exit 0\"]\nplacements.k8s = {}\n",
+        "[launcher]\nmax_running_time = \"3s\"\nstop_grace = \"10s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 1; printf '\\\\036{{\\\"type\\\":\\\"hello\\\",\\\"protocol\\\":1}}\\\\n'; echo to-stdout; echo to-stderr >&2; read line; echo got-a-line; exit 0\"]\nplacements.k8s = {}\n",
         t.placement(1, ", output = \"attach\"")
     );
     let out = Distarch::new()
