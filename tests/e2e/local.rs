@@ -402,7 +402,7 @@ fn bad_configs_exit_2_naming_the_key_and_the_file() {
     );
     assert!(
         zero.stderr
-            .contains("groups.g.placements.local.instances: instances must be at least 1"),
+            .contains("groups.g.instances: instances must be at least 1"),
         "{zero}"
     );
     assert!(zero.stderr.contains("distarch.toml"), "{zero}");
@@ -437,7 +437,8 @@ fn bad_configs_exit_2_naming_the_key_and_the_file() {
         &["launch", "--timeout", "soon"],
     );
     assert!(
-        flag.stderr.contains("launcher.timeout") && flag.stderr.contains("--set launcher.timeout"),
+        flag.stderr.contains("launcher.timeout")
+            && flag.stderr.contains("from command-line flag --timeout"),
         "{flag}"
     );
 }
