@@ -269,6 +269,13 @@ impl InstanceTask {
         label: Arc<InstanceLabel>,
         reported: &mut Reported,
     ) -> Outcome {
+        // Started goes out before any reader runs, so that no `ready` or line of
+        // this start can reach the sink ahead of it.
+        self.emit(Event::InstanceStarted {
+            instance: label.clone(),
+            description: instance.describe(),
+        })
+        .await;
         let activity = Activity::new(self.clock.clone());
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let mut stdin = None;
@@ -295,11 +302,6 @@ impl InstanceTask {
                 )));
             }
         }
-        self.emit(Event::InstanceStarted {
-            instance: label.clone(),
-            description: instance.describe(),
-        })
-        .await;
 
         let probe = ready_probe(self.group.ready.clone());
         tokio::pin!(probe);
