@@ -13,6 +13,9 @@ use std::time::SystemTime;
 /// Buffer size above which output is written even if more events are waiting.
 const FLUSH_AT: usize = 128 * 1024;
 
+/// What a [`LogWriter`] calls when writing fails.
+type WriteErrorHook = Box<dyn FnMut(&std::io::Error) + Send>;
+
 /// Writes events as log lines to a writer. Lines are only ever written whole: the
 /// buffer holds complete lines and is written when no event is waiting or when it
 /// is large.
@@ -22,7 +25,7 @@ pub struct LogWriter<W: Write + Send + 'static> {
     min_level: Level,
     buf: Vec<u8>,
     /// Called once, on the first write that fails (a closed pipe, a full disk).
-    on_error: Option<Box<dyn FnMut(&std::io::Error) + Send>>,
+    on_error: Option<WriteErrorHook>,
     /// Set once a write failed: nothing more is written (or buffered).
     broken: bool,
 }
