@@ -276,8 +276,10 @@ async fn a_slow_login_shell_runs_once_per_host_for_starts_and_stops() {
     );
 }
 
-fn agent_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+/// The agent directories under `dir` (the fixture's own TMPDIR, so that other
+/// tests' agents, running at the same time, are not seen).
+fn agent_dirs(dir: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -292,12 +294,14 @@ fn agent_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
 #[tokio::test]
 async fn the_agent_keeps_its_fifos_in_a_private_directory_it_removes_at_the_end() {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let mut fx = SshFixture::new();
+    let fx = SshFixture::new();
+    let tmp = fx.dir().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut fx = fx.with_bashrc(&format!("export TMPDIR='{}'\n", tmp.display()));
     let s = fx.start("127.0.0.1");
     fx.trust(s);
     let t = SshTransport::new();
     let settings = settings(&fx, json!({}));
-    let before = agent_dirs();
     let spec = spec(
         &settings,
         &fx.server(s).entry(),
@@ -311,7 +315,7 @@ async fn the_agent_keeps_its_fifos_in_a_private_directory_it_removes_at_the_end(
         .await
         .unwrap();
     assert_eq!(line, "up\n");
-    let ours: Vec<_> = agent_dirs().difference(&before).cloned().collect();
+    let ours: Vec<_> = agent_dirs(&tmp).into_iter().collect();
     assert_eq!(ours.len(), 1, "{ours:?}");
     let dir = &ours[0];
     // mktemp's random suffix, mode 0700, and the fifos inside it.
