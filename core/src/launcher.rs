@@ -241,7 +241,7 @@ pub(crate) fn instance_spec(
             env,
             workdir: g.workdir.clone(),
             priority: g.priority,
-            settings: inst.settings.clone(),
+            prepared: inst.prepared.clone(),
             stop_grace: g.stop_grace.unwrap_or(l.stop_grace).0,
             kill_after: g.kill_after.unwrap_or(l.kill_after).0,
         }

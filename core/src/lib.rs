@@ -35,6 +35,7 @@ mod registry;
 mod report;
 mod signals;
 mod sink;
+mod spec_builder;
 mod supervisor;
 pub mod template;
 mod transport;
@@ -61,9 +62,11 @@ pub use report::{
     EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
 };
 pub use sink::{ChannelSink, EventSink};
+pub use spec_builder::SpecBuilder;
 pub use supervisor::StopHandle;
 pub use transport::{
-    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementRef, Target, Transport,
+    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, Target,
+    Transport,
 };
 
 /// Re-exported so transports and workers name one protocol crate.

@@ -53,7 +53,8 @@ pub(super) struct GroupRt {
     pub(super) planned: PlannedGroup,
     pub(super) count: watch::Sender<u64>,
     pub(super) suspended: bool,
-    /// Placement name → (transport, settings, targets), for new instances.
+    /// Placement name → its planned instances (transport, prepared settings,
+    /// targets), templates for new instances.
     pub(super) placements: BTreeMap<Arc<str>, Vec<PlannedInstance>>,
 }
 

@@ -12,7 +12,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -227,27 +226,18 @@ fn transport(behaviour: Behaviour) -> (KubernetesTransport, Arc<Fake>) {
 }
 
 fn spec(settings: Value) -> InstanceSpec {
-    let mut env = BTreeMap::new();
-    env.insert("DISTARCH_ID".to_string(), "3".to_string());
-    env.insert("GREETING".to_string(), "hi".to_string());
-    InstanceSpec {
-        run_id: "r1x2".into(),
-        group: "Work_ers".into(),
-        placement: "cluster".into(),
-        id: 3,
-        group_id: 2,
-        group_count: 4,
-        target: "/jobs".into(),
-        host: "jobs".into(),
-        restart: 0,
-        command: vec!["/worker".into(), "--fast".into()],
-        env,
-        workdir: None,
-        priority: None,
-        settings: Arc::new(settings.as_object().unwrap().clone()),
-        stop_grace: Duration::from_secs(2),
-        kill_after: Duration::from_millis(2500),
-    }
+    let mut spec = InstanceSpec::builder(["/worker", "--fast"])
+        .run_id("r1x2")
+        .names("Work_ers", "cluster")
+        .id(3)
+        .env("DISTARCH_ID", "3")
+        .env("GREETING", "hi")
+        .stop_times(Duration::from_secs(2), Duration::from_millis(2500))
+        .plan(&KubernetesTransport::new(), &settings)
+        .unwrap_or_else(|e| panic!("plan: {e}"));
+    spec.group_id = 2;
+    spec.group_count = 4;
+    spec
 }
 
 fn full_settings() -> Value {

@@ -61,24 +61,18 @@ fn spec(
     id: usize,
     argv: &[&str],
 ) -> InstanceSpec {
-    InstanceSpec {
-        run_id: "bench".into(),
-        group: "g".into(),
-        placement: "p".into(),
-        id: id as u64,
-        group_id: id as u64,
-        group_count: (HOSTS * PER_HOST) as u64,
-        host: target.clone(),
-        target,
-        restart: 0,
-        command: argv.iter().map(|s| s.to_string()).collect(),
-        env: Default::default(),
-        workdir: None,
-        priority: None,
-        settings: settings.clone(),
-        stop_grace: Duration::from_secs(1),
-        kill_after: Duration::from_secs(1),
-    }
+    let mut spec = InstanceSpec::builder(argv.iter().copied())
+        .run_id("bench")
+        .id(id as u64)
+        .target(target)
+        .stop_times(Duration::from_secs(1), Duration::from_secs(1))
+        .plan(
+            &SshTransport::new(),
+            &serde_json::Value::Object(settings.as_ref().clone()),
+        )
+        .expect("the bench's ssh settings plan");
+    spec.group_count = (HOSTS * PER_HOST) as u64;
+    spec
 }
 
 async fn distarch_round(fx: &SshFixture) -> (Duration, usize) {
