@@ -28,8 +28,10 @@ pub mod control;
 mod error;
 mod escape;
 mod events;
+mod gc;
 mod launcher;
 mod output;
+pub mod owner;
 mod plan;
 mod registry;
 mod report;
@@ -50,6 +52,7 @@ pub use control::{
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
+pub use gc::{GcReport, GcRequest};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
 pub use output::{format_json, format_text, LogWriter};
 pub use plan::{

@@ -9,6 +9,7 @@
 
 use crate::config::StopSignal;
 use crate::error::{ConfigError, ConfigErrors, InstanceError, SpawnError};
+use crate::gc::{GcReport, GcRequest};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::any::Any;
@@ -203,6 +204,7 @@ impl fmt::Debug for InstanceIo {
 
 /// How an instance ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExitStatus {
     /// The worker exited with this code.
     Exited(i32),
@@ -290,4 +292,12 @@ pub trait Transport: Send + Sync {
 
     /// Called once when the run is over: close connections, clients. Default: nothing.
     async fn shutdown(&self) {}
+
+    /// `distarch gc`: removes what runs of this transport whose master is gone left
+    /// behind (containers, pods, cgroups), or on a dry run says what it would
+    /// remove. Default: nothing to clean (an empty report).
+    async fn gc(&self, request: &GcRequest<'_>) -> GcReport {
+        let _ = request;
+        GcReport::default()
+    }
 }

@@ -185,13 +185,13 @@ impl<'a> Chunk<'a> {
                 instance: self.label.clone(),
                 text,
             },
-            // A newer worker's frame: ignored, as the protocol says.
-            WorkerLine::Frame(_) | WorkerLine::Unknown { .. } => return,
             WorkerLine::Malformed { text, error } => {
                 let mut fields = Map::new();
                 fields.insert("malformed_frame".into(), Value::String(error));
                 record(self.plain_level(), text, Some(fields))
             }
+            // A newer worker's frame: ignored, as the protocol says.
+            _ => return,
         };
         self.push_event(event);
     }

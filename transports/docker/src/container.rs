@@ -48,7 +48,7 @@ pub fn create_body(
     ] {
         labels.insert(k.to_string(), v);
     }
-    for (k, v) in master.labels() {
+    for (k, v) in master.entries() {
         labels.insert(k.to_string(), v);
     }
 

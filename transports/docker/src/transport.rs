@@ -20,8 +20,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use distarch_core::{
-    ConfigError, ConfigErrors, Instance, InstanceSpec, PlacementPlan, PlacementRef, Prepared,
-    SpawnError, Target, Transport,
+    ConfigError, ConfigErrors, GcReport, GcRequest, Instance, InstanceSpec, PlacementPlan,
+    PlacementRef, Prepared, SpawnError, Target, Transport,
 };
 use futures_util::StreamExt;
 use std::sync::Mutex;
@@ -169,6 +169,20 @@ impl Transport for DockerTransport {
         };
         let prepared = PreparedPlacement { settings, address };
         Ok(PlacementPlan::new(vec![target], Prepared::new(prepared)))
+    }
+
+    /// Removes the containers of gone runs on every engine the configuration's
+    /// docker placements name (else on the default engine, if there is one).
+    async fn gc(&self, request: &GcRequest<'_>) -> GcReport {
+        let mut report = GcReport::default();
+        for engine in crate::gc::gc_config(request.config, request.dry_run).await {
+            if engine.error.is_some() {
+                report.error(engine.to_string());
+            } else {
+                report.info(engine.to_string());
+            }
+        }
+        report
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {

@@ -5,7 +5,6 @@ use crate::client::{connect, Cluster, ClusterKey};
 use crate::errors::{is_conflict, spawn_error, Call};
 use crate::instance::{delete_params, PodInstance};
 use crate::labels;
-use crate::master;
 use crate::pod::{
     build_pod, owner_config_map, owner_name, owner_reference, pod_name, MasterIdentity,
 };
@@ -69,7 +68,7 @@ impl KubernetesTransport {
             clusters: Mutex::default(),
             scopes: Mutex::default(),
             fixed: None,
-            master: master::current(),
+            master: MasterIdentity::current(),
         }
     }
 
@@ -86,7 +85,7 @@ impl KubernetesTransport {
                 server: server.into(),
                 context: "custom".to_string(),
             })),
-            master: master::current(),
+            master: MasterIdentity::current(),
         }
     }
 
@@ -206,6 +205,12 @@ impl Transport for KubernetesTransport {
             instances: placement.instances,
         };
         Ok(PlacementPlan::new(vec![target], Prepared::new(settings)))
+    }
+
+    /// Deletes the owner objects and pods of gone runs in every namespace the
+    /// configuration's kubernetes placements name (else the current context's).
+    async fn gc(&self, request: &distarch_core::GcRequest<'_>) -> distarch_core::GcReport {
+        crate::gc::gc_config(request.config, request.dry_run).await
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {

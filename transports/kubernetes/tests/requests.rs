@@ -215,9 +215,10 @@ fn transport(behaviour: Behaviour) -> (KubernetesTransport, Arc<Fake>) {
     let client = kube::Client::new(service, "default");
     let master = MasterIdentity {
         host: "master-host".into(),
+        boot: "boot-1".into(),
         pid: 4242,
-        start_ticks: 99,
-        boot_id: "boot-1".into(),
+        start: 99,
+        pidns: "pid:[4026531836]".into(),
     };
     (
         KubernetesTransport::with_client(client, "https://fake:6443").with_master(master),
@@ -287,11 +288,13 @@ async fn spawn_creates_owner_then_the_exact_pod_and_reads_the_exit_code() {
         "run-owner"
     );
     assert_eq!(
-        cm["metadata"]["labels"]["distarch.master-host"],
+        cm["metadata"]["labels"]["distarch.master.host"],
         "master-host"
     );
-    assert_eq!(cm["metadata"]["labels"]["distarch.master-pid"], "4242");
-    assert_eq!(cm["data"]["master_start_ticks"], "99");
+    assert_eq!(cm["metadata"]["labels"]["distarch.master.pid"], "4242");
+    assert_eq!(cm["data"]["distarch.master.start"], "99");
+    assert_eq!(cm["data"]["distarch.master.boot"], "boot-1");
+    assert_eq!(cm["data"]["distarch.master.pidns"], "pid:[4026531836]");
 
     let pod = &seen[pod_at].body;
     let expected = json!({

@@ -8,8 +8,9 @@ use crate::unix::ChildSetup;
 use crate::{reaper, unix};
 use async_trait::async_trait;
 use distarch_core::{
-    config::StopSignal, ConfigError, ConfigErrors, ExitStatus, Instance, InstanceError, InstanceIo,
-    InstanceSpec, PlacementPlan, PlacementRef, Prepared, SpawnError, Target, Transport,
+    config::StopSignal, ConfigError, ConfigErrors, ExitStatus, GcReport, GcRequest, Instance,
+    InstanceError, InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, SpawnError,
+    Target, Transport,
 };
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -230,6 +231,15 @@ impl Transport for LocalTransport {
         let mut instance = self.start_local(spec)?;
         instance._slot = slot;
         Ok(Box::new(instance))
+    }
+
+    /// Kills and removes the run cgroups of gone masters on this machine.
+    async fn gc(&self, request: &GcRequest<'_>) -> GcReport {
+        let mut report = GcReport::default();
+        for line in cgroup::gc(request.dry_run) {
+            report.info(line);
+        }
+        report
     }
 
     async fn shutdown(&self) {

@@ -15,8 +15,7 @@
 //! Run: `cargo run --release -p distarch-transport-ssh --example bench -- [ROUNDS] [DISTARCH_BIN]`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../../../tests/harness/sshd.rs"]
-mod sshd;
+use distarch_testkit::sshd;
 
 use distarch_core::{InstanceSpec, Transport};
 use distarch_transport_local::LocalTransport;

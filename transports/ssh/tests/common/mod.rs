@@ -7,8 +7,7 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-#[path = "../../../../tests/harness/sshd.rs"]
-pub mod sshd;
+pub use distarch_testkit::sshd;
 
 pub use sshd::SshFixture;
 
