@@ -34,6 +34,7 @@ mod output;
 pub mod owner;
 mod plan;
 mod registry;
+mod repeats;
 mod report;
 mod signals;
 mod sink;
