@@ -1,5 +1,5 @@
 //! End-to-end tests of `distarch launch` with SSH placements, against real sshd
-//! servers on 127.0.0.1, .2 and .3 (see tests/harness/sshd.rs): the original's
+//! servers on 127.0.0.1, .2 and .3 (see testkit/src/sshd.rs): the original's
 //! remote test matrix, plus the session limit, host keys, ssh config aliases,
 //! a SIGKILLed master and a dropped connection.
 
