@@ -160,9 +160,17 @@ run() {
         [ -e "$D/gone" ] && [ -n "$a2" ] && kill "$a1" "$a2" 2>/dev/null' USR2
     if mkfifo -m 600 "$d/i" "$d/o" "$d/e" "$d/co" "$d/ce"; then
         exec 3<>"$d/i" 4<>"$d/co" 5<>"$d/ce"
-        relay "$id" o 4 <"$d/o" 3>&- 5>&- &
+        # (Not `relay ... 3>&-`: a shell keeps a copy of an fd it closes for a
+        # function, and the worker's stdin would stay open.)
+        (
+            exec 3>&- 5>&-
+            relay "$id" o 4
+        ) <"$d/o" &
         a1=$!
-        relay "$id" e 5 <"$d/e" 3>&- 4>&- &
+        (
+            exec 3>&- 4>&-
+            relay "$id" e 5
+        ) <"$d/e" &
         a2=$!
         (
             trap - PIPE USR2
