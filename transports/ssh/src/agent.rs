@@ -463,15 +463,21 @@ impl Demux {
         let Ok(mut slots) = self.slots.lock() else {
             return;
         };
+        let stream = if stderr { 'e' } else { 'o' };
+        let len = bytes.len();
         let Some(slot) = slots.get_mut(&id) else {
+            // A forgotten instance: its relay must not wait for credit that
+            // would never come.
+            let _ = self
+                .tx
+                .send(format!("c {id} {stream} {len}\n").into_bytes());
             return;
         };
-        let (sink, stream) = if stderr {
-            (&mut slot.stderr, 'e')
+        let sink = if stderr {
+            &mut slot.stderr
         } else {
-            (&mut slot.stdout, 'o')
+            &mut slot.stdout
         };
-        let len = bytes.len();
         let delivered = sink.as_ref().is_some_and(|s| s.send(bytes).is_ok());
         if !delivered {
             *sink = None;

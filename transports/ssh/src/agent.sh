@@ -44,7 +44,16 @@ for t in awk cat dd mkfifo mktemp setsid; do
         exit 125
     }
 done
-D=$(mktemp -d "${TMPDIR:-/tmp}/distarch-ssh.XXXXXXXX") || exit 125
+# Output chunks pass through files here: a memory file system if there is one
+# (rewriting a file on disk again and again can cost a flush each time).
+t=${TMPDIR:-}
+if [ -z "$t" ]; then
+    t=/tmp
+    [ -d /dev/shm ] && [ -w /dev/shm ] && t=/dev/shm
+fi
+D=$(mktemp -d "$t/distarch-ssh.XXXXXXXX") || exit 125
+# Absolute: workers change directory, and their leaders still write here.
+case $D in /*) ;; *) D=$PWD/$D ;; esac
 mkfifo -m 600 "$D/m" "$D/l" || exit 125
 # A shell's `wait` gives 128+N both for a worker killed by signal N and for one
 # that exits with 128+N. An awk whose system() reports a signal death as 256+N

@@ -293,8 +293,7 @@ mod tests {
                 .map(|r| r.strip_prefix("7 o ").expect("only stdout chunks"))
                 .collect();
             assert_eq!(
-                stdout,
-                "it's `x`\nline 2|a'b|$(echo no)| sp |back\\slash\\n|\nno newline\0nul",
+                stdout, "it's `x`\nline 2|a'b|$(echo no)| sp |back\\slash\\n|\nno newline\0nul",
                 "{program} {path:?}"
             );
             assert_eq!(out.last().unwrap(), "7 x 0", "{program} {path:?}");
@@ -314,13 +313,22 @@ mod tests {
             let lines = start(&["sh", "-c", script], vec![]);
             for (program, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
                 let out = agent_under(program, args, None, &lines);
-                assert_eq!(out.last().unwrap(), expected, "{program}: {script}: {out:?}");
+                assert_eq!(
+                    out.last().unwrap(),
+                    expected,
+                    "{program}: {script}: {out:?}"
+                );
             }
         }
         // Where the only awk is busybox's (which cannot tell), 128+N is taken
         // for signal N, as a shell's `wait` has it.
         let bb = busybox_only();
-        let out = agent_under("/bin/busybox", &["sh"], bb.path().to_str(), &start(&["sh", "-c", "kill -TERM $$"], vec![]));
+        let out = agent_under(
+            "/bin/busybox",
+            &["sh"],
+            bb.path().to_str(),
+            &start(&["sh", "-c", "kill -TERM $$"], vec![]),
+        );
         assert_eq!(out.last().unwrap(), "7 k 15", "{out:?}");
     }
 }
