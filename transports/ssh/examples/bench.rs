@@ -10,7 +10,9 @@
 //!    SIGTERM), SIGINT, and the time until the master has exited and no worker is
 //!    left on any host, next to `stop_grace + kill_after`;
 //! 3. throughput: 4 instances on one host each printing 250,000 lines, read
-//!    through the transport, next to the same workers run by the local transport.
+//!    through the transport, next to the same workers run by the local transport;
+//!    and the same through the master (`distarch launch`, every line parsed,
+//!    prefixed and written to a pipe the bench reads), ssh next to local.
 //!
 //! Run: `cargo run --release -p distarch-transport-ssh --example bench -- [ROUNDS] [DISTARCH_BIN]`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -280,6 +282,10 @@ async fn main() {
     }
     println!();
     throughput().await;
+    if let Some(bin) = std::env::args().nth(2) {
+        println!();
+        throughput_through_master(&bin).await;
+    }
 }
 
 async fn compare(fx: &SshFixture, name: &str, rounds: usize) {
@@ -465,6 +471,92 @@ async fn throughput() {
             t.as_secs_f64(),
             n as f64 / t.as_secs_f64(),
             t.as_secs_f64() / t_local.as_secs_f64()
+        );
+    }
+    println!("(load average now: {})", load());
+}
+
+/// `distarch launch` with a group of FLOODERS flooding workers placed as `placement`;
+/// returns the time until it exited and the worker lines it printed.
+async fn launch_flood(bin: &str, placement: &str) -> (Duration, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[groups.flood]\ncommand = [\"sh\", \"-c\", \"yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}\"]\nplacements.p = {{ {placement}, instances = {FLOODERS} }}\n"
+    );
+    let path = dir.path().join("distarch.toml");
+    std::fs::write(&path, config).unwrap();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .arg("launch")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut lines = 0;
+    let mut last = Vec::new();
+    loop {
+        let n = out.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+        last = buf[..n].to_vec();
+    }
+    let status = child.wait().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        status.success(),
+        "distarch launch failed ({status}): ...{}",
+        String::from_utf8_lossy(&last[last.len().saturating_sub(300)..])
+    );
+    (elapsed, lines)
+}
+
+async fn throughput_through_master(bin: &str) {
+    let fx = servers("");
+    let ssh = format!(
+        "transport = \"ssh\", hosts = [{:?}], identity_files = [{:?}], known_hosts = {:?}, ssh_config = \"none\"",
+        fx.server(0).entry(),
+        fx.client_key.display().to_string(),
+        fx.known_hosts.display().to_string(),
+    );
+    let before = cpu_now(&fx);
+    let (t_ssh, n_ssh) = launch_flood(bin, &ssh).await;
+    // The server's CPU counts once sshd has reaped the connection (its agent,
+    // the workers and every relay process under it).
+    let listener = fx.server(0).pid();
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{listener}/task/{listener}/children"))
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !children() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = cpu_now(&fx);
+    let cpu_ssh = (after.0 - before.0, after.1 - before.1);
+    let (t_local, n_local) = launch_flood(bin, "transport = \"local\"").await;
+    let cpu_local = (cpu_now(&fx).0 - after.0, 0.0);
+    println!("## Throughput through the master: `distarch launch`, {FLOODERS} instances x {LINES} lines, its output read from a pipe");
+    println!("| placement | time (launch to exit) | output lines | lines/s | ratio to local | CPU: master (+ local workers) / sshd and everything under it |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    for (name, t, n, cpu) in [
+        ("ssh (one host)", t_ssh, n_ssh, cpu_ssh),
+        ("local", t_local, n_local, cpu_local),
+    ] {
+        println!(
+            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x | {:.2} s / {:.2} s |",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64(),
+            t.as_secs_f64() / t_local.as_secs_f64(),
+            cpu.0,
+            cpu.1
         );
     }
     println!("(load average now: {})", load());
