@@ -15,7 +15,11 @@ pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
         config,
         dry_run: args.dry_run,
     };
-    let registry = crate::transports::registry();
+    let mut registry = crate::transports::registry();
+    if let Some(config) = config {
+        // Plugins the configuration names clean what their runs left, too.
+        registry.resolve_config(config);
+    }
     let mut code = 0;
     let mut printed = 0;
     for transport in registry.all() {

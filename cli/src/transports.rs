@@ -13,5 +13,7 @@ pub fn registry() -> TransportRegistry {
     registry.register(distarch_transport_ssh::SshTransport::new());
     #[cfg(feature = "kubernetes")]
     registry.register(distarch_transport_kubernetes::KubernetesTransport::new());
+    // Any other name: a `distarch-transport-<name>` plugin (docs/plugins.md).
+    registry.set_resolver(distarch_plugin_host::resolver());
     registry
 }

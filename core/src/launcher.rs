@@ -109,6 +109,7 @@ impl LauncherBuilder {
     pub fn build(mut self) -> Result<Launcher, ConfigErrors> {
         apply_service_defaults(&mut self.config);
         let limit = self.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        self.registry.resolve_config(&self.config);
         let plan = build_plan_limited(&self.config, &self.registry, &self.only, limit)?;
         let (stop, _) = StopHandle::new();
         let run_id = self.run_id.unwrap_or_else(new_run_id);

@@ -60,7 +60,7 @@ pub use plan::{
     build_plan, build_plan_limited, Plan, PlannedGroup, PlannedInstance, DEFAULT_MAX_INSTANCES,
     IMPLICIT_PLACEMENT, MAX_ARG_BYTES, MAX_EXEC_BYTES, PLACEMENT_KEYS,
 };
-pub use registry::TransportRegistry;
+pub use registry::{TransportRegistry, TransportResolver};
 pub use report::{
     InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY,
     EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,

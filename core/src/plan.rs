@@ -245,11 +245,14 @@ pub fn build_plan_limited(
             let Some(transport) = transport else {
                 errors.push(ConfigError::new(
                     format!("{ppath}.transport"),
-                    format!(
-                        "unknown transport `{}` (available: {})",
-                        placement.transport,
-                        registry.names().join(", ")
-                    ),
+                    match registry.unresolved(&placement.transport) {
+                        Some(why) => why.to_string(),
+                        None => format!(
+                            "unknown transport `{}` (available: {})",
+                            placement.transport,
+                            registry.names().join(", ")
+                        ),
+                    },
                 ));
                 continue;
             };
