@@ -168,7 +168,10 @@ impl<T: Transport + 'static> Server<T> {
             })
             .unwrap_or_default();
         let spec = InstanceSpec {
-            run_id: text("run_id"),
+            // What the wrapped transport names after the run (cgroups, containers)
+            // must not collide with what the master's own transports name after it
+            // (rlocal next to the built-in local transport share a machine).
+            run_id: format!("{}-{}", text("run_id"), self.name),
             group: text("group"),
             placement: text("placement"),
             id: num("id"),
@@ -203,7 +206,7 @@ impl<T: Transport + 'static> Server<T> {
             .transport
             .spawn(&spec)
             .await
-            .map_err(|e| e.chain())?;
+            .map_err(|e| distarch_core::error_chain(&e))?;
         let handle = format!("{}-{}", spec.id, self.next.fetch_add(1, Ordering::Relaxed));
         let describe = instance.describe();
         if let Some(stdio) = instance.take_io() {
@@ -252,7 +255,7 @@ impl<T: Transport + 'static> Server<T> {
                 s = instance.wait(), if status.is_none() => {
                     let s = match s {
                         Ok(s) => status_json(&s),
-                        Err(e) => json!({"lost": e.chain()}),
+                        Err(e) => json!({"lost": distarch_core::error_chain(&e)}),
                     };
                     for id in waits.drain(..) {
                         self.reply(&id, Ok(s.clone()));
@@ -270,10 +273,10 @@ impl<T: Transport + 'static> Server<T> {
                             Some(sig) => instance.stop_with_signal(sig).await,
                             None => instance.terminate().await,
                         };
-                        let _ = done.send(r.map_err(|e| e.chain()));
+                        let _ = done.send(r.map_err(|e| distarch_core::error_chain(&e)));
                     }
                     Some(Cmd::Kill(done)) => {
-                        let _ = done.send(instance.kill().await.map_err(|e| e.chain()));
+                        let _ = done.send(instance.kill().await.map_err(|e| distarch_core::error_chain(&e)));
                     }
                     Some(Cmd::Cleanup(done)) => {
                         if status.is_none() {
