@@ -41,9 +41,20 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `distarch man > distarch.1; man ./distarch.1`.
     Man,
+    /// Drive a transport plugin through the plugin protocol's scenarios
+    /// (docs/plugins.md) and print `N passed, M failed`; exit 1 when one failed.
+    PluginCheck(PluginCheckArgs),
     /// Control verbs (ps, stop, suspend, resume, scale, restart, logs, reload).
     #[command(flatten)]
     Control(crate::verbs::ControlCommand),
+}
+
+/// `distarch plugin-check -- CMD [ARGS]`.
+#[derive(Debug, Args, Clone)]
+pub struct PluginCheckArgs {
+    /// The plugin command, e.g. `-- distarch-transport-pgroup`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// Where the configuration comes from and how to override it.

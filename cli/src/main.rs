@@ -99,6 +99,11 @@ async fn run(cli: Cli) -> i32 {
             code
         }
         Command::Control(command) => verbs::run(command).await,
+        Command::PluginCheck(args) => {
+            let (_, failed) =
+                distarch_plugin_host::check::check(&args.command, &mut std::io::stdout()).await;
+            i32::from(failed > 0)
+        }
         Command::Validate(args) => {
             let Some((loaded, launcher)) = prepare(&args.config, &args.run, None) else {
                 return EXIT_CONFIG;

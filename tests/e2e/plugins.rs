@@ -226,3 +226,48 @@ fn gc_kills_what_a_run_left_when_master_and_plugin_died() {
     assert!(gc.stdout.contains("killed 2 process groups"), "{gc:?}");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
+
+#[test]
+fn plugin_check_passes_both_plugins_and_fails_a_broken_one() {
+    let d = distarch("[groups.x]\ncommand = [\"true\"]\n");
+    let rlocal = distarch_bin().parent().unwrap().join("distarch-transport-rlocal");
+    let pgroup = repo_root().join("plugins/python/distarch-transport-pgroup");
+    for plugin in [&pgroup, &rlocal] {
+        let out = d.run(&["plugin-check", "--", plugin.to_str().unwrap()], LIMIT);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("13 passed, 0 failed"), "{out:?}");
+    }
+    // A plugin that answers every request with protocol 0.
+    let broken = d.path("distarch-transport-broken");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\nwhile read -r l; do echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocol\":0}}'; done\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod").args(["+x", broken.to_str().unwrap()]).status().unwrap();
+    let out = d.run(&["plugin-check", "--", broken.to_str().unwrap()], LIMIT);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("FAIL handshake: plugin `broken`"), "{out:?}");
+    assert!(out.stdout.contains("speaks plugin protocol 0"), "{out:?}");
+    assert!(out.stdout.contains("0 passed, 13 failed"), "{out:?}");
+}
+
+#[test]
+fn a_hung_plugin_is_reported_and_killed() {
+    let d = distarch("[groups.x]\ncommand = [\"true\"]\n[groups.x.placements.p]\ntransport = \"hang\"\ninstances = 1\n");
+    let hang = d.path("distarch-transport-hang");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::process::Command::new("chmod").args(["+x", hang.to_str().unwrap()]).status().unwrap();
+    let path = format!("{}:{}", d.dir().display(), plugin_path());
+    let d = d
+        .env("PATH", &path)
+        .env("DISTARCHPLUGIN_TIMEOUT", "1s");
+    let started = std::time::Instant::now();
+    let out = d.run(&["launch"], LIMIT);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("hung: no answer to `initialize` within 1s; it was killed"),
+        "{out:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

@@ -21,14 +21,15 @@ use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
 /// How long a plugin may take to answer a request (not `wait`) before it counts as
-/// hung; `DISTARCH_PLUGIN_TIMEOUT` (e.g. `5s`, `500ms`) changes it.
+/// hung; `DISTARCHPLUGIN_TIMEOUT` (e.g. `5s`, `500ms`) changes it (not `DISTARCH_...`: those
+/// variables are configuration overrides).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The placement key that names the plugin executable explicitly.
 const PLUGIN_KEY: &str = "plugin";
 
 fn timeout_from_env() -> Duration {
-    let Ok(text) = std::env::var("DISTARCH_PLUGIN_TIMEOUT") else {
+    let Ok(text) = std::env::var("DISTARCHPLUGIN_TIMEOUT") else {
         return DEFAULT_TIMEOUT;
     };
     let text = text.trim();
