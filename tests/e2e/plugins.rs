@@ -16,7 +16,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn plugin_path() -> String {
     let bin_dir = distarch_bin().parent().unwrap().display().to_string();
     let py = repo_root().join("plugins/python").display().to_string();
-    format!("{py}:{bin_dir}:{}", std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{py}:{bin_dir}:{}",
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn worker() -> String {
@@ -71,7 +74,8 @@ fn a_mixed_group_stops_through_distarch_stop() {
     // Every instance got the stop frame over its stdin and answered on stdout.
     assert_eq!(out.lines_with("got stop").len(), 5, "{}", out.stdout);
     assert_eq!(
-        out.lines_with("ended after a stop request: exit code 0").len(),
+        out.lines_with("ended after a stop request: exit code 0")
+            .len(),
         5,
         "{}",
         out.stdout
@@ -154,7 +158,8 @@ fn unknown_transport_and_bad_settings_are_named() {
     let cfg = "[groups.x]\ncommand = [\"true\"]\n[groups.x.placements.p]\ntransport = \"mine\"\nplugin = \"/nonexistent/plug\"\ninstances = 1\n";
     let out = distarch(cfg).run(&["launch"], LIMIT);
     assert!(
-        out.stderr.contains("plugin = \"/nonexistent/plug\" is not an executable file"),
+        out.stderr
+            .contains("plugin = \"/nonexistent/plug\" is not an executable file"),
         "{}",
         out.stderr
     );
@@ -180,10 +185,22 @@ fn a_plugin_that_dies_loses_its_instances_and_the_master_goes_on() {
         .unwrap();
     running.expect_lines("lost: plugin `pgroup`", 2, LIMIT);
     // The local instance still serves; the run is still there to stop.
-    assert!(running.stdout().contains("exited (signal: 9"), "{}", running.stdout());
+    assert!(
+        running.stdout().contains("exited (signal: 9"),
+        "{}",
+        running.stdout()
+    );
     running.signal("INT");
     let out = running.wait(LIMIT);
-    assert_eq!(out.lines_with("[localhost]").iter().filter(|l| l.contains("got stop")).count(), 1, "{}", out.stdout);
+    assert_eq!(
+        out.lines_with("[localhost]")
+            .iter()
+            .filter(|l| l.contains("got stop"))
+            .count(),
+        1,
+        "{}",
+        out.stdout
+    );
     assert_no_leftovers(&token, Duration::from_secs(10));
 }
 
@@ -214,12 +231,17 @@ fn gc_kills_what_a_run_left_when_master_and_plugin_died() {
         .unwrap();
     let _ = running.wait(LIMIT);
     assert!(
-        wait_until(Duration::from_secs(10), || pids_with_token(&token).len() == 2),
+        wait_until(Duration::from_secs(10), || pids_with_token(&token).len()
+            == 2),
         "the workers die with the plugin, their children stay: {:?}",
         pids_with_token(&token)
     );
     let dry = d.run(&["gc", "--dry-run"], LIMIT);
-    assert!(dry.stdout.contains("gc: pgroup: run") && dry.stdout.contains("would kill 2 process groups"), "{dry:?}");
+    assert!(
+        dry.stdout.contains("gc: pgroup: run")
+            && dry.stdout.contains("would kill 2 process groups"),
+        "{dry:?}"
+    );
     assert_eq!(pids_with_token(&token).len(), 2);
     let gc = d.run(&["gc"], LIMIT);
     assert_eq!(gc.code, 0, "{gc:?}");
@@ -230,7 +252,10 @@ fn gc_kills_what_a_run_left_when_master_and_plugin_died() {
 #[test]
 fn plugin_check_passes_both_plugins_and_fails_a_broken_one() {
     let d = distarch("[groups.x]\ncommand = [\"true\"]\n");
-    let rlocal = distarch_bin().parent().unwrap().join("distarch-transport-rlocal");
+    let rlocal = distarch_bin()
+        .parent()
+        .unwrap()
+        .join("distarch-transport-rlocal");
     let pgroup = repo_root().join("plugins/python/distarch-transport-pgroup");
     for plugin in [&pgroup, &rlocal] {
         let out = d.run(&["plugin-check", "--", plugin.to_str().unwrap()], LIMIT);
@@ -244,10 +269,16 @@ fn plugin_check_passes_both_plugins_and_fails_a_broken_one() {
         "#!/bin/sh\nwhile read -r l; do echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocol\":0}}'; done\n",
     )
     .unwrap();
-    std::process::Command::new("chmod").args(["+x", broken.to_str().unwrap()]).status().unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", broken.to_str().unwrap()])
+        .status()
+        .unwrap();
     let out = d.run(&["plugin-check", "--", broken.to_str().unwrap()], LIMIT);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stdout.contains("FAIL handshake: plugin `broken`"), "{out:?}");
+    assert!(
+        out.stdout.contains("FAIL handshake: plugin `broken`"),
+        "{out:?}"
+    );
     assert!(out.stdout.contains("speaks plugin protocol 0"), "{out:?}");
     assert!(out.stdout.contains("0 passed, 13 failed"), "{out:?}");
 }
@@ -257,16 +288,18 @@ fn a_hung_plugin_is_reported_and_killed() {
     let d = distarch("[groups.x]\ncommand = [\"true\"]\n[groups.x.placements.p]\ntransport = \"hang\"\ninstances = 1\n");
     let hang = d.path("distarch-transport-hang");
     std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    std::process::Command::new("chmod").args(["+x", hang.to_str().unwrap()]).status().unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", hang.to_str().unwrap()])
+        .status()
+        .unwrap();
     let path = format!("{}:{}", d.dir().display(), plugin_path());
-    let d = d
-        .env("PATH", &path)
-        .env("DISTARCHPLUGIN_TIMEOUT", "1s");
+    let d = d.env("PATH", &path).env("DISTARCHPLUGIN_TIMEOUT", "1s");
     let started = std::time::Instant::now();
     let out = d.run(&["launch"], LIMIT);
     assert_ne!(out.code, 0);
     assert!(
-        out.stderr.contains("hung: no answer to `initialize` within 1s; it was killed"),
+        out.stderr
+            .contains("hung: no answer to `initialize` within 1s; it was killed"),
         "{out:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(20));

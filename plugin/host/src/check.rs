@@ -113,7 +113,11 @@ async fn scenario(argv: &[String], t: &PluginTransport, which: &str) -> Outcome 
         "stdin, stdout, stderr, env and exit code" => {
             let mut i = spawn(
                 t,
-                &["sh", "-c", "read l; echo \"got $l $CHECK_VAR\"; echo to-err >&2; exit 3"],
+                &[
+                    "sh",
+                    "-c",
+                    "read l; echo \"got $l $CHECK_VAR\"; echo to-err >&2; exit 3",
+                ],
             )
             .await?;
             let mut io = i.take_io().ok_or("no stdio")?;
@@ -176,15 +180,16 @@ async fn scenario(argv: &[String], t: &PluginTransport, which: &str) -> Outcome 
                 Err(_) => Ok(()),
             }
         }
-        "unknown method is a JSON-RPC error" => match t.raw_call("no_such_method_zz", json!({})).await
-        {
-            Err(e) if t.gone().is_none() => {
-                let _ = e;
-                Ok(())
+        "unknown method is a JSON-RPC error" => {
+            match t.raw_call("no_such_method_zz", json!({})).await {
+                Err(e) if t.gone().is_none() => {
+                    let _ = e;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+                Ok(v) => Err(format!("answered {v}")),
             }
-            Err(e) => Err(e),
-            Ok(v) => Err(format!("answered {v}")),
-        },
+        }
         "gc answers a report" => {
             let v = t
                 .raw_call("gc", json!({"dry_run": true, "placements": []}))

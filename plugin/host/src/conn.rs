@@ -78,10 +78,11 @@ impl Connection {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{label}: cannot start: {e}"))?;
-        let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-            (Some(i), Some(o), Some(e)) => (i, o, e),
-            _ => return Err(format!("{label}: no stdio pipes")),
-        };
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => return Err(format!("{label}: no stdio pipes")),
+            };
         let (tx, rx) = mpsc::channel::<String>();
         let conn = Arc::new(Connection {
             label,
@@ -221,8 +222,8 @@ impl Connection {
             }
             st.pending.insert(id, waiter);
         }
-        let mut line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-            .to_string();
+        let mut line =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
         line.push('\n');
         let sent = lock(&self.lines)
             .as_ref()
@@ -273,7 +274,11 @@ impl Connection {
     }
 
     /// A request whose answer may take as long as it takes (`wait`).
-    pub fn start_call(&self, method: &str, params: Value) -> Result<oneshot::Receiver<Reply>, String> {
+    pub fn start_call(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<oneshot::Receiver<Reply>, String> {
         let (tx, rx) = oneshot::channel();
         self.send(method, params, Waiter::Async(tx))?;
         Ok(rx)

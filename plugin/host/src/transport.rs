@@ -10,8 +10,7 @@ use distarch_core::protocol::Level;
 use distarch_core::TransportResolver;
 use distarch_core::{
     ConfigError, ConfigErrors, ExitStatus, GcReport, GcRequest, Instance, InstanceError,
-    InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, SpawnError, Target,
-    Transport,
+    InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, SpawnError, Target, Transport,
 };
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -169,7 +168,10 @@ impl PluginTransport {
         ));
         if let Err(e) = std::fs::create_dir_all(&sock_dir) {
             conn.close(Duration::from_millis(200));
-            return Err(format!("{label}: cannot create {}: {e}", sock_dir.display()));
+            return Err(format!(
+                "{label}: cannot create {}: {e}",
+                sock_dir.display()
+            ));
         }
         Ok(PluginTransport {
             name: name.to_string(),
@@ -291,11 +293,15 @@ impl Transport for PluginTransport {
             out.push(Target {
                 address: address.to_string(),
                 host: host.to_string(),
-                instances: u32::try_from(instances).map_err(|_| bad("returned too many instances"))?,
+                instances: u32::try_from(instances)
+                    .map_err(|_| bad("returned too many instances"))?,
             });
         }
         let prepared = reply.get("prepared").cloned().unwrap_or(Value::Null);
-        Ok(PlacementPlan::new(out, Prepared::new(PluginPrepared(prepared))))
+        Ok(PlacementPlan::new(
+            out,
+            Prepared::new(PluginPrepared(prepared)),
+        ))
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
@@ -306,9 +312,8 @@ impl Transport for PluginTransport {
         let _ = std::fs::remove_file(&io_path);
         let _ = std::fs::remove_file(&err_path);
         let bind = |p: &Path| {
-            UnixListener::bind(p).map_err(|e| {
-                SpawnError::new(format!("cannot listen on {}: {e}", p.display()))
-            })
+            UnixListener::bind(p)
+                .map_err(|e| SpawnError::new(format!("cannot listen on {}: {e}", p.display())))
         };
         let io_listener = bind(&io_path)?;
         let err_listener = bind(&err_path)?;
@@ -423,11 +428,19 @@ impl Transport for PluginTransport {
             .unwrap_or_default();
         match self
             .conn
-            .call("gc", json!({"dry_run": request.dry_run, "placements": placements}))
+            .call(
+                "gc",
+                json!({"dry_run": request.dry_run, "placements": placements}),
+            )
             .await
         {
             Ok(r) => {
-                for line in r.get("lines").and_then(Value::as_array).into_iter().flatten() {
+                for line in r
+                    .get("lines")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let text = line.get("text").and_then(Value::as_str).unwrap_or("");
                     match line.get("level").and_then(Value::as_str) {
                         Some("error") => report.error(text),
@@ -468,14 +481,13 @@ impl PluginInstance {
         let describe = self.describe.clone();
         let mut params = json!({"instance": self.handle});
         async move {
-        
-        if let (Some(p), Value::Object(extra)) = (params.as_object_mut(), extra) {
-            p.extend(extra);
-        }
-        conn.call(method, params)
-            .await
-            .map(|_| ())
-            .map_err(|e| InstanceError::new(format!("{method} {describe}: {e}")))
+            if let (Some(p), Value::Object(extra)) = (params.as_object_mut(), extra) {
+                p.extend(extra);
+            }
+            conn.call(method, params)
+                .await
+                .map(|_| ())
+                .map_err(|e| InstanceError::new(format!("{method} {describe}: {e}")))
         }
     }
 }

@@ -93,7 +93,10 @@ impl<T: Transport + 'static> Server<T> {
 
     fn plan(&self, p: &Value) -> Value {
         let empty = Map::new();
-        let settings = p.get("settings").and_then(Value::as_object).unwrap_or(&empty);
+        let settings = p
+            .get("settings")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let group = p.get("group").and_then(Value::as_str).unwrap_or("g");
         let placement = p.get("placement").and_then(Value::as_str).unwrap_or("p");
         let instances = p
@@ -127,7 +130,9 @@ impl<T: Transport + 'static> Server<T> {
                 let targets: Vec<Value> = plan
                     .targets
                     .iter()
-                    .map(|t| json!({"address": t.address, "host": t.host, "instances": t.instances}))
+                    .map(
+                        |t| json!({"address": t.address, "host": t.host, "instances": t.instances}),
+                    )
                     .collect();
                 json!({"targets": targets, "prepared": token})
             }
@@ -156,7 +161,12 @@ impl<T: Transport + 'static> Server<T> {
         let command: Vec<String> = p
             .get("command")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let env: BTreeMap<String, String> = p
             .get("env")
@@ -408,11 +418,16 @@ async fn serve<T: Transport + 'static>(name: &str, transport: Arc<T>) -> i32 {
             }
         };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let method = msg.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let params = msg.get("params").cloned().unwrap_or(Value::Null);
         match method.as_str() {
             "initialize" => {
-                let r = if params.get("protocol").and_then(Value::as_u64) == Some(PROTOCOL_VERSION) {
+                let r = if params.get("protocol").and_then(Value::as_u64) == Some(PROTOCOL_VERSION)
+                {
                     Ok(json!({
                         "protocol": PROTOCOL_VERSION,
                         "name": server.name,
