@@ -16,6 +16,8 @@ command -v ip >/dev/null || packages+=(iproute2)
 # ssh partition test (tests/e2e/ssh.rs): packets dropped inside a test network namespace
 command -v iptables >/dev/null || packages+=(iptables)
 command -v python3 >/dev/null || packages+=(python3)
+# transport plugins (tests/e2e/plugins.rs): the Python plugin starts instances through setpriv
+command -v setpriv >/dev/null || packages+=(util-linux)
 # cli: shells that check the completion scripts' syntax, groff for the man page.
 command -v zsh >/dev/null || packages+=(zsh)
 command -v fish >/dev/null || packages+=(fish)
