@@ -188,3 +188,43 @@ placements.p = { transport = "hosts", hosts = ["", "h", ""], instances = 1 }
         err.message
     );
 }
+
+/// Transport plugins (issue 17): a name that is not registered goes to the
+/// registry's resolver once (with the placement's `plugin` path); what it finds is
+/// registered for the plan and the run, and why it found nothing is the placement's
+/// error.
+#[test]
+fn unknown_names_go_to_the_resolver() {
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let mut registry = TransportRegistry::new();
+    registry.set_resolver(std::sync::Arc::new(
+        move |name: &str, path: Option<&str>| {
+            log.lock()
+                .unwrap()
+                .push(format!("{name} {}", path.unwrap_or("-")));
+            if name == "plug" {
+                Ok(std::sync::Arc::new(Hosts) as std::sync::Arc<dyn Transport>)
+            } else {
+                Err(format!("unknown transport `{name}`: no plugin here"))
+            }
+        },
+    ));
+    let c = config(
+        "[groups.a]\ncommand = \"w\"\n\
+         [groups.a.placements.p]\ntransport = \"plug\"\ninstances = 1\nhosts = [\"h1\"]\n\
+         [groups.a.placements.q]\ntransport = \"plug\"\ninstances = 1\nhosts = [\"h2\"]\n\
+         [groups.a.placements.r]\ntransport = \"nope\"\ninstances = 1\nplugin = \"/x/y\"\n",
+    );
+    registry.resolve_config(&c);
+    // Once per name, in the order of the placements.
+    assert_eq!(*asked.lock().unwrap(), vec!["plug -", "nope /x/y"]);
+    assert!(registry.get("plug").is_some());
+    let errors = build_plan(&c, &registry, &[]).unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("groups.a.placements.r.transport: unknown transport `nope`: no plugin here"),
+        "{text}"
+    );
+    assert_eq!(errors.0.len(), 1, "{text}");
+}
