@@ -166,13 +166,6 @@ impl PluginTransport {
             std::process::id(),
             fastrand::u32(..)
         ));
-        if let Err(e) = std::fs::create_dir_all(&sock_dir) {
-            conn.close(Duration::from_millis(200));
-            return Err(format!(
-                "{label}: cannot create {}: {e}",
-                sock_dir.display()
-            ));
-        }
         Ok(PluginTransport {
             name: name.to_string(),
             conn,
@@ -306,6 +299,11 @@ impl Transport for PluginTransport {
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
         let prepared = &spec.settings::<PluginPrepared>()?.0;
+        // Made at the first spawn (a `validate` or `gc` run makes none), removed at
+        // shutdown; the socket files go as soon as both are connected.
+        std::fs::create_dir_all(&self.sock_dir).map_err(|e| {
+            SpawnError::new(format!("cannot create {}: {e}", self.sock_dir.display()))
+        })?;
         let base = self.sock_dir.join(format!("{}-{}", spec.id, spec.restart));
         let io_path = base.with_extension("io");
         let err_path = base.with_extension("err");
