@@ -108,6 +108,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Start each text line of standard output with its time (RFC 3339 with
+    /// milliseconds; `launcher.time_zone` = utc or local). Log files have them by
+    /// default. Same as --set launcher.timestamps=true
+    #[arg(long)]
+    pub timestamps: bool,
+
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (GET
+    /// /metrics). Same as --set launcher.metrics.listen=ADDR
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
     /// Most instances this run may plan; a plan above it is an error before anything
     /// is listed or started (a guard against a typo such as `instances = 1000000000`).
     #[arg(long, value_name = "N", env = "DISTARCH_MAX_INSTANCES",
@@ -142,6 +153,11 @@ pub struct LaunchArgs {
     /// --set launcher.service=true
     #[arg(long)]
     pub service: bool,
+
+    /// Show the live view of `distarch top` instead of the scrolling log (the log
+    /// still goes to the configured log files); quitting it stops the run.
+    #[arg(long)]
+    pub tui: bool,
 }
 
 /// Arguments of `validate`.
@@ -168,6 +184,10 @@ pub struct GcArgs {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Output format: `text` lines or one `json` object per line.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
 }
 
 /// Arguments of `completions`.
@@ -267,6 +287,18 @@ impl RunArgs {
             "launcher.ready_timeout",
             self.ready_timeout.as_deref(),
         );
+        quoted(
+            "--metrics",
+            "launcher.metrics.listen",
+            self.metrics.as_deref(),
+        );
+        if self.timestamps {
+            out.push((
+                "--timestamps".into(),
+                "launcher.timestamps".into(),
+                "true".into(),
+            ));
+        }
         out
     }
 }

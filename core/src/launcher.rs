@@ -35,6 +35,7 @@ pub struct Launcher {
     // control hook: the run's control handle and the receiving end of its commands.
     control: Control,
     commands: tokio::sync::mpsc::Receiver<Command>,
+    master_log: Option<crate::trace::MasterLog>,
 }
 
 /// Builds a [`Launcher`] from a loaded [`Config`] or in code.
@@ -46,6 +47,7 @@ pub struct LauncherBuilder {
     run_id: Option<String>,
     handle_signals: bool,
     max_instances: Option<u64>,
+    master_log: Option<crate::trace::MasterLog>,
 }
 
 impl LauncherBuilder {
@@ -105,6 +107,13 @@ impl LauncherBuilder {
         self
     }
 
+    /// Sends the records of a [`crate::trace::tracing_layer`] through the run's
+    /// events, in order with everything else, while the run runs.
+    pub fn master_log(mut self, log: crate::trace::MasterLog) -> Self {
+        self.master_log = Some(log);
+        self
+    }
+
     /// Checks everything and gives out ids. Errors list every problem with its key.
     pub fn build(mut self) -> Result<Launcher, ConfigErrors> {
         apply_service_defaults(&mut self.config);
@@ -122,6 +131,7 @@ impl LauncherBuilder {
             stop,
             control,
             commands,
+            master_log: self.master_log,
         })
     }
 }
@@ -262,6 +272,7 @@ impl Launcher {
         let sink_thread = std::thread::Builder::new()
             .name("distarch-events".into())
             .spawn(move || pump(rx, Box::new(tap)));
+        let (finish_log, master_log) = forward_master_log(self.master_log.take(), events.clone());
         let clock = RunClock::new();
         let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
             .with_ids(self.plan.instances.iter().map(|i| i.id));
@@ -333,6 +344,11 @@ impl Launcher {
         drop(engine);
         for transport in self.registry.all() {
             transport.shutdown().await;
+        }
+        // The records logged until now go out before the run's last line.
+        drop(finish_log);
+        if let Some(task) = master_log {
+            let _ = task.await;
         }
         let instances = crate::control::last_reports(reports);
         let report = RunReport {
@@ -481,6 +497,36 @@ impl Launcher {
         }
         reports
     }
+}
+
+/// Forwards the records of `log` into the run's events until the returned sender
+/// is dropped; then forwards those already waiting and ends.
+fn forward_master_log(
+    log: Option<crate::trace::MasterLog>,
+    events: EventTx,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (finish, mut finished) = tokio::sync::oneshot::channel::<()>();
+    let Some(mut log) = log else {
+        return (finish, None);
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                record = log.next() => match record {
+                    Some(event) => { let _ = events.send(event).await; }
+                    None => return,
+                },
+                _ = &mut finished => break,
+            }
+        }
+        while let Some(event) = log.try_next() {
+            let _ = events.send(event).await;
+        }
+    });
+    (finish, Some(task))
 }
 
 /// How often the launcher looks at pauses and the progress of a stop.

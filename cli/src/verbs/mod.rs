@@ -22,6 +22,7 @@ mod logs;
 mod ps;
 mod reload;
 mod table;
+mod top;
 
 use crate::args::ConfigArgs;
 use clap::{Args, Subcommand, ValueEnum};
@@ -58,6 +59,18 @@ pub enum ControlCommand {
     /// groups stop, changed groups restart one instance at a time. Without config
     /// flags the master reads its own configuration again (like SIGHUP).
     Reload(ReloadArgs),
+    /// A live view of a running launch: groups with counts by state, the instances
+    /// (sortable, filterable), the output of the selected one, and keys to stop,
+    /// restart, suspend, resume and scale its group.
+    Top(TopArgs),
+}
+
+/// Arguments of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The run (id, unique id prefix, name or config file); may be left out when
+    /// only one run is live.
+    pub run: Option<String>,
 }
 
 /// `--output`.
@@ -189,6 +202,7 @@ pub async fn run(command: ControlCommand) -> i32 {
         ControlCommand::Restart(a) => commands::restart(a).await,
         ControlCommand::Logs(a) => logs::logs(a).await,
         ControlCommand::Reload(a) => reload::reload(a).await,
+        ControlCommand::Top(a) => top::top(a).await,
     };
     match result {
         Ok(code) => code,

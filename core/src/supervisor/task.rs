@@ -80,8 +80,22 @@ impl InstanceTask {
         let _ = self.events.send(event).await;
     }
 
-    /// Runs the instance until it has ended for good; returns its report.
-    pub(crate) async fn run(mut self) -> InstanceReport {
+    /// Runs the instance until it has ended for good; returns its report. What its
+    /// transport logs through `tracing` meanwhile is labelled with the instance
+    /// (see [`crate::trace`]).
+    pub(crate) async fn run(self) -> InstanceReport {
+        use tracing::Instrument;
+        let span = crate::trace::instance_span(
+            &self.group_name,
+            &self.host,
+            self.spec.id,
+            self.spec.group_id,
+            self.spec.group_count,
+        );
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(mut self) -> InstanceReport {
         let mut reported = Reported::default();
         let outcome = self.wait_for_dependencies().await.err();
         let (outcome, restarts) = match outcome {
