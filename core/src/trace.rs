@@ -195,3 +195,55 @@ where
         let _ = self.tx.send(Event::Log(record));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn record(event: Event) -> LogRecord {
+        match event {
+            Event::Log(r) => r,
+            other => panic!("not a log record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_become_events_labelled_inside_an_instance_span() {
+        let (layer, mut log) = tracing_layer();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(host = "h1", "outside");
+            let span = instance_span("web", "h1", 7, 2, 3);
+            let _in = span.enter();
+            tracing::warn!(pod = "p", "inside");
+            // Other crates' records are not taken.
+            tracing::error!(target: "russh::client", "noise");
+        });
+        let outside = record(log.try_next().expect("outside"));
+        assert_eq!(outside.message, "outside");
+        assert_eq!(outside.level, Level::Info);
+        assert!(outside.instance.is_none());
+        assert_eq!(
+            outside.fields.as_ref().map(|f| f["host"].clone()),
+            Some("h1".into())
+        );
+        let inside = record(log.try_next().expect("inside"));
+        let label = inside.instance.expect("labelled");
+        assert_eq!(label.text_prefix(), "[web] [h1] [7/2] ");
+        assert_eq!(inside.level, Level::Warn);
+        let mut text = Vec::new();
+        crate::output::format_text(
+            &mut text,
+            &Event::Log(LogRecord {
+                instance: Some(label),
+                ..inside
+            }),
+        );
+        assert_eq!(
+            String::from_utf8(text).unwrap_or_default(),
+            "[web] [h1] [7/2] WARN distarch: inside pod=\"p\"\n"
+        );
+        assert!(log.try_next().is_none());
+    }
+}

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// What is called when writing a file fails (once per file until it is reopened).
+type ErrorHook = Arc<dyn Fn(&std::path::Path, &std::io::Error) + Send + Sync>;
+
 /// A log file that cannot be opened.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open the log file `{}` ({key})", path.display())]
@@ -48,7 +51,7 @@ pub struct LogFiles {
     reopen: Reopen,
     seen: u64,
     /// Report of the first failed write of each file (to standard error).
-    on_error: Arc<dyn Fn(&std::path::Path, &std::io::Error) + Send + Sync>,
+    on_error: ErrorHook,
 }
 
 /// The group an event is about, if any.
@@ -86,7 +89,7 @@ impl LogFiles {
                 wanted.push((format!("groups.{name}.log_file"), Some(name.clone()), f));
             }
         }
-        let on_error: Arc<dyn Fn(&std::path::Path, &std::io::Error) + Send + Sync> =
+        let on_error: ErrorHook =
             Arc::new(on_error);
         let mut files = Vec::new();
         for (key, group, f) in wanted {
@@ -140,7 +143,7 @@ fn writer_for(
     level: Level,
     zone: TimeZone,
     group: Option<String>,
-    on_error: Arc<dyn Fn(&std::path::Path, &std::io::Error) + Send + Sync>,
+    on_error: ErrorHook,
 ) -> LogWriter<RotatingFile> {
     let path = f.path.clone();
     let mut writer = LogWriter::new(out, f.format)

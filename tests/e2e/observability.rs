@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 #[path = "control/steer.rs"]
+#[allow(dead_code)] // shared with control.rs; not every helper is used here
 mod steer;
 
 use distarch_e2e::dockerd::Dockerd;

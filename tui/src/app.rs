@@ -428,6 +428,22 @@ pub enum Key {
     End,
 }
 
+/// The state named `name` (as [`InstanceState::as_str`] writes it).
+pub fn parse_state(name: &str) -> Option<InstanceState> {
+    [
+        InstanceState::Pending,
+        InstanceState::Starting,
+        InstanceState::Running,
+        InstanceState::Ready,
+        InstanceState::Stopping,
+        InstanceState::Backoff,
+        InstanceState::Suspended,
+        InstanceState::Ended,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,20 +517,4 @@ mod tests {
         assert_eq!(a.mode, Mode::Normal);
         assert_eq!(a.key(Key::Char('q'), 10), Outcome::Quit);
     }
-}
-
-/// The state named `name` (as [`InstanceState::as_str`] writes it).
-pub fn parse_state(name: &str) -> Option<InstanceState> {
-    [
-        InstanceState::Pending,
-        InstanceState::Starting,
-        InstanceState::Running,
-        InstanceState::Ready,
-        InstanceState::Stopping,
-        InstanceState::Backoff,
-        InstanceState::Suspended,
-        InstanceState::Ended,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == name)
 }
