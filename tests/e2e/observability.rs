@@ -179,7 +179,9 @@ fn metrics_are_scraped_during_a_run_with_restarts_and_an_oom_and_checked_by_valu
         crash = group("crash", "fail-until 2", 1, quick, &token),
         host = toml_str(dockerd.host()),
     );
-    let s = Steer::launch(&config, "met0001", &["--metrics", &addr], 3);
+    // A run id of this process: a failed earlier run may have left its containers.
+    let run = format!("met{}", std::process::id());
+    let s = Steer::launch(&config, &run, &["--metrics", &addr], 3);
     let mut last = None;
     let done = wait_until(Duration::from_secs(60), || {
         last = scrape(&addr);
@@ -228,7 +230,8 @@ fn metrics_are_scraped_during_a_run_with_restarts_and_an_oom_and_checked_by_valu
         ),
         Some(1.0)
     );
-    // The crashing group: two failures, two restarts, then a clean exit.
+    // The crashing group: two failures, two restarts, then a clean exit; each run
+    // prints two lines (its pid, then failing/succeeded).
     assert_eq!(
         v(
             "distarch_instance_exits_total",
@@ -245,7 +248,7 @@ fn metrics_are_scraped_during_a_run_with_restarts_and_an_oom_and_checked_by_valu
             "distarch_lines_total",
             &[("group", "crash"), ("stream", "stdout")]
         ),
-        Some(3.0)
+        Some(6.0)
     );
     // The serving group: 3 ready local instances, 3 readiness times observed.
     assert_eq!(
@@ -271,7 +274,7 @@ fn metrics_are_scraped_during_a_run_with_restarts_and_an_oom_and_checked_by_valu
     );
     // The master's own lines are counted by level (the "steered through" line at least).
     assert!(v("distarch_master_log_records_total", &[("level", "info")]).unwrap_or(0.0) >= 1.0);
-    let out = s.cli(&["stop", "met0001"]);
+    let out = s.cli(&["stop", &run]);
     assert_eq!(out.code, 0, "{out}");
     let mut master = s.master;
     master.wait(LIMIT);
