@@ -89,8 +89,7 @@ impl LogFiles {
                 wanted.push((format!("groups.{name}.log_file"), Some(name.clone()), f));
             }
         }
-        let on_error: ErrorHook =
-            Arc::new(on_error);
+        let on_error: ErrorHook = Arc::new(on_error);
         let mut files = Vec::new();
         for (key, group, f) in wanted {
             let out = RotatingFile::open(f).map_err(|source| LogFileError {

@@ -226,12 +226,7 @@ fn gc_help_lists_only_its_flags() {
     insta::assert_snapshot!("gc_help", help.stdout);
     // gc prints through the master's log writer: it takes --log-format (issue 9).
     assert!(help.stdout.contains("--log-format"), "{}", help.stdout);
-    for launch_only in [
-        "--timeout",
-        "--group",
-        "--stop-grace",
-        "--max-instances",
-    ] {
+    for launch_only in ["--timeout", "--group", "--stop-grace", "--max-instances"] {
         assert!(
             !help.stdout.contains(launch_only),
             "{launch_only} in gc --help"

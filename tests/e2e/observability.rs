@@ -488,3 +488,70 @@ fn gc_prints_json_lines_with_log_format_json() {
         "{text}"
     );
 }
+
+#[test]
+fn launch_tui_shows_the_view_and_quitting_it_stops_the_run_cleanly() {
+    let token = unique_token("obstui");
+    let run = format!("tui{}", std::process::id());
+    let d = distarch(&group("g", "serve", 5, "", &token));
+    let tmux = Tmux::start(120, 40);
+    tmux.keys(&[
+        &format!(
+            "cd {} && XDG_RUNTIME_DIR={} {} launch --run-id {run} --tui; echo LAUNCH-EXIT=$?",
+            d.dir().display(),
+            d.path("rt").display(),
+            distarch_bin().display()
+        ),
+        "Enter",
+    ]);
+    let screen = tmux.wait_screen("5 ready instances", |s| {
+        s.contains("5 instance(s), 5 ready")
+    });
+    assert!(
+        screen.contains(&format!("distarch top — {run}")),
+        "{screen}"
+    );
+    // No scrolling log under the view.
+    assert!(!screen.contains("INFO serving"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_screen("the confirmation", |s| {
+        s.contains("stop the run and quit?  (y/n)")
+    });
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_screen("the master to end", |s| s.contains("LAUNCH-EXIT="));
+    assert!(screen.contains("LAUNCH-EXIT=0"), "{screen}");
+    assert!(!screen.contains("group/gid"), "{screen}");
+    assert_eq!(tmux.display("#{alternate_on} #{cursor_flag}"), "0 1");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
+fn a_progress_line_shows_on_a_terminal_when_the_per_instance_lines_are_hidden() {
+    let token = unique_token("obsprogress");
+    let config = format!(
+        "[launcher]\nmax_running_time = \"6s\"\n[groups.g]\ncommand = [\"sh\", \"-c\", \"sleep 30 # {token}\"]\ninstances = 20\nready = {{ delay = \"3s\" }}\n"
+    );
+    let d = distarch(&config);
+    let tmux = Tmux::start(120, 40);
+    tmux.keys(&[
+        &format!(
+            "cd {} && {} launch --log-level info; echo LAUNCH-EXIT=$?",
+            d.dir().display(),
+            distarch_bin().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_screen("the progress line", |s| {
+        s.contains("started 20/20, ready 0")
+    });
+    // Once every instance is ready the line goes away.
+    tmux.wait_screen("the progress line to go", |s| !s.contains("started 20/20"));
+    tmux.wait_screen("the run to end", |s| s.contains("LAUNCH-EXIT="));
+    // Not on a pipe (nor in JSON mode).
+    let out = d.run(&["launch", "--log-level", "info"], LIMIT);
+    assert!(
+        !out.stderr.contains("started 20/20") && !out.stdout.contains("started 20/20"),
+        "{out}"
+    );
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
