@@ -288,8 +288,11 @@ struct Tmux {
 
 impl Tmux {
     fn start(width: u16, height: u16) -> Tmux {
+        // One tmux server per test: tests run in parallel threads.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t = Tmux {
-            socket: format!("distarch-test-{}", std::process::id()),
+            socket: format!("distarch-test-{}-{n}", std::process::id()),
         };
         let ok = t
             .cmd(&["-f", "/dev/null", "new-session", "-d", "-s", "t"])
