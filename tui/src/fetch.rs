@@ -33,8 +33,6 @@ pub(crate) enum ToFetcher {
     LogTarget(Option<(LogScope, String)>),
     /// Carry out this command.
     Run(Action),
-    /// Fetch now (a key changed what is shown).
-    Refresh,
 }
 
 /// Runs until the view goes away (its sender is dropped).
@@ -53,9 +51,15 @@ pub(crate) async fn fetcher(
             msg = from_view.recv() => match msg {
                 None => return,
                 Some(ToFetcher::LogTarget(t)) => {
+                    // A new selection: its output now, the instances at the next tick.
                     target = t;
+                    if let Some(t) = &target {
+                        if let Some(lines) = fetch_log(&client, t).await {
+                            let _ = to_view.send(ToView::Log(lines));
+                        }
+                    }
+                    continue;
                 }
-                Some(ToFetcher::Refresh) => {}
                 Some(ToFetcher::Run(action)) => {
                     let client = client.clone();
                     let to_view = to_view.clone();

@@ -136,7 +136,6 @@ fn ui_loop(
             log_target = target.clone();
             app.log.clear();
             let _ = to_fetcher.send(ToFetcher::LogTarget(target));
-            let _ = to_fetcher.send(ToFetcher::Refresh);
         }
         let since_draw = last_draw.map(|t| t.elapsed()).unwrap_or(MIN_FRAME);
         if dirty && since_draw >= MIN_FRAME {
