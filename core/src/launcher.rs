@@ -272,7 +272,8 @@ impl Launcher {
         let sink_thread = std::thread::Builder::new()
             .name("distarch-events".into())
             .spawn(move || pump(rx, Box::new(tap)));
-        let (finish_log, master_log) = forward_master_log(self.master_log.take(), events.clone());
+        let (finish_log, master_log) =
+            forward_master_log(self.master_log.take(), events.clone()).await;
         let clock = RunClock::new();
         let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
             .with_ids(self.plan.instances.iter().map(|i| i.id));
@@ -500,8 +501,9 @@ impl Launcher {
 }
 
 /// Forwards the records of `log` into the run's events until the returned sender
-/// is dropped; then forwards those already waiting and ends.
-fn forward_master_log(
+/// is dropped; then forwards those already waiting and ends. Those logged before
+/// the run are sent first, before anything else of the run.
+async fn forward_master_log(
     log: Option<crate::trace::MasterLog>,
     events: EventTx,
 ) -> (
@@ -512,6 +514,9 @@ fn forward_master_log(
     let Some(mut log) = log else {
         return (finish, None);
     };
+    while let Some(event) = log.try_next() {
+        let _ = events.send(event).await;
+    }
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {

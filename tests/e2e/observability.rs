@@ -569,3 +569,40 @@ fn a_progress_line_shows_on_a_terminal_when_the_per_instance_lines_are_hidden() 
     );
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
+
+/// True for `2026-01-02T03:04:05.678` followed by `Z` or `+05:30` and a space.
+fn stamped(line: &str, zone: &str) -> bool {
+    let b = line.as_bytes();
+    line.len() > 24
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && b[..19]
+            .iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16) || c.is_ascii_digit())
+        && line[23..].starts_with(&format!("{zone} "))
+}
+
+#[test]
+fn timestamps_start_text_lines_in_utc_or_local_time() {
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = [{w}, \"hello\"]\ninstances = 2\n",
+        w = worker()
+    ));
+    let out = d.run(&["launch", "--timestamps"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.lines().count() > 5, "{out}");
+    assert!(out.stdout.lines().all(|l| stamped(l, "Z")), "{out}");
+    out.assert_has("Z [g] [localhost] [1/1] INFO pid ");
+    let local = d.env("TZ", "XYZ-5:30");
+    let out = local.run(
+        &["launch", "--timestamps", "-s", "launcher.time_zone=local"],
+        LIMIT,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.lines().all(|l| stamped(l, "+05:30")), "{out}");
+    // Without the flag, no timestamps (the original's format).
+    let out = local.run(&["launch"], LIMIT);
+    assert!(out.stdout.lines().all(|l| l.starts_with('[')), "{out}");
+}
