@@ -310,12 +310,12 @@ fn follow_from(
                     }
                     let bytes = format.live(&event);
                     if !bytes.is_empty() && !push(&mut tx, bytes.to_vec()).await {
-                        eprintln!("[master] WARN control: dropped a follower that stopped reading");
+                        tracing::warn!("control: dropped a follower that stopped reading");
                         return;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
-                    eprintln!("[master] WARN control: dropped a follower that fell behind");
+                    tracing::warn!("control: dropped a follower that fell behind");
                     return;
                 }
                 Err(RecvError::Closed) => return,

@@ -215,7 +215,7 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Ctx>) {
             Err(e) => Some(format!("cannot read peer credentials: {e}")),
         };
         if let Some(why) = &denied {
-            eprintln!("[master] WARN control: refused a connection on the socket: {why}");
+            tracing::warn!("control: refused a connection on the socket: {why}");
         }
         tokio::spawn(connection(stream, ctx.clone(), denied));
     }
@@ -247,8 +247,8 @@ where
             }
             if let Some(expected) = &ctx.token {
                 if !crate::routes::token_ok(&req, expected) {
-                    eprintln!(
-                        "[master] WARN control: refused a TCP request without a valid token: {} {}",
+                    tracing::warn!(
+                        "control: refused a TCP request without a valid token: {} {}",
                         req.method(),
                         req.uri().path()
                     );

@@ -410,7 +410,7 @@ fn a_follower_that_stops_reading_is_dropped() {
     stream
         .write_all(b"GET /v1/logs?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let dropped = wait_until(WAIT, || s.master.stderr().contains("dropped a follower"));
+    let dropped = wait_until(WAIT, || s.master.stdout().contains("dropped a follower"));
     assert!(dropped, "the stalled follower was not dropped");
     drop(stream);
     assert_eq!(s.cli(&["stop", "slow0001"]).code, 0);

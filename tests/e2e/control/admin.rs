@@ -204,7 +204,7 @@ fn another_user_is_refused() {
     assert!(!answer.contains("\"id\""), "{answer}");
     assert!(wait_until(WAIT, || s
         .master
-        .stderr()
+        .stdout()
         .contains("refused a connection")));
     // The opened-up directory is not trusted by the run's own user either.
     let unsafe_dir = s.cli(&["ps"]);
@@ -262,7 +262,7 @@ fn tcp_needs_the_bearer_token() {
     assert_eq!(all[0]["id"], 1);
     assert!(wait_until(WAIT, || s
         .master
-        .stderr()
+        .stdout()
         .contains("refused a TCP request")));
     assert_eq!(s.cli(&["stop", "tcp00001"]).code, 0);
     let mut master = s.master;
