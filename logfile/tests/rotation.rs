@@ -109,3 +109,26 @@ fn a_file_that_cannot_be_opened_is_an_error_naming_its_key() {
         .expect("an error");
     assert!(err.to_string().contains("launcher.log_file"), "{err}");
 }
+
+#[test]
+fn a_file_older_than_max_age_is_rotated_at_the_next_write() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogFileConfig::new(dir.path().join("run.log"));
+    config.max_age = distarch_core::HumanDuration::from_millis(20);
+    config.keep = 1;
+    let mut file = distarch_logfile::RotatingFile::open(&config).unwrap();
+    file.write_all(b"first\n").unwrap();
+    file.write_all(b"second\n").unwrap();
+    // The age is the feature under test: let it pass.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    file.write_all(b"third\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    file.write_all(b"fourth\n").unwrap();
+    file.flush().unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    // keep = 1: "first/second" went out with the second rotation.
+    assert_eq!(read("run.log.1"), "third\n");
+    assert_eq!(read("run.log"), "fourth\n");
+    assert!(!dir.path().join("run.log.2").exists());
+}
