@@ -532,6 +532,10 @@ fn launch_tui_shows_the_view_and_quitting_it_stops_the_run_cleanly() {
         s.lines().any(|l| l.starts_with("LAUNCH-EXIT="))
     });
     assert!(screen.lines().any(|l| l == "LAUNCH-EXIT=0"), "{screen}");
+    assert!(
+        screen.contains(&format!("run {run}: all instances ended (exit code 0)")),
+        "{screen}"
+    );
     assert!(!screen.contains("group/gid"), "{screen}");
     assert_eq!(tmux.display("#{alternate_on} #{cursor_flag}"), "0 1");
     assert_no_leftovers(&token, Duration::from_secs(5));

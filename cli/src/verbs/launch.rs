@@ -123,6 +123,12 @@ pub async fn run(
     if let Some((task, ended)) = view {
         ended.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = task.await;
+        // The view is gone and its log with it: say how the run ended.
+        eprintln!(
+            "[master] INFO distarch: run {}: all instances ended (exit code {})",
+            report.run_id,
+            report.exit_code()
+        );
     }
     hangups.abort();
     drop(metrics);
