@@ -14,6 +14,7 @@ use distarch_e2e::image::build_busybox_image;
 use distarch_e2e::sshd::SshFixture;
 use distarch_e2e::*;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use steer::*;
@@ -517,12 +518,10 @@ fn launch_tui_shows_the_view_and_quitting_it_stops_the_run_cleanly() {
     // The view, not the scrolling log: the screen starts with its title, and the
     // worker's lines show only in the output pane.
     assert!(screen.starts_with(" distarch top"), "{screen}");
-    assert!(
-        screen
-            .lines()
-            .any(|l| l.contains("INFO serving") && l.starts_with('│')),
-        "{screen}"
-    );
+    tmux.wait_screen("the selected instance's output in its pane", |s| {
+        s.lines()
+            .any(|l| l.contains("INFO serving") && l.starts_with('│'))
+    });
     tmux.keys(&["q"]);
     tmux.wait_screen("the confirmation", |s| {
         s.contains("stop the run and quit?  (y/n)")
@@ -609,4 +608,51 @@ fn timestamps_start_text_lines_in_utc_or_local_time() {
     // Without the flag, no timestamps (the original's format).
     let out = local.run(&["launch"], LIMIT);
     assert!(out.stdout.lines().all(|l| l.starts_with('[')), "{out}");
+}
+
+#[test]
+fn launch_tui_stops_the_run_and_exits_when_its_terminal_goes_away() {
+    let token = unique_token("obshangup");
+    let run = format!("hup{}", std::process::id());
+    let d = distarch(&group("g", "serve", 3, "", &token));
+    let tmux = Tmux::start(100, 30);
+    tmux.keys(&[
+        &format!(
+            "cd {} && XDG_RUNTIME_DIR={} exec {} launch --run-id {run} --tui",
+            d.dir().display(),
+            d.path("rt").display(),
+            distarch_bin().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_screen("3 ready instances", |s| {
+        s.contains("3 instance(s), 3 ready")
+    });
+    // The master and its watchdog (a fork of it, started later) match.
+    let master = procs_with(&format!("--run-id {run}"));
+    let master = *master.iter().min().expect("the master's pid");
+    // The window closes: the terminal hangs up under the view.
+    drop(tmux);
+    let proc_dir = format!("/proc/{master}");
+    assert!(
+        wait_until(Duration::from_secs(30), || !Path::new(&proc_dir).exists()),
+        "the master is still there after its terminal went away"
+    );
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+/// Pids of processes whose command line contains `needle`.
+fn procs_with(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && cmdline.contains("launch") {
+            pids.push(pid);
+        }
+    }
+    pids
 }

@@ -101,6 +101,35 @@ fn key_of(code: KeyCode, modifiers: KeyModifiers) -> Option<Key> {
     })
 }
 
+/// Reads terminal events on a thread of its own and hands them over. crossterm's
+/// reader never returns once the terminal is hung up (it loops on the dead tty), so
+/// the view never waits inside it: it waits on this channel, and can always end.
+fn spawn_input(quit: Arc<AtomicBool>) -> std_mpsc::Receiver<Event> {
+    let (tx, rx) = std_mpsc::channel();
+    let _ = std::thread::Builder::new()
+        .name("distarch-top-keys".into())
+        .spawn(move || {
+            while !quit.load(Ordering::Relaxed) {
+                match event::poll(IDLE_POLL) {
+                    Ok(false) => {}
+                    Ok(true) => match event::read() {
+                        Ok(ev) => {
+                            if tx.send(ev).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                }
+            }
+        });
+    rx
+}
+
+/// How often the view checks that its terminal is still there.
+const TERMINAL_CHECK: Duration = Duration::from_secs(1);
+
 fn ui_loop(
     terminal: &mut DefaultTerminal,
     options: TopOptions,
@@ -108,14 +137,37 @@ fn ui_loop(
     to_fetcher: &mpsc::UnboundedSender<ToFetcher>,
     stop: &AtomicBool,
 ) -> std::io::Result<Exit> {
+    let quit_input = Arc::new(AtomicBool::new(false));
+    let input = spawn_input(quit_input.clone());
+    let result = ui_events(terminal, options, from_fetcher, to_fetcher, stop, &input);
+    quit_input.store(true, Ordering::Relaxed);
+    result
+}
+
+fn ui_events(
+    terminal: &mut DefaultTerminal,
+    options: TopOptions,
+    from_fetcher: &std_mpsc::Receiver<ToView>,
+    to_fetcher: &mpsc::UnboundedSender<ToFetcher>,
+    stop: &AtomicBool,
+    input: &std_mpsc::Receiver<Event>,
+) -> std::io::Result<Exit> {
     let mut app = App::new(options.title, options.owns_run);
     app.status = "connecting...".into();
     let mut dirty = true;
     let mut last_draw: Option<Instant> = None;
+    let mut last_check = Instant::now();
     let mut log_target = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(Exit::Signal);
+        }
+        if last_check.elapsed() >= TERMINAL_CHECK {
+            last_check = Instant::now();
+            // A hung-up terminal (its window closed) answers no size.
+            if crossterm::terminal::size().is_err() {
+                return Ok(Exit::Signal);
+            }
         }
         while let Ok(msg) = from_fetcher.try_recv() {
             dirty = true;
@@ -148,10 +200,13 @@ fn ui_loop(
         } else {
             IDLE_POLL
         };
-        if !event::poll(wait)? {
-            continue;
-        }
-        match event::read()? {
+        let ev = match input.recv_timeout(wait) {
+            Ok(ev) => ev,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
+            // The reader ended: the terminal is gone.
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(Exit::Signal),
+        };
+        match ev {
             Event::Key(k) if k.kind == KeyEventKind::Press => {
                 let Some(key) = key_of(k.code, k.modifiers) else {
                     continue;

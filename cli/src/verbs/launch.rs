@@ -122,7 +122,9 @@ pub async fn run(
     notify(&[NotifyState::Stopping]);
     if let Some((task, ended)) = view {
         ended.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = task.await;
+        // The view ends within a fraction of a second; a terminal gone bad must not
+        // keep the master from exiting.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
         // The view is gone and its log with it: say how the run ended.
         eprintln!(
             "[master] INFO distarch: run {}: all instances ended (exit code {})",
