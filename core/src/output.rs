@@ -73,11 +73,6 @@ impl<W: Write + Send + 'static> LogWriter<W> {
         self.broken = false;
     }
 
-    /// The output.
-    pub fn output_mut(&mut self) -> &mut W {
-        &mut self.out
-    }
-
     /// Writes one event (same as [`EventSink::event`], without taking it).
     pub fn write_event(&mut self, event: &Event) {
         if event_level(event).is_some_and(|level| level < self.min_level) {
