@@ -51,23 +51,29 @@ time_run() { # config, extra args...
 
 plain=()
 observed=()
+metrics=()
+file=()
 for i in $(seq "$RUNS"); do
     plain+=("$(time_run "$tmp/plain.toml")")
     observed+=("$(time_run "$tmp/observed.toml" --metrics 127.0.0.1:0)")
+    metrics+=("$(time_run "$tmp/plain.toml" --metrics 127.0.0.1:0)")
+    file+=("$(time_run "$tmp/observed.toml")")
 done
 lines=$((LINES * WORKERS))
-python3 - "$lines" "${plain[*]}" "${observed[*]}" <<'PY'
+python3 - "$lines" "${plain[*]}" "${observed[*]}" "${metrics[*]}" "${file[*]}" <<'PY'
 import statistics, sys
 lines = int(sys.argv[1])
-plain = [float(x) for x in sys.argv[2].split()]
-observed = [float(x) for x in sys.argv[3].split()]
-p, o = statistics.median(plain), statistics.median(observed)
-print(f"W2 flood, {lines} lines (median of {len(plain)} alternating runs)")
-print(f"  {'setup':<34} {'seconds':>8} {'lines/s':>12}")
-print(f"  {'no metrics, no log file':<34} {p:>8.3f} {lines / p:>12.0f}")
-print(f"  {'metrics on + log file (text)':<34} {o:>8.3f} {lines / o:>12.0f}")
-print(f"  slower by {100 * (o / p - 1):+.1f} % (goal: at most +10 %)")
-print(f"  runs: plain {plain}, observed {observed}")
+runs = [[float(x) for x in a.split()] for a in sys.argv[2:6]]
+names = ["no metrics, no log file", "metrics on + log file (text)", "metrics only", "log file only"]
+p = statistics.median(runs[0])
+print(f"W2 flood, {lines} lines, stdout to a file (median of {len(runs[0])} interleaved runs)")
+print(f"  {'setup':<34} {'seconds':>8} {'lines/s':>12} {'vs plain':>9}")
+for name, r in zip(names, runs):
+    m = statistics.median(r)
+    print(f"  {name:<34} {m:>8.3f} {lines / m:>12.0f} {100 * (m / p - 1):>+8.1f}%")
+print("  goal: metrics on + log file at most +10 %")
+for name, r in zip(names, runs):
+    print(f"  runs, {name}: {r}")
 PY
 
 # --- top on TOP_INSTANCES idle instances --------------------------------------
@@ -88,7 +94,8 @@ done
 tmux -L distarch-bench -f /dev/null new-session -d -s top -x 160 -y 50 \
     "XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR $bin top benchtop"
 sleep 3 # let it connect and settle
-top_pid=$(pgrep -f "$bin top benchtop" | head -1)
+# The view itself (not the tmux server, whose command line holds the same text).
+top_pid=$(pgrep -f "^$bin top benchtop" | head -1)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 c0=$(ticks "$top_pid"); t0=$(now)
