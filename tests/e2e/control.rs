@@ -294,6 +294,12 @@ fn rolling_restart_starts_the_next_instance_after_the_previous_is_ready() {
             .any(|i| i["id"] == 2 && i["restarts"] == 2 && i["state"] == "ready")
     });
     assert_eq!(s.instance(1).unwrap()["restarts"], 1);
+    // Each start by a command is told its number, as a policy restart would be.
+    let out = s.master.stdout();
+    for (id, restart) in [(1, 1), (2, 1), (2, 2), (3, 1)] {
+        let line = format!("[g] [localhost] [{id}/{id}] INFO steady id={id} group_id={id} count=3 restart={restart} ");
+        assert!(out.contains(&line), "{line}\n{out}");
+    }
     assert_eq!(s.cli(&["stop", "roll0001"]).code, 0);
     let mut master = s.master;
     assert_eq!(master.wait(LIMIT).code, 0);
