@@ -60,9 +60,11 @@ fn reload_starts_new_groups_stops_removed_ones_rolls_changed_ones_and_leaves_the
     // New groups get ids after the highest ever given.
     assert_eq!(ids(&s.instances(), "added"), [5, 6]);
     assert_eq!(pid_of(&s, 4), same_pid, "an unchanged group was touched");
+    // A rolled instance's new start counts as its next restart (its container or
+    // pod name must differ from the one it replaces).
     for (id, gid) in [(1, 1), (2, 2)] {
         s.master.expect_lines(
-            &format!("[changed] [localhost] [{id}/{gid}] INFO steady id={id} group_id={gid} count=2 restart=0 params={{\"v\":2}}"),
+            &format!("[changed] [localhost] [{id}/{gid}] INFO steady id={id} group_id={gid} count=2 restart=1 params={{\"v\":2}}"),
             1,
             WAIT,
         );
