@@ -53,7 +53,7 @@ fn ps_lists_runs_and_their_instances_found_by_id_prefix_name_or_config() {
     assert!(text.stdout.starts_with("ID "), "{text}");
     assert_eq!(text.stdout.lines().count(), 4, "{text}");
     let none = s.cli(&["ps", "zzz"]);
-    assert_eq!(none.code, 4, "{none}");
+    assert_eq!(none.code, 6, "{none}");
     assert!(
         none.stderr
             .contains("no running distarch run matches `zzz`"),

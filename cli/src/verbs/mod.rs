@@ -29,10 +29,11 @@ use distarch_control::{find_run, ClientError, FindError, FoundRun};
 
 /// The master refused the command (unknown group or id, bad count, stopping).
 pub const EXIT_REFUSED: i32 = 1;
-/// No running run matches, or several do.
-pub const EXIT_NO_RUN: i32 = 4;
+/// No running run matches, or several do. (Not 4 or 5: `launch` gives those other
+/// meanings, and one number means one thing across distarch's commands.)
+pub const EXIT_NO_RUN: i32 = 6;
 /// The run's master cannot be reached (permission denied, connection broken).
-pub const EXIT_UNREACHABLE: i32 = 5;
+pub const EXIT_UNREACHABLE: i32 = 7;
 
 /// The control verbs.
 #[derive(Debug, Subcommand)]
