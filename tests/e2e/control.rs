@@ -388,12 +388,27 @@ fn logs_show_the_buffer_filtered_and_follow_new_lines() {
     assert!(since.stdout.contains("tick 0"), "{since}");
     let bad = s.cli(&["logs", "logs0001", "--since", "yesterday"]);
     assert_eq!(bad.code, 2, "{bad}");
+    // `events` follows the event stream: JSON records of what happens from now on.
+    let events = s.d.spawn(&["events", "logs0001"]);
+    let ticked = wait_until(WAIT, || events.stdout().contains("\"message\":\"tick "));
+    assert!(ticked, "no events followed:\n{}", events.stdout());
     assert_eq!(s.cli(&["stop", "logs0001"]).code, 0);
     let mut master = s.master;
     assert_eq!(master.wait(LIMIT).code, 0);
-    // The follower ends with the run.
+    // The followers end with the run; the event stream saw the run stop.
     let mut follower = follower;
     follower.wait(LIMIT);
+    let mut events = events;
+    let seen = events.wait(LIMIT);
+    let kinds: Vec<String> = seen
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["event"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert!(kinds.iter().any(|k| k == "instance_stopped"), "{kinds:?}");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 

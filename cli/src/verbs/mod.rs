@@ -55,6 +55,10 @@ pub enum ControlCommand {
     Restart(RestartArgs),
     /// Show a run's recent output, and follow it with -f.
     Logs(LogsArgs),
+    /// Follow a run's events (starts, readiness, statuses, exits, restarts, log
+    /// lines) as JSON lines, the records of `--log-format json`, until the run ends
+    /// or Ctrl-C.
+    Events(EventsArgs),
     /// Apply a changed configuration to a running launch: new groups start, removed
     /// groups stop, changed groups restart one instance at a time. Without config
     /// flags the master reads its own configuration again (like SIGHUP).
@@ -163,6 +167,13 @@ pub struct LogsArgs {
     pub output: OutputArgs,
 }
 
+/// Arguments of `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The run (id, unique id prefix, name or config file).
+    pub run: String,
+}
+
 /// Arguments of `reload`.
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
@@ -189,6 +200,7 @@ pub async fn run(command: ControlCommand) -> i32 {
         ControlCommand::Scale(a) => commands::scale(a).await,
         ControlCommand::Restart(a) => commands::restart(a).await,
         ControlCommand::Logs(a) => logs::logs(a).await,
+        ControlCommand::Events(a) => logs::events(a).await,
         ControlCommand::Reload(a) => reload::reload(a).await,
     };
     match result {
