@@ -136,6 +136,9 @@ impl Engine {
     }
 
     pub(super) fn add_group(&mut self, planned: PlannedGroup, instances: Vec<PlannedInstance>) {
+        self.parts
+            .progress
+            .add_group(planned.name.clone(), planned.count);
         let (count, _) = watch::channel(planned.count);
         let mut placements: BTreeMap<Arc<str>, Vec<PlannedInstance>> = BTreeMap::new();
         for i in instances {

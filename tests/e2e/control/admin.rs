@@ -17,6 +17,40 @@ fn pid_of(s: &Steer, id: u64) -> String {
 }
 
 #[test]
+fn groups_added_by_a_reload_wait_for_their_dependencies_as_at_launch() {
+    let token = unique_token("ctldeps");
+    let s = Steer::launch(&group("first", "serve", 1, "", &token), "reldeps1", &[], 1);
+    // Two new groups: `late` waits for `base` (also new) to be ready, which takes 1 s.
+    let new =
+        format!(
+        "{}[groups.base]\ncommand = [\"sh\", \"-c\", \"echo base up; exec sleep 600 # {token}\"]\n\
+         instances = 1\nready = {{ delay = \"1s\" }}\n{}",
+        group("first", "serve", 1, "", &token),
+        group("late", "serve", 1, "depends_on = { base = \"ready\" }", &token),
+    );
+    std::fs::write(s.d.path("new.toml"), &new).unwrap();
+    let outcome = s.json(&["reload", "reldeps1", "-c", "new.toml"]);
+    assert_eq!(outcome["added"], serde_json::json!(["base", "late"]));
+    s.master
+        .expect_lines("[late] [localhost] [3/1] INFO serving", 1, WAIT);
+    let out = s.master.stdout();
+    let base_ready = out
+        .find("[base] [localhost] [2/1] DEBUG distarch: ready")
+        .unwrap_or_else(|| panic!("base never ready:\n{out}"));
+    let late_started = out
+        .find("[late] [localhost] [3/1] DEBUG distarch: started")
+        .unwrap_or_else(|| panic!("late never started:\n{out}"));
+    assert!(
+        base_ready < late_started,
+        "late started before base was ready:\n{out}"
+    );
+    assert_eq!(s.cli(&["stop", "reldeps1"]).code, 0);
+    let mut master = s.master;
+    assert_eq!(master.wait(LIMIT).code, 0);
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
 fn reload_starts_new_groups_stops_removed_ones_rolls_changed_ones_and_leaves_the_rest() {
     let token = unique_token("ctlreload");
     let old = format!(
