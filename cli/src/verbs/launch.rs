@@ -93,7 +93,10 @@ pub async fn run(
     let report: RunReport = launcher.run(sink).await;
     notify(&[NotifyState::Stopping]);
     hangups.abort();
-    drop(server);
+    if let Some(server) = server {
+        // Requests being answered (a `stop` that ended the run) get their answer.
+        server.close(std::time::Duration::from_secs(2)).await;
+    }
     report.exit_code()
 }
 
