@@ -28,6 +28,7 @@ pub mod control;
 mod error;
 mod escape;
 mod events;
+pub mod jobs;
 mod launcher;
 mod output;
 mod plan;
