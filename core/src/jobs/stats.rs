@@ -54,7 +54,8 @@ pub struct JobStats {
 }
 
 impl JobCounters {
-    pub(crate) fn new(group: &str) -> Self {
+    /// Counters of a new pool of `group`, all zero.
+    pub fn new(group: &str) -> Self {
         JobCounters {
             group: group.to_string(),
             started: Instant::now(),

@@ -1,6 +1,7 @@
 //! Reading a worker's stdout or stderr: lines, frames, activity, back-pressure.
 
 use super::activity::Activity;
+use crate::jobs::{Reply, Reporter};
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream};
 use crate::sink::EventTx;
 use distarch_protocol::{
@@ -28,6 +29,7 @@ pub(crate) async fn read_stream(
     events: EventTx,
     max_line: usize,
     ready_log: Option<Arc<regex::Regex>>,
+    jobs: Option<Reporter>,
 ) {
     // Quiet workers (most of them, when there are thousands) keep a small buffer;
     // one that fills it gets a bigger one, up to READ_CHUNK_MAX.
@@ -43,15 +45,25 @@ pub(crate) async fn read_stream(
             buf.resize(grown, 0);
         }
         let mut chunk = Chunk::new(kind, &label, n, &activity, ready_log.as_deref());
+        chunk.collect_jobs = jobs.is_some();
         splitter.feed(&buf[..n], |line| chunk.line(line));
-        if !events.send_batch(chunk.finish()).await {
+        let (batch, replies) = chunk.finish();
+        if let Some(jobs) = &jobs {
+            jobs.send(replies).await;
+        }
+        if !events.send_batch(batch).await {
             return;
         }
     }
     let buffered = splitter.buffered();
     let mut chunk = Chunk::new(kind, &label, buffered, &activity, ready_log.as_deref());
+    chunk.collect_jobs = jobs.is_some();
     splitter.finish(|line| chunk.line(line));
-    events.send_batch(chunk.finish()).await;
+    let (batch, replies) = chunk.finish();
+    if let Some(jobs) = &jobs {
+        jobs.send(replies).await;
+    }
+    events.send_batch(batch).await;
 }
 
 /// The events of one read: plain lines gathered in one [`LogLines`], frames in order
@@ -68,6 +80,10 @@ struct Chunk<'a> {
     activity: &'a Activity,
     /// The readiness pattern, while the instance is not ready yet.
     ready_log: Option<&'a regex::Regex>,
+    /// Whether job frames are passed on (the group is a job pool).
+    collect_jobs: bool,
+    /// Job frames of this read, for the pool.
+    replies: Vec<Reply>,
 }
 
 impl<'a> Chunk<'a> {
@@ -88,6 +104,8 @@ impl<'a> Chunk<'a> {
             bytes,
             activity,
             ready_log: ready_log.filter(|_| !activity.is_ready()),
+            collect_jobs: false,
+            replies: Vec::new(),
         }
     }
 
@@ -181,6 +199,32 @@ impl<'a> Chunk<'a> {
             WorkerLine::Frame(
                 WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. },
             ) => return,
+            WorkerLine::Frame(WorkerFrame::Want { n }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Want(n));
+                }
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Done { id, result }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Done { id, result });
+                }
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Failed {
+                id,
+                error,
+                retryable,
+            }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Failed {
+                        id,
+                        error,
+                        retryable,
+                    });
+                }
+                return;
+            }
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,
@@ -196,7 +240,7 @@ impl<'a> Chunk<'a> {
         self.push_event(event);
     }
 
-    fn finish(mut self) -> Vec<Event> {
+    fn finish(mut self) -> (Vec<Event>, Vec<Reply>) {
         if let Some(lines) = self.plain.take() {
             self.events.push(Event::Lines(lines));
         }
@@ -207,7 +251,7 @@ impl<'a> Chunk<'a> {
                     .insert(0, Event::InstanceSeen(self.label.clone()));
             }
         }
-        self.events
+        (self.events, self.replies)
     }
 }
 
