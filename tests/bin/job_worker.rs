@@ -46,7 +46,8 @@ fn main() {
     let handle = |job: &distarch_worker::Job| -> Result<Value, JobError> {
         if let Some(t) = &trace {
             if let Ok(mut f) = t.lock() {
-                let _ = writeln!(f, "{}", job.id());
+                // One write per line: O_APPEND keeps lines of several processes whole.
+                let _ = f.write_all(format!("{}\n", job.id()).as_bytes());
             }
         }
         let p = job.payload();

@@ -4,6 +4,13 @@
 //! an attempt already given up on, is dropped), requeues the jobs of an instance
 //! that ended, dead-letters those that failed `max_attempts` times, and writes
 //! results in input order when asked to.
+//!
+//! Blame: when an instance ends with several jobs in flight, nobody knows which
+//! one (if any) killed it. Those attempts are not counted; the jobs become
+//! *suspects* and each is retried alone on an instance that has nothing else in
+//! flight. An instance that ends with a single job in flight counts an attempt
+//! against it, so a job that crashes its worker every time is dead-lettered after
+//! `max_attempts`, and the jobs that were merely beside it are not.
 
 use super::config::JobsConfig;
 use super::input::Record;
@@ -26,6 +33,9 @@ struct JobState {
     slot: Option<u64>,
     /// Finished, its lines waiting for the jobs before it (keep_order).
     finished: Option<Finished>,
+    /// It was in flight, with others, on an instance that ended: it is retried
+    /// alone.
+    suspect: bool,
 }
 
 /// The lines of a finished job (keep_order holds them back).
@@ -41,6 +51,8 @@ struct Slot {
     frames: mpsc::UnboundedSender<Vec<u8>>,
     credit: u64,
     in_flight: HashSet<u64>,
+    /// It runs a suspect alone: it gets nothing else until that is answered.
+    isolated: bool,
 }
 
 /// The pool's state (the task's loop is in [`super::run`]).
@@ -102,6 +114,7 @@ impl Pool {
                             attempts: 0,
                             slot: None,
                             finished: None,
+                            suspect: false,
                         },
                     );
                     self.queue.push_back(r.id);
@@ -114,6 +127,7 @@ impl Pool {
                             attempts: 0,
                             slot: None,
                             finished: None,
+                            suspect: false,
                         },
                     );
                     self.dead(r.id, &error);
@@ -137,6 +151,7 @@ impl Pool {
                         frames,
                         credit: 0,
                         in_flight: HashSet::new(),
+                        isolated: false,
                     },
                 );
             }
@@ -195,7 +210,11 @@ impl Pool {
         };
         if let Some(s) = self.slots.get_mut(&slot) {
             s.in_flight.remove(&id);
+            if job.suspect {
+                s.isolated = false;
+            }
         }
+        job.suspect = false;
         self.in_flight -= 1;
         true
     }
@@ -211,6 +230,7 @@ impl Pool {
         let Some(s) = self.slots.remove(&slot) else {
             return;
         };
+        let alone = s.in_flight.len() == 1;
         let mut ids: Vec<u64> = s.in_flight.into_iter().collect();
         ids.sort_unstable_by(|a, b| b.cmp(a)); // pushed to the front: lowest first
         for id in ids {
@@ -219,7 +239,12 @@ impl Pool {
             };
             job.slot = None;
             self.in_flight -= 1;
-            if job.attempts >= self.max_attempts {
+            if !alone {
+                // Not to blame for sure: the attempt is given back.
+                job.attempts = job.attempts.saturating_sub(1);
+                job.suspect = true;
+            }
+            if alone && job.attempts >= self.max_attempts {
                 let why = format!(
                     "instance {} ended while running it (after {} attempts)",
                     s.instance, job.attempts
@@ -304,16 +329,18 @@ impl Pool {
         let mut slots: Vec<u64> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.credit > 0)
+            .filter(|(_, s)| s.credit > 0 && !s.isolated)
             .map(|(k, _)| *k)
             .collect();
         slots.sort_unstable();
+        // Suspects that must wait for an instance with nothing in flight.
+        let mut waiting = Vec::new();
         for slot in slots {
             let Some(s) = self.slots.get_mut(&slot) else {
                 continue;
             };
             let mut frames = Vec::new();
-            while s.credit > 0 {
+            while s.credit > 0 && !s.isolated {
                 let Some(id) = self.queue.pop_front() else {
                     break;
                 };
@@ -322,6 +349,13 @@ impl Pool {
                 };
                 if job.slot.is_some() || job.finished.is_some() {
                     continue;
+                }
+                if job.suspect {
+                    if !s.in_flight.is_empty() {
+                        waiting.push(id);
+                        continue;
+                    }
+                    s.isolated = true;
                 }
                 job.attempts += 1;
                 job.slot = Some(slot);
@@ -337,6 +371,9 @@ impl Pool {
             if self.queue.is_empty() {
                 break;
             }
+        }
+        for id in waiting.into_iter().rev() {
+            self.queue.push_front(id);
         }
     }
 

@@ -172,3 +172,45 @@ fn a_record_that_is_not_json_is_dead_lettered_without_an_attempt() {
         serde_json::from_slice(p.out.dead.strip_suffix(b"\n").unwrap()).unwrap();
     assert_eq!(dead, json!({"id": 4, "payload": "{oops", "error": "input line is not JSON", "attempts": 0}));
 }
+
+#[test]
+fn only_a_job_alone_in_flight_is_blamed_for_its_instance_ending() {
+    let mut p = pool(JobsConfig {
+        max_attempts: 2,
+        dead_letter: Some("dead".into()),
+        ..JobsConfig::default()
+    });
+    p.add(records(1..=3));
+    let mut a = attach(&mut p, 1, 3);
+    p.dispatch();
+    assert_eq!(sent(&mut a), vec![1, 2, 3]);
+    p.handle(PoolMsg::Detach { slot: 1 });
+    // Three in flight: none is blamed; each is retried alone.
+    let mut b = attach(&mut p, 2, 10);
+    p.dispatch();
+    assert_eq!(sent(&mut b), vec![1], "a suspect goes alone");
+    p.dispatch();
+    assert!(sent(&mut b).is_empty(), "nothing beside a suspect");
+    p.handle(PoolMsg::Detach { slot: 2 });
+    // Job 1 alone when instance 2 ended: one attempt counted.
+    let mut c = attach(&mut p, 3, 10);
+    p.dispatch();
+    assert_eq!(sent(&mut c), vec![1]);
+    answer(&mut p, 3, Reply::Done { id: 1, result: None });
+    p.dispatch();
+    assert_eq!(sent(&mut c), vec![2], "suspects one after another");
+    answer(&mut p, 3, Reply::Done { id: 2, result: None });
+    p.dispatch();
+    assert_eq!(sent(&mut c), vec![3]);
+    p.handle(PoolMsg::Detach { slot: 3 });
+    let mut d = attach(&mut p, 4, 10);
+    p.dispatch();
+    assert_eq!(sent(&mut d), vec![3]);
+    p.handle(PoolMsg::Detach { slot: 4 });
+    // Job 3 was alone twice (the first loss, beside others, was not counted).
+    let dead: serde_json::Value =
+        serde_json::from_slice(p.out.dead.strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(dead["id"], 3);
+    assert_eq!(dead["attempts"], 2);
+    assert_eq!(p.counters.stats().done, 2);
+}
