@@ -13,14 +13,21 @@ use std::time::Duration;
 const IMAGE: &str = "distarch-test/jobs:1";
 const JOBS: u64 = 100_000;
 
-/// Pids of processes whose command line holds `token` (local, ssh and container
-/// workers all run on this kernel).
-fn pids(token: &str) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-f", token]).output().expect("pgrep");
+/// Pids and command lines of the processes whose command line matches `pattern`
+/// (local, ssh and container workers all run on this kernel).
+fn procs(pattern: &str) -> Vec<(u32, String)> {
+    let out = Command::new("pgrep").args(["-af", "--", pattern]).output().expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .filter_map(|l| {
+            let (pid, cmd) = l.trim().split_once(' ')?;
+            Some((pid.parse().ok()?, cmd.to_string()))
+        })
         .collect()
+}
+
+fn pids(pattern: &str) -> Vec<u32> {
+    procs(pattern).into_iter().map(|(p, _)| p).collect()
 }
 
 fn kill(pid: u32) {
@@ -41,7 +48,11 @@ fn a_hundred_thousand_jobs_over_local_ssh_and_docker_with_workers_killed() {
         .build(&docker);
 
     let tag = unique_token("jobsmixed");
-    let input: String = (1..=JOBS).map(|i| format!("{i}\n")).collect();
+    // 1 ms of work per job: about 9 s over 12 workers, so workers can be killed
+    // in the middle.
+    let input: String = (1..=JOBS)
+        .map(|i| format!("{{\"sleep_ms\":1,\"n\":{i}}}\n"))
+        .collect();
     let w = job_worker_bin().display().to_string();
     let config = format!(
         r#"[groups.w]
@@ -70,14 +81,32 @@ progress = "1s"
             std::fs::read_to_string(&out_path).is_ok_and(|o| o.lines().count() >= n)
         })
     };
-    assert!(progressed(10_000), "no progress:\n{}", run.stdout());
+    assert!(progressed(5_000), "no progress:\n{}", run.stdout());
+    // Every kind of worker is up (ssh and docker start slower than local ones).
+    let up = wait_until(LIMIT, || {
+        let all = procs(&format!("--tag {tag}-"));
+        all.iter().filter(|(_, c)| c.ends_with("-localhost")).count() >= 8
+            && all.iter().filter(|(_, c)| c.ends_with("-docker")).count() >= 2
+            && all.iter().filter(|(_, c)| !c.ends_with("-docker") && !c.ends_with("-localhost")).count() >= 2
+    });
+    assert!(up, "workers: {:?}\n{}", procs(&tag), run.stdout());
     // Kill two local workers, one ssh worker and one container's worker.
     let local = pids(&format!("^{w} --tag {tag}-localhost"));
     assert!(local.len() >= 8, "local workers: {local:?}");
-    let remote = pids(&format!("^{w} --tag {tag}-127"));
-    assert!(!remote.is_empty(), "ssh workers: {remote:?}");
+    let all = procs(&format!("^{w} --tag {tag}-"));
+    let remote: Vec<u32> = all
+        .iter()
+        .filter(|(_, cmd)| !cmd.ends_with("-localhost"))
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(!remote.is_empty(), "ssh workers: {all:?}");
     let boxed = pids(&format!("^/job-worker --tag {tag}-docker"));
-    assert!(!boxed.is_empty(), "container workers");
+    assert!(
+        !boxed.is_empty(),
+        "container workers: {:?}\n{}",
+        procs(&tag),
+        run.stdout().lines().filter(|l| !l.contains("jobs [w]")).take(40).collect::<Vec<_>>().join("\n")
+    );
     let killed = [local[0], local[3], remote[0], boxed[0]];
     for pid in killed {
         kill(pid);
@@ -91,7 +120,9 @@ progress = "1s"
     let (order, by_id) = results(&out_path);
     assert_eq!(order.len() as u64, JOBS, "every job once, none lost");
     assert_eq!(order, (1..=JOBS).collect::<Vec<u64>>(), "in input order");
-    assert!(by_id.iter().all(|(id, r)| r.as_u64() == Some(*id)));
+    assert!(by_id.iter().all(|(id, r)| r["n"].as_u64() == Some(*id)));
+    let unfinished = std::fs::read_to_string(&out_path).map(|o| o.lines().count()).unwrap_or(0);
+    assert!(unfinished > 0);
     assert!(
         out.stdout.contains(&format!("jobs [w]: finished: {JOBS} done, 0 failed")),
         "{out}"
