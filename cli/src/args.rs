@@ -33,7 +33,7 @@ pub enum Command {
     /// and write their results as JSON lines: `distarch run -j 8 --input jobs.jsonl
     /// -- ./worker`. Workers take jobs through the protocol (docs/protocol.md,
     /// "Jobs"); exit code 5 when some job failed for good.
-    Run(crate::run_cmd::RunCmdArgs),
+    Run(Box<crate::run_cmd::RunCmdArgs>),
     /// Check the configuration and print the placement plan (which instance ids go
     /// where) without starting anything.
     Validate(ValidateArgs),

@@ -94,11 +94,15 @@ impl RunCmdArgs {
             (Some(g), _) => g.clone(),
             (None, false) => RUN_GROUP.to_string(),
             (None, true) => {
-                return Err("give the worker command after `--`, or a configured group with --pool".into())
+                return Err(
+                    "give the worker command after `--`, or a configured group with --pool".into(),
+                )
             }
         };
         if self.input.is_none() && self.input_command.is_none() {
-            return Err("give the jobs with --input FILE (`-` for stdin) or --input-command".into());
+            return Err(
+                "give the jobs with --input FILE (`-` for stdin) or --input-command".into(),
+            );
         }
         let key = |k: &str| format!("groups.{group}.{k}");
         let mut extra: Vec<(String, String, String)> = Vec::new();
@@ -167,12 +171,25 @@ mod tests {
     #[test]
     fn flags_become_keys_of_the_pool_group() {
         let t = T::parse_from([
-            "x", "-j", "3", "--input", "in.txt", "--keep-order", "--max-attempts", "2", "--",
-            "./w", "a b",
+            "x",
+            "-j",
+            "3",
+            "--input",
+            "in.txt",
+            "--keep-order",
+            "--max-attempts",
+            "2",
+            "--",
+            "./w",
+            "a b",
         ]);
         let l = t.a.into_launch().unwrap();
-        let keys: Vec<(String, String)> =
-            l.run.extra.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
+        let keys: Vec<(String, String)> = l
+            .run
+            .extra
+            .iter()
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect();
         assert!(keys.contains(&("groups.run.command".into(), r#"["./w","a b"]"#.into())));
         assert!(keys.contains(&("groups.run.instances".into(), "3".into())));
         assert!(keys.contains(&("groups.run.jobs.input".into(), r#""in.txt""#.into())));
@@ -188,6 +205,10 @@ mod tests {
         assert!(t.a.into_launch().unwrap_err().contains("--pool"));
         let t = T::parse_from(["x", "--input", "-", "--pool", "g"]);
         let l = t.a.into_launch().unwrap();
-        assert!(l.run.extra.iter().all(|(_, k, _)| k.starts_with("groups.g.jobs.")));
+        assert!(l
+            .run
+            .extra
+            .iter()
+            .all(|(_, k, _)| k.starts_with("groups.g.jobs.")));
     }
 }

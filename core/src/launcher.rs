@@ -403,7 +403,10 @@ impl Launcher {
                 }
                 Err(e) => {
                     let _ = events
-                        .send(master_line(Level::Error, format!("jobs [{}]: {e}", group.name)))
+                        .send(master_line(
+                            Level::Error,
+                            format!("jobs [{}]: {e}", group.name),
+                        ))
                         .await;
                     self.stop.escalate(Order::Stop, StopReason::Requested);
                     failed.push(crate::jobs::PoolReport {

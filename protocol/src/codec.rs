@@ -251,7 +251,10 @@ mod tests {
         );
         assert_eq!(
             parse_worker_line(b"\x1e{\"type\":\"done\",\"id\":7}"),
-            WorkerLine::Frame(WorkerFrame::Done { id: 7, result: None })
+            WorkerLine::Frame(WorkerFrame::Done {
+                id: 7,
+                result: None
+            })
         );
         assert_eq!(
             parse_worker_line(b"\x1e{\"type\":\"failed\",\"id\":8,\"error\":\"boom\"}"),

@@ -25,7 +25,10 @@ fn main() {
         }
     };
     let params = worker.params_json().clone();
-    let concurrency = params.get("concurrency").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let concurrency = params
+        .get("concurrency")
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as usize;
     let credit = params.get("credit").and_then(Value::as_u64);
     let trace = params
         .get("trace")

@@ -2,6 +2,7 @@
 //! with the job worker (tests/bin/job_worker.rs) on local processes, and, in
 //! jobs/mixed.rs, 100,000 jobs over local processes, two SSH hosts and two
 //! containers with workers killed mid-run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use distarch_e2e::*;
 use serde_json::Value;
@@ -58,20 +59,32 @@ fn every_job_is_done_once_through_distarch_run_and_results_go_to_stdout() {
     let d = Distarch::new().file("in.txt", &input(5000, &[]));
     let w = worker();
     let out = d.run(
-        &["run", "-j", "4", "--input", "in.txt", "--log-level", "info", "--", &w],
+        &[
+            "run",
+            "-j",
+            "4",
+            "--input",
+            "in.txt",
+            "--log-level",
+            "info",
+            "--",
+            &w,
+        ],
         LIMIT,
     );
     assert_eq!(out.code, 0, "{out}");
     let mut ids = BTreeSet::new();
     for line in out.stdout.lines() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("stdout holds only results: {line:?}\n{out}"));
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|_| panic!("stdout holds only results: {line:?}\n{out}"));
         let id = v["id"].as_u64().unwrap();
         assert_eq!(v["result"], Value::from(id), "the echo of line {id}");
         assert!(ids.insert(id), "job {id} twice");
     }
     assert_eq!(ids, (1..=5000).collect::<BTreeSet<u64>>());
     assert!(
-        out.stderr.contains("jobs [run]: finished: 5000 done, 0 failed"),
+        out.stderr
+            .contains("jobs [run]: finished: 5000 done, 0 failed"),
         "the log went to stderr with the final progress:\n{out}"
     );
 }
@@ -82,14 +95,29 @@ fn poison_jobs_are_dead_lettered_after_max_attempts_and_fatal_ones_at_once() {
         "in.jsonl",
         &input(
             2000,
-            &[(7, r#"{"poison":true}"#), (900, r#"{"fatal":true}"#), (1500, "{not json")],
+            &[
+                (7, r#"{"poison":true}"#),
+                (900, r#"{"fatal":true}"#),
+                (1500, "{not json"),
+            ],
         ),
     );
     let w = worker();
     let out = d.run(
         &[
-            "run", "-j", "3", "--input", "in.jsonl", "-o", "out.jsonl", "--dead-letter",
-            "dead.jsonl", "--max-attempts", "4", "--", &w,
+            "run",
+            "-j",
+            "3",
+            "--input",
+            "in.jsonl",
+            "-o",
+            "out.jsonl",
+            "--dead-letter",
+            "dead.jsonl",
+            "--max-attempts",
+            "4",
+            "--",
+            &w,
         ],
         LIMIT,
     );
@@ -97,11 +125,17 @@ fn poison_jobs_are_dead_lettered_after_max_attempts_and_fatal_ones_at_once() {
     let (_, done) = results(&d.path("out.jsonl"));
     assert_eq!(done.len(), 1997);
     let dead = json_lines(&d.path("dead.jsonl"));
-    let by_id: HashMap<u64, &Value> = dead.iter().map(|v| (v["id"].as_u64().unwrap(), v)).collect();
+    let by_id: HashMap<u64, &Value> = dead
+        .iter()
+        .map(|v| (v["id"].as_u64().unwrap(), v))
+        .collect();
     assert_eq!(by_id.len(), 3, "{dead:?}");
     assert_eq!(by_id[&7]["attempts"], 4, "tried max_attempts times");
     assert_eq!(by_id[&7]["payload"], serde_json::json!({"poison": true}));
-    assert!(by_id[&7]["error"].as_str().unwrap().starts_with("poison job"));
+    assert!(by_id[&7]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("poison job"));
     assert_eq!(by_id[&900]["attempts"], 1, "not retryable: one attempt");
     assert_eq!(by_id[&1500]["attempts"], 0, "not JSON: never sent");
     assert!(by_id[&1500]["error"].as_str().unwrap().contains("not JSON"));
@@ -124,7 +158,13 @@ fn a_job_that_crashes_its_worker_goes_elsewhere_and_is_dead_lettered_at_last() {
     let dead = json_lines(&d.path("dead.jsonl"));
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["id"], 50);
-    assert!(dead[0]["error"].as_str().unwrap().contains("ended while running it"), "{dead:?}");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ended while running it"),
+        "{dead:?}"
+    );
 }
 
 #[test]
@@ -139,8 +179,18 @@ fn keep_order_writes_results_in_input_order() {
     let w = worker();
     let out = d.run(
         &[
-            "run", "-j", "4", "--input", "in.jsonl", "-o", "out.jsonl", "--keep-order",
-            "--window", "50", "--", &w,
+            "run",
+            "-j",
+            "4",
+            "--input",
+            "in.jsonl",
+            "-o",
+            "out.jsonl",
+            "--keep-order",
+            "--window",
+            "50",
+            "--",
+            &w,
         ],
         LIMIT,
     );
@@ -155,8 +205,16 @@ fn a_command_is_an_input_and_text_lines_are_string_payloads() {
     let w = worker();
     let out = d.run(
         &[
-            "run", "-j", "2", "--input-command", "printf 'a b\\nc\\n'", "--text", "-o",
-            "out.jsonl", "--", &w,
+            "run",
+            "-j",
+            "2",
+            "--input-command",
+            "printf 'a b\\nc\\n'",
+            "--text",
+            "-o",
+            "out.jsonl",
+            "--",
+            &w,
         ],
         LIMIT,
     );
@@ -170,7 +228,9 @@ fn a_command_is_an_input_and_text_lines_are_string_payloads() {
 fn a_resumed_run_does_only_what_the_journal_lacks_after_a_master_sigkill() {
     let n = 4000u64;
     // Slow enough jobs that the master is killed in the middle.
-    let lines: String = (1..=n).map(|i| format!("{{\"sleep_ms\":2,\"n\":{i}}}\n")).collect();
+    let lines: String = (1..=n)
+        .map(|i| format!("{{\"sleep_ms\":2,\"n\":{i}}}\n"))
+        .collect();
     let d = Distarch::new().file("in.jsonl", &lines).config(&format!(
         "[groups.w]\ncommand = [{w}]\ninstances = 4\nparams = {{ trace = \"trace.txt\" }}\n[groups.w.jobs]\ninput = \"in.jsonl\"\noutput = \"out.jsonl\"\njournal = \"journal.txt\"\n",
         w = toml_str(worker())
@@ -191,7 +251,10 @@ fn a_resumed_run_does_only_what_the_journal_lacks_after_a_master_sigkill() {
         .lines()
         .filter_map(|l| l.parse().ok())
         .collect();
-    assert!(journaled.len() < n as usize, "the master was killed before the end");
+    assert!(
+        journaled.len() < n as usize,
+        "the master was killed before the end"
+    );
     std::fs::write(d.path("trace.txt"), "").unwrap();
 
     let out = d.run(&["launch"], LIMIT);
@@ -220,12 +283,18 @@ fn a_resumed_run_does_only_what_the_journal_lacks_after_a_master_sigkill() {
         .map(|v| v["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, all);
-    assert!(out.stdout.contains(&format!("{} skipped (journal)", journaled.len())), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("{} skipped (journal)", journaled.len())),
+        "{out}"
+    );
 }
 
 #[test]
 fn ps_shows_the_pool_progress_and_scale_adds_hands() {
-    let lines: String = (1..=3000).map(|i| format!("{{\"sleep_ms\":3,\"n\":{i}}}\n")).collect();
+    let lines: String = (1..=3000)
+        .map(|i| format!("{{\"sleep_ms\":3,\"n\":{i}}}\n"))
+        .collect();
     let d = Distarch::new().file("in.jsonl", &lines).config(&format!(
         "[groups.w]\ncommand = [{w}]\ninstances = 1\n[groups.w.jobs]\ninput = \"in.jsonl\"\noutput = \"out.jsonl\"\n",
         w = toml_str(worker())
@@ -244,4 +313,3 @@ fn ps_shows_the_pool_progress_and_scale_adds_hands() {
     let (_, by_id) = results(&d.path("out.jsonl"));
     assert_eq!(by_id.len(), 3000);
 }
-

@@ -213,7 +213,9 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if !self.answered {
-            self.answer(Err(JobError::retryable("the job was dropped without an answer")));
+            self.answer(Err(JobError::retryable(
+                "the job was dropped without an answer",
+            )));
         }
     }
 }
@@ -318,7 +320,10 @@ impl Worker {
         std::thread::scope(|scope| {
             for _ in 0..concurrency {
                 scope.spawn(|| loop {
-                    let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).next_job();
+                    let next = jobs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .next_job();
                     let Some(job) = next else { break };
                     match handler(&job) {
                         Ok(result) => job.done(result),
@@ -346,7 +351,11 @@ mod tests {
         assert_eq!(inbox.answered(), 0, "3 held of 4: no top-up yet");
         assert_eq!(inbox.answered(), 2, "2 held of 4: ask for 2");
         inbox.close();
-        assert_eq!(inbox.next(|| {}).map(|j| j.0), Some(2), "queued jobs still come");
+        assert_eq!(
+            inbox.next(|| {}).map(|j| j.0),
+            Some(2),
+            "queued jobs still come"
+        );
         assert_eq!(inbox.answered(), 0, "closed: no more credit");
     }
 

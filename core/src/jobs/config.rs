@@ -78,9 +78,7 @@ impl Default for JobsConfig {
 impl JobsConfig {
     /// True when results go to the master's stdout.
     pub fn output_is_stdout(&self) -> bool {
-        self.output
-            .as_deref()
-            .is_none_or(|p| p.as_os_str() == "-")
+        self.output.as_deref().is_none_or(|p| p.as_os_str() == "-")
     }
 
     /// True when jobs are read from the master's stdin.

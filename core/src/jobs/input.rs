@@ -257,7 +257,9 @@ mod tests {
         assert_eq!(ids, vec![1, 3, 4]);
         assert_eq!(records[0].payload, Ok(json!(1)));
         assert_eq!(records[1].payload, Ok(json!({"a": 2})));
-        assert!(matches!(&records[2].payload, Err((v, e)) if v == "not json" && e.contains("not JSON")));
+        assert!(
+            matches!(&records[2].payload, Err((v, e)) if v == "not json" && e.contains("not JSON"))
+        );
     }
 
     #[tokio::test]

@@ -237,7 +237,10 @@ async fn run(
     if let Err(e) = ch.writer.finish().await {
         let _ = ch
             .events
-            .send(master_line(Level::Error, format!("jobs [{}]: {e}", pool.group)))
+            .send(master_line(
+                Level::Error,
+                format!("jobs [{}]: {e}", pool.group),
+            ))
             .await;
         error.get_or_insert(e);
         complete = false;

@@ -148,7 +148,10 @@ pub(crate) fn read_journal(path: &Path) -> Result<HashSet<u64>, String> {
         if n == 0 || line.last() != Some(&b'\n') {
             return Ok(done);
         }
-        if let Some(id) = std::str::from_utf8(&line).ok().and_then(|s| s.trim().parse().ok()) {
+        if let Some(id) = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
             done.insert(id);
         }
     }
@@ -188,7 +191,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out).unwrap(), "{\"id\":1}\n");
         assert_eq!(std::fs::read_to_string(dead).unwrap(), "{\"id\":2}\n");
         let ids = read_journal(&journal).unwrap();
-        assert_eq!(ids, [7, 1].into_iter().collect(), "the cut `12` is not read");
+        assert_eq!(
+            ids,
+            [7, 1].into_iter().collect(),
+            "the cut `12` is not read"
+        );
         assert!(read_journal(&dir.path().join("none")).unwrap().is_empty());
     }
 }

@@ -80,9 +80,30 @@ fn jobs_go_out_only_against_credit_and_results_come_back_once() {
     assert_eq!(sent(&mut rx), vec![1, 2], "credit 2: two jobs");
     p.dispatch();
     assert!(sent(&mut rx).is_empty(), "no credit left");
-    answer(&mut p, 1, Reply::Done { id: 2, result: Some(json!("two")) });
-    answer(&mut p, 1, Reply::Done { id: 2, result: Some(json!("again")) });
-    answer(&mut p, 1, Reply::Done { id: 99, result: None });
+    answer(
+        &mut p,
+        1,
+        Reply::Done {
+            id: 2,
+            result: Some(json!("two")),
+        },
+    );
+    answer(
+        &mut p,
+        1,
+        Reply::Done {
+            id: 2,
+            result: Some(json!("again")),
+        },
+    );
+    answer(
+        &mut p,
+        1,
+        Reply::Done {
+            id: 99,
+            result: None,
+        },
+    );
     assert_eq!(results(&mut p), vec![json!({"id": 2, "result": "two"})]);
     assert_eq!(p.out.journal, b"2\n");
     assert_eq!(p.outstanding(), 4);
@@ -106,7 +127,15 @@ fn an_ended_instance_gives_its_jobs_back_and_attempts_run_out() {
     let mut b = attach(&mut p, 2, 5);
     p.dispatch();
     assert_eq!(sent(&mut b), vec![1], "the job went to the next instance");
-    answer(&mut p, 2, Reply::Failed { id: 1, error: "boom".into(), retryable: true });
+    answer(
+        &mut p,
+        2,
+        Reply::Failed {
+            id: 1,
+            error: "boom".into(),
+            retryable: true,
+        },
+    );
     assert!(p.out.results.is_empty());
     let dead: serde_json::Value =
         serde_json::from_slice(p.out.dead.strip_suffix(b"\n").unwrap()).unwrap();
@@ -125,8 +154,24 @@ fn a_fatal_failure_is_dead_at_once_and_a_retryable_one_is_retried() {
     let mut a = attach(&mut p, 1, 2);
     p.dispatch();
     assert_eq!(sent(&mut a), vec![1, 2]);
-    answer(&mut p, 1, Reply::Failed { id: 1, error: "bad input".into(), retryable: false });
-    answer(&mut p, 1, Reply::Failed { id: 2, error: "flaky".into(), retryable: true });
+    answer(
+        &mut p,
+        1,
+        Reply::Failed {
+            id: 1,
+            error: "bad input".into(),
+            retryable: false,
+        },
+    );
+    answer(
+        &mut p,
+        1,
+        Reply::Failed {
+            id: 2,
+            error: "flaky".into(),
+            retryable: true,
+        },
+    );
     assert_eq!(p.counters.stats().failed, 1);
     assert_eq!(p.notes.len(), 1, "no dead-letter file: logged");
     answer(&mut p, 1, Reply::Want(1));
@@ -145,13 +190,37 @@ fn keep_order_holds_results_back_until_the_earlier_ones_are_done() {
     let mut a = attach(&mut p, 1, 3);
     p.dispatch();
     assert_eq!(sent(&mut a), vec![1, 2, 3]);
-    answer(&mut p, 1, Reply::Done { id: 3, result: None });
-    answer(&mut p, 1, Reply::Done { id: 2, result: None });
+    answer(
+        &mut p,
+        1,
+        Reply::Done {
+            id: 3,
+            result: None,
+        },
+    );
+    answer(
+        &mut p,
+        1,
+        Reply::Done {
+            id: 2,
+            result: None,
+        },
+    );
     assert!(results(&mut p).is_empty(), "1 is not done yet");
     p.publish();
     assert_eq!(p.counters.stats().held, 2);
-    answer(&mut p, 1, Reply::Done { id: 1, result: None });
-    let ids: Vec<u64> = results(&mut p).iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    answer(
+        &mut p,
+        1,
+        Reply::Done {
+            id: 1,
+            result: None,
+        },
+    );
+    let ids: Vec<u64> = results(&mut p)
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![1, 2, 3]);
     assert_eq!(p.out.journal, b"1\n2\n3\n");
     assert_eq!(p.outstanding(), 0);
@@ -170,7 +239,10 @@ fn a_record_that_is_not_json_is_dead_lettered_without_an_attempt() {
     assert_eq!(p.outstanding(), 0);
     let dead: serde_json::Value =
         serde_json::from_slice(p.out.dead.strip_suffix(b"\n").unwrap()).unwrap();
-    assert_eq!(dead, json!({"id": 4, "payload": "{oops", "error": "input line is not JSON", "attempts": 0}));
+    assert_eq!(
+        dead,
+        json!({"id": 4, "payload": "{oops", "error": "input line is not JSON", "attempts": 0})
+    );
 }
 
 #[test]
@@ -196,10 +268,24 @@ fn only_a_job_alone_in_flight_is_blamed_for_its_instance_ending() {
     let mut c = attach(&mut p, 3, 10);
     p.dispatch();
     assert_eq!(sent(&mut c), vec![1]);
-    answer(&mut p, 3, Reply::Done { id: 1, result: None });
+    answer(
+        &mut p,
+        3,
+        Reply::Done {
+            id: 1,
+            result: None,
+        },
+    );
     p.dispatch();
     assert_eq!(sent(&mut c), vec![2], "suspects one after another");
-    answer(&mut p, 3, Reply::Done { id: 2, result: None });
+    answer(
+        &mut p,
+        3,
+        Reply::Done {
+            id: 2,
+            result: None,
+        },
+    );
     p.dispatch();
     assert_eq!(sent(&mut c), vec![3]);
     p.handle(PoolMsg::Detach { slot: 3 });

@@ -160,9 +160,14 @@ mod tests {
         c.add_dead(1);
         c.set_levels(2, 3, 0);
         let s = c.stats();
-        assert_eq!((s.read, s.done, s.failed, s.in_flight, s.queued), (10, 4, 1, 2, 3));
+        assert_eq!(
+            (s.read, s.done, s.failed, s.in_flight, s.queued),
+            (10, 4, 1, 2, 3)
+        );
         assert_eq!(s.eta, None);
-        assert!(s.summary().contains("4 done, 1 failed, 2 in flight, 3 queued"));
+        assert!(s
+            .summary()
+            .contains("4 done, 1 failed, 2 in flight, 3 queued"));
         c.set_input_done();
         let s = c.stats();
         assert!(s.eta.is_some_and(|e| e >= 0.0));

@@ -1,8 +1,8 @@
 //! Reading a worker's stdout or stderr: lines, frames, activity, back-pressure.
 
 use super::activity::Activity;
-use crate::jobs::{Reply, Reporter};
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream};
+use crate::jobs::{Reply, Reporter};
 use crate::sink::EventTx;
 use distarch_protocol::{
     parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine, FRAME_MARKER,
@@ -17,6 +17,16 @@ const READ_CHUNK_MIN: usize = 4 * 1024;
 /// Largest read buffer of a stream.
 const READ_CHUNK_MAX: usize = 16 * 1024;
 
+/// What a stream's lines are checked against besides the log.
+pub(crate) struct LineHooks {
+    /// Longest line kept.
+    pub(crate) max_line: usize,
+    /// The group's readiness pattern.
+    pub(crate) ready_log: Option<Arc<regex::Regex>>,
+    /// Where job frames go (stdout of a job pool's instance).
+    pub(crate) jobs: Option<Reporter>,
+}
+
 /// Reads `stream` to its end, turning lines into events. Sending waits when the
 /// event channel is full, so a flooding worker is slowed down by its own pipe
 /// instead of growing the master's memory. `ready_log`, when set, is the group's
@@ -27,10 +37,13 @@ pub(crate) async fn read_stream(
     label: Arc<InstanceLabel>,
     activity: Arc<Activity>,
     events: EventTx,
-    max_line: usize,
-    ready_log: Option<Arc<regex::Regex>>,
-    jobs: Option<Reporter>,
+    hooks: LineHooks,
 ) {
+    let LineHooks {
+        max_line,
+        ready_log,
+        jobs,
+    } = hooks;
     // Quiet workers (most of them, when there are thousands) keep a small buffer;
     // one that fills it gets a bigger one, up to READ_CHUNK_MAX.
     let mut buf = vec![0u8; READ_CHUNK_MIN];

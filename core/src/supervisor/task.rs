@@ -4,7 +4,7 @@ use super::activity::{Activity, RunClock};
 use super::backoff::restart_delay;
 use super::control::{order_at_least, ControlState, Order};
 use super::progress::{DependencyState, Reported, RunProgress};
-use super::reader::read_stream;
+use super::reader::{read_stream, LineHooks};
 use super::render::SpecTemplate;
 use crate::config::{GroupConfig, ReadyRule, RestartPolicy};
 use crate::error::error_chain;
@@ -293,9 +293,11 @@ impl InstanceTask {
                 label.clone(),
                 activity.clone(),
                 self.events.clone(),
-                self.max_line,
-                self.ready_log.clone(),
-                attachment.as_ref().map(|a| a.reporter()),
+                LineHooks {
+                    max_line: self.max_line,
+                    ready_log: self.ready_log.clone(),
+                    jobs: attachment.as_ref().map(|a| a.reporter()),
+                },
             )));
             if let Some(stderr) = io.stderr {
                 readers.push(tokio::spawn(read_stream(
@@ -304,9 +306,11 @@ impl InstanceTask {
                     label.clone(),
                     activity.clone(),
                     self.events.clone(),
-                    self.max_line,
-                    self.ready_log.clone(),
-                    None,
+                    LineHooks {
+                        max_line: self.max_line,
+                        ready_log: self.ready_log.clone(),
+                        jobs: None,
+                    },
                 )));
             }
         }

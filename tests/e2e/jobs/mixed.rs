@@ -16,7 +16,10 @@ const JOBS: u64 = 100_000;
 /// Pids and command lines of the processes whose command line matches `pattern`
 /// (local, ssh and container workers all run on this kernel).
 fn procs(pattern: &str) -> Vec<(u32, String)> {
-    let out = Command::new("pgrep").args(["-af", "--", pattern]).output().expect("pgrep");
+    let out = Command::new("pgrep")
+        .args(["-af", "--", pattern])
+        .output()
+        .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -31,7 +34,9 @@ fn pids(pattern: &str) -> Vec<u32> {
 }
 
 fn kill(pid: u32) {
-    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
 }
 
 #[test]
@@ -85,9 +90,16 @@ progress = "1s"
     // Every kind of worker is up (ssh and docker start slower than local ones).
     let up = wait_until(LIMIT, || {
         let all = procs(&format!("--tag {tag}-"));
-        all.iter().filter(|(_, c)| c.ends_with("-localhost")).count() >= 8
+        all.iter()
+            .filter(|(_, c)| c.ends_with("-localhost"))
+            .count()
+            >= 8
             && all.iter().filter(|(_, c)| c.ends_with("-docker")).count() >= 2
-            && all.iter().filter(|(_, c)| !c.ends_with("-docker") && !c.ends_with("-localhost")).count() >= 2
+            && all
+                .iter()
+                .filter(|(_, c)| !c.ends_with("-docker") && !c.ends_with("-localhost"))
+                .count()
+                >= 2
     });
     assert!(up, "workers: {:?}\n{}", procs(&tag), run.stdout());
     // Kill two local workers, one ssh worker and one container's worker.
@@ -105,7 +117,12 @@ progress = "1s"
         !boxed.is_empty(),
         "container workers: {:?}\n{}",
         procs(&tag),
-        run.stdout().lines().filter(|l| !l.contains("jobs [w]")).take(40).collect::<Vec<_>>().join("\n")
+        run.stdout()
+            .lines()
+            .filter(|l| !l.contains("jobs [w]"))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let killed = [local[0], local[3], remote[0], boxed[0]];
     for pid in killed {
@@ -121,13 +138,19 @@ progress = "1s"
     assert_eq!(order.len() as u64, JOBS, "every job once, none lost");
     assert_eq!(order, (1..=JOBS).collect::<Vec<u64>>(), "in input order");
     assert!(by_id.iter().all(|(id, r)| r["n"].as_u64() == Some(*id)));
-    let unfinished = std::fs::read_to_string(&out_path).map(|o| o.lines().count()).unwrap_or(0);
+    let unfinished = std::fs::read_to_string(&out_path)
+        .map(|o| o.lines().count())
+        .unwrap_or(0);
     assert!(unfinished > 0);
     assert!(
-        out.stdout.contains(&format!("jobs [w]: finished: {JOBS} done, 0 failed")),
+        out.stdout
+            .contains(&format!("jobs [w]: finished: {JOBS} done, 0 failed")),
         "{out}"
     );
-    assert!(out.stdout.contains("retried"), "killed workers' jobs were retried:\n{out}");
+    assert!(
+        out.stdout.contains("retried"),
+        "killed workers' jobs were retried:\n{out}"
+    );
     // The killed instances came back (restart on failure, the pool default).
     assert!(out.stdout.matches("restarting").count() >= 1, "{out}");
 }
