@@ -90,12 +90,16 @@ pub fn credit_and_answers(c: &Ctx<'_>) -> Result<String, Fail> {
             Ok(result) if expected.get("fail").is_none() => {
                 let got = result.clone().unwrap_or(Value::Null);
                 if &got != expected {
-                    return Err(format!("job {id}: result {got}, expected the payload {expected}"));
+                    return Err(format!(
+                        "job {id}: result {got}, expected the payload {expected}"
+                    ));
                 }
             }
             Err((_, false)) if expected.get("fail").is_some() => {}
             other => {
-                return Err(format!("job {id} with payload {expected}: wrong answer {other:?}"))
+                return Err(format!(
+                    "job {id} with payload {expected}: wrong answer {other:?}"
+                ))
             }
         }
     }

@@ -103,7 +103,10 @@ pub fn all(v: &Vectors) -> Vec<Scenario> {
     out.push(Scenario::new("status", status));
     out.push(Scenario::new("ping/rate-limit", ping_rate));
     out.push(Scenario::new("group-count", group_count));
-    out.push(Scenario::new("jobs/credit-and-answers", crate::jobs::credit_and_answers));
+    out.push(Scenario::new(
+        "jobs/credit-and-answers",
+        crate::jobs::credit_and_answers,
+    ));
     for (i, q) in v.stdin.sequences.iter().enumerate() {
         out.push(Scenario::new(
             format!("stdin/{}", slug(&q.name)),

@@ -313,3 +313,38 @@ fn ps_shows_the_pool_progress_and_scale_adds_hands() {
     let (_, by_id) = results(&d.path("out.jsonl"));
     assert_eq!(by_id.len(), 3000);
 }
+
+#[test]
+fn suspend_gives_the_jobs_back_and_resume_finishes_them() {
+    let lines: String = (1..=2000)
+        .map(|i| format!("{{\"sleep_ms\":2,\"n\":{i}}}\n"))
+        .collect();
+    let d = Distarch::new().file("in.jsonl", &lines).config(&format!(
+        "[groups.w]\ncommand = [{w}]\ninstances = 2\n[groups.w.jobs]\ninput = \"in.jsonl\"\noutput = \"out.jsonl\"\n",
+        w = toml_str(worker())
+    ));
+    let id = format!("jobs-susp-{}", std::process::id());
+    let mut run = d.spawn(&["launch", "--run-id", &id]);
+    let out_path = d.path("out.jsonl");
+    let started = wait_until(LIMIT, || {
+        std::fs::read_to_string(&out_path).is_ok_and(|o| o.lines().count() >= 200)
+    });
+    assert!(started, "{}", run.stdout());
+    let suspended = d.run(&["suspend", &id, "w"], LIMIT);
+    assert_eq!(suspended.code, 0, "{suspended}");
+    let ps = d.run(&["ps", &id], LIMIT);
+    assert!(
+        ps.stdout.contains("JOBS w:") && ps.stdout.contains(" 0 in flight"),
+        "suspended: nothing in flight\n{ps}"
+    );
+    let before = std::fs::read_to_string(&out_path).unwrap().lines().count();
+    std::thread::sleep(Duration::from_millis(500));
+    let still = std::fs::read_to_string(&out_path).unwrap().lines().count();
+    assert_eq!(before, still, "no work while suspended");
+    let resumed = d.run(&["resume", &id, "w"], LIMIT);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    let out = run.wait(LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    let (_, by_id) = results(&out_path);
+    assert_eq!(by_id.len(), 2000, "every job once");
+}
