@@ -57,7 +57,7 @@ t_d256=$(seconds run_distarch 256)
 check_lines "$tmp/out.jsonl" "$JOBS"
 t_dord=$(seconds run_distarch 256 --keep-order)
 check_lines "$tmp/out.jsonl" "$JOBS"
-t_par=$(seconds sh -c "parallel -j 4 echo {} <'$tmp/pjobs.txt' >'$tmp/par.out'")
+t_par=$(seconds sh -c "parallel --will-cite -j 4 echo {} <'$tmp/pjobs.txt' >'$tmp/par.out'")
 check_lines "$tmp/par.out" "$PJOBS"
 t_xargs=$(seconds sh -c "xargs -P 4 -I{} echo {} <'$tmp/pjobs.txt' >'$tmp/xargs.out'")
 check_lines "$tmp/xargs.out" "$PJOBS"
@@ -130,7 +130,7 @@ SPJOBS=$((PJOBS / 10))
 seq 1 "$SPJOBS" >"$tmp/spjobs.txt"
 t_ds=$(seconds "$D" run -c "$tmp/ssh.toml" --pool run --input "$tmp/jobs.txt" -o "$tmp/out.jsonl" --log-level warn --progress 0 2>"$tmp/log")
 check_lines "$tmp/out.jsonl" "$SJOBS"
-t_ps=$(seconds sh -c "PARALLEL_SSH='ssh -F $tmp/ssh_config' parallel -j 4 --sshlogin 4/bench echo {} <'$tmp/spjobs.txt' >'$tmp/spar.out'")
+t_ps=$(seconds sh -c "PARALLEL_SSH='ssh -F $tmp/ssh_config' parallel --will-cite -j 4 --sshlogin 4/bench echo {} <'$tmp/spjobs.txt' >'$tmp/spar.out'")
 check_lines "$tmp/spar.out" "$SPJOBS"
 r_ds=$(rate "$SJOBS" "$t_ds")
 r_ps=$(rate "$SPJOBS" "$t_ps")
