@@ -36,9 +36,9 @@ seq 1 "$PJOBS" >"$tmp/pjobs.txt"
 seconds() {
     local start=$EPOCHREALTIME
     "$@"
-    python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$start" "$EPOCHREALTIME"
+    /usr/bin/python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$start" "$EPOCHREALTIME"
 }
-rate() { python3 -c "import sys; print(f'{int(sys.argv[1]) / float(sys.argv[2]):,.0f}')" "$1" "$2"; }
+rate() { /usr/bin/python3 -c "import sys; print(f'{int(sys.argv[1]) / float(sys.argv[2]):,.0f}')" "$1" "$2"; }
 check_lines() {
     local got
     got=$(wc -l <"$1")
@@ -74,7 +74,7 @@ printf '%-44s %10s %9s %11s\n' \
     "distarch run --keep-order (credit 256)" "$JOBS" "$t_dord" "$r_dord" \
     "GNU parallel -j 4 echo (a process per job)" "$PJOBS" "$t_par" "$r_par" \
     "xargs -P 4 echo (a process per job)" "$PJOBS" "$t_xargs" "$r_xargs"
-python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'distarch (credit 256) / GNU parallel: {b/a:,.0f}x; / xargs -P 4: {b/c:,.1f}x')" \
+/usr/bin/python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'distarch (credit 256) / GNU parallel: {b/a:,.0f}x; / xargs -P 4: {b/c:,.1f}x')" \
     "${r_par//,/}" "${r_d256//,/}" "${r_xargs//,/}"
 
 # ---- over SSH ---------------------------------------------------------------------
@@ -86,7 +86,7 @@ mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/client_key"
 cp "$tmp/client_key.pub" "$tmp/authorized_keys"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$tmp/sshd_config" <<EOF
 HostKey $tmp/host_key
 AuthorizedKeysFile $tmp/authorized_keys
@@ -100,7 +100,7 @@ MaxStartups 100:30:200
 EOF
 /usr/sbin/sshd -D -e -f "$tmp/sshd_config" -o ListenAddress=127.0.0.1:$port -o PidFile="$tmp/sshd.pid" 2>"$tmp/sshd.log" &
 sshd_pid=$!
-python3 - "$port" <<'EOF'
+/usr/bin/python3 - "$port" <<'EOF'
 import socket, sys, time
 for _ in range(200):
     try:
@@ -139,4 +139,4 @@ echo "over ssh (one sshd on 127.0.0.1), 4 workers       jobs   seconds      jobs
 printf '%-44s %10s %9s %11s\n' \
     "distarch run, ssh placement (credit 256)" "$SJOBS" "$t_ds" "$r_ds" \
     "parallel --sshlogin 4/host echo (ssh per job)" "$SPJOBS" "$t_ps" "$r_ps"
-python3 -c "import sys; a,b=map(float,sys.argv[1:]); print(f'distarch / parallel --sshlogin: {b/a:,.0f}x')" "${r_ps//,/}" "${r_ds//,/}"
+/usr/bin/python3 -c "import sys; a,b=map(float,sys.argv[1:]); print(f'distarch / parallel --sshlogin: {b/a:,.0f}x')" "${r_ps//,/}" "${r_ds//,/}"
