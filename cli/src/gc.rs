@@ -1,54 +1,48 @@
-//! `distarch gc`: remove what runs whose master is gone left behind.
+//! `distarch gc`: remove what runs whose master is gone left behind, transport by
+//! transport (each one's [`distarch_core::Transport::gc`]).
 
 use crate::args::GcArgs;
-use distarch_core::Config;
+use distarch_core::protocol::Level;
+use distarch_core::{Config, Event, EventSink, GcRequest, LogFormat, LogRecord, LogWriter};
 
-/// Cleans every engine and cluster the configuration names; returns the exit code.
+/// Asks every transport of this binary to clean, prints what each did through the
+/// master's log writer (text, or JSON with `launcher.log_format = "json"`), and
+/// returns the exit code: 1 when a place that should have been cleaned could not be.
 pub async fn gc(args: &GcArgs, config: Option<&Config>) -> anyhow::Result<i32> {
-    // Without the docker and kubernetes features there is nothing to clean.
-    let _ = (args, config);
-    #[allow(unused_mut)]
+    let format = config.map_or(LogFormat::Text, |c| c.launcher.log_format);
+    let mut out = LogWriter::new(std::io::stdout(), format);
+    let request = GcRequest {
+        config,
+        dry_run: args.dry_run,
+    };
+    let registry = crate::transports::registry();
     let mut code = 0;
-    #[allow(unused_mut)]
-    let mut printed = gc_local(args.dry_run);
-    // Transports that leave objects behind (containers, pods) add their calls here.
-    #[cfg(feature = "docker")]
-    for report in distarch_transport_docker::gc_config(config, args.dry_run).await {
-        println!("{report}");
-        printed += 1;
-        if report.error.is_some() {
+    let mut printed = 0;
+    for transport in registry.all() {
+        let report = transport.gc(&request).await;
+        if report.failed {
             code = 1;
         }
-    }
-    #[cfg(feature = "kubernetes")]
-    {
-        let (lines, ok) = distarch_transport_kubernetes::gc_config(config, args.dry_run).await;
-        for line in lines {
-            println!("{line}");
+        for (level, text) in report.lines {
+            out.event(Event::Log(LogRecord::master(
+                level,
+                format!("gc: {}: {text}", transport.name()),
+            )));
             printed += 1;
         }
-        if !ok {
-            code = 1;
-        }
     }
-    if !cfg!(any(feature = "docker", feature = "kubernetes")) {
-        println!("[master] INFO distarch: gc: nothing to clean for the transports in this build");
-    } else if printed == 0 {
-        println!(
-            "[master] INFO distarch: gc: nothing to check: no docker or kubernetes placement \
-             in the configuration, no Docker engine (DOCKER_HOST, /var/run/docker.sock) and \
-             no Kubernetes context here"
-        );
+    if printed == 0 {
+        let names = registry.names().join(", ");
+        out.event(Event::Log(LogRecord::master(
+            Level::Info,
+            format!(
+                "gc: nothing to check for the transports of this build ({names}): no docker \
+                 or kubernetes placement in the configuration, no Docker engine (DOCKER_HOST, \
+                 /var/run/docker.sock), no Kubernetes context and no run cgroup of a gone \
+                 master here"
+            ),
+        )));
     }
+    out.flush();
     Ok(code)
-}
-
-/// Local instances: kills and removes the cgroups of runs whose master is gone;
-/// returns the number of lines printed.
-pub fn gc_local(dry_run: bool) -> usize {
-    let lines = distarch_transport_local::gc_cgroups(dry_run);
-    for line in &lines {
-        println!("[master] INFO distarch: gc: local: {line}");
-    }
-    lines.len()
 }

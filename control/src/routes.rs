@@ -64,6 +64,7 @@ fn control_error(e: ControlError) -> Response<Body> {
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         ControlError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Stopping => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
 }

@@ -20,7 +20,7 @@ use crate::transport::{InstanceSpec, Transport};
 use distarch_protocol::{env_vars, Level, PROTOCOL_VERSION};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio::time::sleep;
 
@@ -247,7 +247,7 @@ pub(crate) fn instance_spec(
             env,
             workdir: g.workdir.clone(),
             priority: g.priority,
-            settings: inst.settings.clone(),
+            prepared: inst.prepared.clone(),
             stop_grace: g.stop_grace.unwrap_or(l.stop_grace).0,
             kill_after: g.kill_after.unwrap_or(l.kill_after).0,
         }
@@ -621,13 +621,5 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 /// A log line of the master's own.
 pub(crate) fn master_line(level: Level, message: String) -> Event {
-    Event::Log(LogRecord {
-        time: SystemTime::now(),
-        instance: None,
-        level,
-        message,
-        fields: None,
-        stream: None,
-        truncated: false,
-    })
+    Event::Log(LogRecord::master(level, message))
 }

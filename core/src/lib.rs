@@ -28,14 +28,18 @@ pub mod control;
 mod error;
 mod escape;
 mod events;
+mod gc;
 pub mod jobs;
 mod launcher;
 mod output;
+pub mod owner;
 mod plan;
 mod registry;
+mod repeats;
 mod report;
 mod signals;
 mod sink;
+mod spec_builder;
 mod supervisor;
 pub mod template;
 mod transport;
@@ -50,6 +54,7 @@ pub use control::{
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
+pub use gc::{GcReport, GcRequest};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
 pub use output::{format_json, format_text, LogWriter};
 pub use plan::{
@@ -62,9 +67,11 @@ pub use report::{
     EXIT_JOBS_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
 };
 pub use sink::{ChannelSink, EventSink};
+pub use spec_builder::SpecBuilder;
 pub use supervisor::StopHandle;
 pub use transport::{
-    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementRef, Target, Transport,
+    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, Target,
+    Transport,
 };
 
 /// Re-exported so transports and workers name one protocol crate.

@@ -28,6 +28,8 @@ pub struct LogWriter<W: Write + Send + 'static> {
     on_error: Option<WriteErrorHook>,
     /// Set once a write failed: nothing more is written (or buffered).
     broken: bool,
+    /// Start errors already printed (text output says each reason once).
+    start_errors: crate::repeats::StartErrors,
 }
 
 impl<W: Write + Send + 'static> LogWriter<W> {
@@ -40,6 +42,7 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             buf: Vec::with_capacity(FLUSH_AT * 2),
             on_error: None,
             broken: false,
+            start_errors: Default::default(),
         }
     }
 
@@ -85,7 +88,10 @@ impl<W: Write + Send + 'static> EventSink for LogWriter<W> {
             return;
         }
         match self.format {
-            LogFormat::Text => format_text(&mut self.buf, &event),
+            LogFormat::Text => {
+                let event = self.start_errors.shorten(event);
+                format_text(&mut self.buf, &event)
+            }
             LogFormat::Json => format_json(&mut self.buf, &event),
         }
         if self.buf.len() >= FLUSH_AT {

@@ -28,6 +28,7 @@ pub const EXIT_TERMINATED: i32 = 143;
 
 /// How one instance ended for good (its last start).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// It ended by itself.
     Exited(ExitStatus),

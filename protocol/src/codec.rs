@@ -28,6 +28,7 @@ fn encode<T: serde::Serialize>(frame: &T) -> Vec<u8> {
 
 /// What a line received from a worker's stdout turned out to be.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum WorkerLine {
     /// A well-formed frame.
     Frame(WorkerFrame),
@@ -75,6 +76,7 @@ pub fn parse_worker_line(line: &[u8]) -> WorkerLine {
 
 /// What a line received from the master on stdin turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MasterLine {
     /// A well-formed frame.
     Frame(MasterFrame),

@@ -46,6 +46,7 @@ impl Selector {
 
 /// Why a command was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     /// A group or id that the run does not have.
     #[error("{0}")]

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// First read buffer of a stream.
-const READ_CHUNK_MIN: usize = 4 * 1024;
+/// Read buffer of a quiet stream (most of them, when there are thousands: the buffer
+/// is held while the read waits).
+const READ_CHUNK_MIN: usize = 256;
 /// Largest read buffer of a stream.
 const READ_CHUNK_MAX: usize = 16 * 1024;
 
@@ -45,7 +46,8 @@ pub(crate) async fn read_stream(
         jobs,
     } = hooks;
     // Quiet workers (most of them, when there are thousands) keep a small buffer;
-    // one that fills it gets a bigger one, up to READ_CHUNK_MAX.
+    // one that fills it gets a bigger one, up to READ_CHUNK_MAX, and gives it back
+    // once its reads are small again.
     let mut buf = vec![0u8; READ_CHUNK_MIN];
     let mut splitter = LineSplitter::new(max_line);
     loop {
@@ -53,13 +55,18 @@ pub(crate) async fn read_stream(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if n == buf.len() && buf.len() < READ_CHUNK_MAX {
-            let grown = (buf.len() * 4).min(READ_CHUNK_MAX);
-            buf.resize(grown, 0);
+        let size = next_buffer_size(buf.len(), n);
+        if size > buf.len() {
+            buf.resize(size, 0);
         }
+        let shrink = size < buf.len();
         let mut chunk = Chunk::new(kind, &label, n, &activity, ready_log.as_deref());
         chunk.collect_jobs = jobs.is_some();
         splitter.feed(&buf[..n], |line| chunk.line(line));
+        if shrink {
+            buf = vec![0u8; size];
+        }
+        splitter.release_spare();
         let (batch, replies) = chunk.finish();
         if let Some(jobs) = &jobs {
             jobs.send(replies).await;
@@ -77,6 +84,19 @@ pub(crate) async fn read_stream(
         jobs.send(replies).await;
     }
     events.send_batch(batch).await;
+}
+
+/// The read buffer size after a read of `n` bytes into `len`: four times bigger
+/// (up to [`READ_CHUNK_MAX`]) when the read filled it, back to [`READ_CHUNK_MIN`]
+/// when it used less than an eighth of a grown buffer.
+fn next_buffer_size(len: usize, n: usize) -> usize {
+    if n == len && len < READ_CHUNK_MAX {
+        (len * 4).min(READ_CHUNK_MAX)
+    } else if len > READ_CHUNK_MIN && n < len / 8 {
+        READ_CHUNK_MIN
+    } else {
+        len
+    }
 }
 
 /// The events of one read: plain lines gathered in one [`LogLines`], frames in order
@@ -242,13 +262,13 @@ impl<'a> Chunk<'a> {
                 instance: self.label.clone(),
                 text,
             },
-            // A newer worker's frame: ignored, as the protocol says.
-            WorkerLine::Frame(_) | WorkerLine::Unknown { .. } => return,
             WorkerLine::Malformed { text, error } => {
                 let mut fields = Map::new();
                 fields.insert("malformed_frame".into(), Value::String(error));
                 record(self.plain_level(), text, Some(fields))
             }
+            // A newer worker's frame: ignored, as the protocol says.
+            _ => return,
         };
         self.push_event(event);
     }
@@ -272,4 +292,27 @@ impl<'a> Chunk<'a> {
 /// that prints nothing but empty lines is as good as silent.
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_grows_when_filled_and_shrinks_when_quiet_again() {
+        assert_eq!(next_buffer_size(READ_CHUNK_MIN, 10), READ_CHUNK_MIN);
+        assert_eq!(
+            next_buffer_size(READ_CHUNK_MIN, READ_CHUNK_MIN),
+            READ_CHUNK_MIN * 4
+        );
+        assert_eq!(
+            next_buffer_size(READ_CHUNK_MAX, READ_CHUNK_MAX),
+            READ_CHUNK_MAX
+        );
+        assert_eq!(
+            next_buffer_size(READ_CHUNK_MAX, READ_CHUNK_MAX / 2),
+            READ_CHUNK_MAX
+        );
+        assert_eq!(next_buffer_size(READ_CHUNK_MAX, 100), READ_CHUNK_MIN);
+    }
 }

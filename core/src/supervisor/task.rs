@@ -165,7 +165,9 @@ impl InstanceTask {
     /// Starts and restarts the instance per policy; returns how its last start
     /// ended and the number of restarts.
     async fn run_starts(&mut self, reported: &mut Reported) -> (Outcome, u32) {
-        let mut restarts = 0u32;
+        // Counted from the start this task was given (a restart by a command is not
+        // a first start).
+        let mut restarts = self.spec.restart;
         let mut consecutive = 0u32;
         let outcome = loop {
             if self.control.borrow().order >= Order::Stop {
