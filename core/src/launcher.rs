@@ -135,6 +135,12 @@ pub(crate) fn apply_service_defaults(config: &mut Config) {
         RestartPolicy::Never
     };
     for group in config.groups.values_mut() {
+        // A job pool's instance that failed comes back by default: its jobs went
+        // back to the queue, and the pool needs the hands.
+        let default = match group.jobs {
+            Some(_) if default == RestartPolicy::Never => RestartPolicy::OnFailure,
+            _ => default,
+        };
         group.restart.get_or_insert(default);
     }
 }
@@ -265,6 +271,8 @@ impl Launcher {
         let clock = RunClock::new();
         let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
             .with_ids(self.plan.instances.iter().map(|i| i.id));
+        // jobs: start the pools first, so that every instance can attach.
+        let (pools, pool_errors) = self.start_pools(&events).await;
         // control hook: the engine owns the run's dynamic set of instances.
         let (_, no_commands) = tokio::sync::mpsc::channel(1);
         let commands = std::mem::replace(&mut self.commands, no_commands);
@@ -280,6 +288,10 @@ impl Launcher {
                 events: events.clone(),
                 clock: clock.clone(),
                 progress: progress.clone(),
+                pools: pools
+                    .iter()
+                    .map(|(g, p)| (g.clone(), p.handle.clone()))
+                    .collect(),
             },
         );
         let _ = events
@@ -318,6 +330,7 @@ impl Launcher {
                 clock: clock.clone(),
                 max_line: self.config.launcher.max_line_bytes,
                 group_count: engine.group_count(&group.name), // control hook
+                jobs: pools.get(&group.name).map(|p| p.handle.clone()),
             };
             tasks.spawn(task.run());
         }
@@ -334,12 +347,17 @@ impl Launcher {
         for transport in self.registry.all() {
             transport.shutdown().await;
         }
+        let mut jobs = pool_errors;
+        for (_, pool) in pools {
+            jobs.push(pool.finish().await);
+        }
         let instances = crate::control::last_reports(reports);
         let report = RunReport {
             run_id: self.run_id.clone(),
             instances,
             stop_reason: self.stop.state().reason,
             duration: started.elapsed(),
+            jobs,
         };
         let _ = events
             .send(Event::RunStopped {
@@ -352,6 +370,55 @@ impl Launcher {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         report
+    }
+
+    /// Starts the pool of every group with `jobs`. A pool that cannot start (its
+    /// journal or output cannot be opened) is reported, and the run is stopped.
+    async fn start_pools(
+        &self,
+        events: &EventTx,
+    ) -> (
+        BTreeMap<Arc<str>, crate::jobs::RunningPool>,
+        Vec<crate::jobs::PoolReport>,
+    ) {
+        let mut pools = BTreeMap::new();
+        let mut failed = Vec::new();
+        for group in &self.plan.groups {
+            let Some(jobs) = &group.config.jobs else {
+                continue;
+            };
+            let control = self.control.clone();
+            let name = group.name.clone();
+            let stop_group = Box::new(move || {
+                tokio::spawn(async move {
+                    let _ = control
+                        .stop(vec![crate::control::Selector::Group(name.to_string())])
+                        .await;
+                });
+            });
+            match crate::jobs::start_pool(group.name.clone(), jobs, events.clone(), stop_group) {
+                Ok(pool) => {
+                    self.control.hub.add_jobs(pool.counters.clone());
+                    pools.insert(group.name.clone(), pool);
+                }
+                Err(e) => {
+                    let _ = events
+                        .send(master_line(
+                            Level::Error,
+                            format!("jobs [{}]: {e}", group.name),
+                        ))
+                        .await;
+                    self.stop.escalate(Order::Stop, StopReason::Requested);
+                    failed.push(crate::jobs::PoolReport {
+                        group: group.name.to_string(),
+                        stats: crate::jobs::JobCounters::new(&group.name).stats(),
+                        complete: false,
+                        error: Some(e),
+                    });
+                }
+            }
+        }
+        (pools, failed)
     }
 
     async fn supervise_run(

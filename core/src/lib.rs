@@ -29,6 +29,7 @@ mod error;
 mod escape;
 mod events;
 mod gc;
+pub mod jobs;
 mod launcher;
 mod output;
 pub mod owner;
@@ -62,8 +63,8 @@ pub use plan::{
 };
 pub use registry::TransportRegistry;
 pub use report::{
-    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY,
-    EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
+    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
 };
 pub use sink::{ChannelSink, EventSink};
 pub use spec_builder::SpecBuilder;

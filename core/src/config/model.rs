@@ -206,6 +206,10 @@ pub struct GroupConfig {
     /// `instances` local processes.
     #[serde(default)]
     pub placements: BTreeMap<String, PlacementConfig>,
+    /// Makes the group a job pool: its instances get work items from this input
+    /// (see docs/protocol.md, "Jobs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<crate::jobs::JobsConfig>,
 }
 
 /// The hang timeout of protocol speakers when a group does not set `timeout`.
@@ -234,6 +238,7 @@ impl GroupConfig {
             backoff: BackoffConfig::default(),
             order: 0,
             placements: BTreeMap::new(),
+            jobs: None,
         }
     }
 

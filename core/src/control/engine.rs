@@ -67,6 +67,8 @@ pub(crate) struct EngineParts {
     pub(crate) clock: Arc<RunClock>,
     /// Every group's progress, for readiness and `depends_on`.
     pub(crate) progress: crate::supervisor::progress::RunProgress,
+    /// The job pools, by group name.
+    pub(crate) pools: BTreeMap<Arc<str>, crate::jobs::PoolHandle>,
 }
 
 /// See the module documentation.
@@ -253,6 +255,7 @@ impl Engine {
             clock: self.parts.clock.clone(),
             max_line: self.parts.launcher.max_line_bytes,
             group_count: g.count.subscribe(),
+            jobs: self.parts.pools.get(&g.planned.name).cloned(),
         };
         self.hub
             .instances(|i| i.set_state(id, InstanceState::Pending));

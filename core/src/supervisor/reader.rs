@@ -2,6 +2,7 @@
 
 use super::activity::Activity;
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream};
+use crate::jobs::{Reply, Reporter};
 use crate::sink::EventTx;
 use distarch_protocol::{
     parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine, FRAME_MARKER,
@@ -17,6 +18,16 @@ const READ_CHUNK_MIN: usize = 256;
 /// Largest read buffer of a stream.
 const READ_CHUNK_MAX: usize = 16 * 1024;
 
+/// What a stream's lines are checked against besides the log.
+pub(crate) struct LineHooks {
+    /// Longest line kept.
+    pub(crate) max_line: usize,
+    /// The group's readiness pattern.
+    pub(crate) ready_log: Option<Arc<regex::Regex>>,
+    /// Where job frames go (stdout of a job pool's instance).
+    pub(crate) jobs: Option<Reporter>,
+}
+
 /// Reads `stream` to its end, turning lines into events. Sending waits when the
 /// event channel is full, so a flooding worker is slowed down by its own pipe
 /// instead of growing the master's memory. `ready_log`, when set, is the group's
@@ -27,9 +38,13 @@ pub(crate) async fn read_stream(
     label: Arc<InstanceLabel>,
     activity: Arc<Activity>,
     events: EventTx,
-    max_line: usize,
-    ready_log: Option<Arc<regex::Regex>>,
+    hooks: LineHooks,
 ) {
+    let LineHooks {
+        max_line,
+        ready_log,
+        jobs,
+    } = hooks;
     // Quiet workers (most of them, when there are thousands) keep a small buffer;
     // one that fills it gets a bigger one, up to READ_CHUNK_MAX, and gives it back
     // once its reads are small again.
@@ -46,19 +61,29 @@ pub(crate) async fn read_stream(
         }
         let shrink = size < buf.len();
         let mut chunk = Chunk::new(kind, &label, n, &activity, ready_log.as_deref());
+        chunk.collect_jobs = jobs.is_some();
         splitter.feed(&buf[..n], |line| chunk.line(line));
         if shrink {
             buf = vec![0u8; size];
         }
         splitter.release_spare();
-        if !events.send_batch(chunk.finish()).await {
+        let (batch, replies) = chunk.finish();
+        if let Some(jobs) = &jobs {
+            jobs.send(replies).await;
+        }
+        if !events.send_batch(batch).await {
             return;
         }
     }
     let buffered = splitter.buffered();
     let mut chunk = Chunk::new(kind, &label, buffered, &activity, ready_log.as_deref());
+    chunk.collect_jobs = jobs.is_some();
     splitter.finish(|line| chunk.line(line));
-    events.send_batch(chunk.finish()).await;
+    let (batch, replies) = chunk.finish();
+    if let Some(jobs) = &jobs {
+        jobs.send(replies).await;
+    }
+    events.send_batch(batch).await;
 }
 
 /// The read buffer size after a read of `n` bytes into `len`: four times bigger
@@ -88,6 +113,10 @@ struct Chunk<'a> {
     activity: &'a Activity,
     /// The readiness pattern, while the instance is not ready yet.
     ready_log: Option<&'a regex::Regex>,
+    /// Whether job frames are passed on (the group is a job pool).
+    collect_jobs: bool,
+    /// Job frames of this read, for the pool.
+    replies: Vec<Reply>,
 }
 
 impl<'a> Chunk<'a> {
@@ -108,6 +137,8 @@ impl<'a> Chunk<'a> {
             bytes,
             activity,
             ready_log: ready_log.filter(|_| !activity.is_ready()),
+            collect_jobs: false,
+            replies: Vec::new(),
         }
     }
 
@@ -201,6 +232,32 @@ impl<'a> Chunk<'a> {
             WorkerLine::Frame(
                 WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. },
             ) => return,
+            WorkerLine::Frame(WorkerFrame::Want { n }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Want(n));
+                }
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Done { id, result }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Done { id, result });
+                }
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Failed {
+                id,
+                error,
+                retryable,
+            }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Failed {
+                        id,
+                        error,
+                        retryable,
+                    });
+                }
+                return;
+            }
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,
@@ -216,7 +273,7 @@ impl<'a> Chunk<'a> {
         self.push_event(event);
     }
 
-    fn finish(mut self) -> Vec<Event> {
+    fn finish(mut self) -> (Vec<Event>, Vec<Reply>) {
         if let Some(lines) = self.plain.take() {
             self.events.push(Event::Lines(lines));
         }
@@ -227,7 +284,7 @@ impl<'a> Chunk<'a> {
                     .insert(0, Event::InstanceSeen(self.label.clone()));
             }
         }
-        self.events
+        (self.events, self.replies)
     }
 }
 
