@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throw-away sshd, dockerd and test Kubernetes API server to run the examples
-# against, started the way the end-to-end tests start theirs (tests/harness): private
+# against, started the way the end-to-end tests start theirs (testkit/): private
 # keys, config, sockets and data in one directory, loopback only, nothing installed
 # system-wide and nothing left behind by `stop`.
 #

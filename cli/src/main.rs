@@ -8,6 +8,7 @@ mod gc;
 mod output;
 mod plan_table;
 mod progress;
+mod run_cmd;
 mod transports;
 mod verbs;
 mod watchdog;
@@ -37,6 +38,18 @@ fn main() {
         }
         _ => {}
     }
+    let cli = match cli.command {
+        Command::Run(args) => match args.into_launch() {
+            Ok(launch) => Cli {
+                command: Command::Launch(launch),
+            },
+            Err(e) => {
+                eprintln!("distarch run: {e}");
+                std::process::exit(EXIT_CONFIG);
+            }
+        },
+        command => Cli { command },
+    };
     if let Command::Launch(args) = &cli.command {
         // Forked while this process still has one thread; see the local transport.
         watchdog::start(args);
@@ -80,12 +93,23 @@ async fn run(cli: Cli, master_log: Option<distarch_core::trace::MasterLog>) -> i
             }
             let l = &loaded.config.launcher;
             let stop = launcher.stop_handle();
-            let writer = LogWriter::new(stdout_file(), l.log_format)
+            // Job results on stdout: the log goes to stderr.
+            let results_on_stdout = loaded
+                .config
+                .groups
+                .values()
+                .any(|g| g.jobs.as_ref().is_some_and(|j| j.output_is_stdout()));
+            let (log_out, log_name) = if results_on_stdout {
+                (stderr_file(), "stderr")
+            } else {
+                (stdout_file(), "stdout")
+            };
+            let writer = LogWriter::new(log_out, l.log_format)
                 .with_min_level(l.log_level)
                 .with_timestamps(l.timestamps.then_some(l.time_zone))
                 .on_write_error(move |e| {
                     eprintln!(
-                        "distarch: cannot write the log to stdout ({e}); stopping everything"
+                        "distarch: cannot write the log to {log_name} ({e}); stopping everything"
                     );
                     stop.stop_for(distarch_core::StopReason::OutputLost);
                 });
@@ -125,8 +149,8 @@ async fn run(cli: Cli, master_log: Option<distarch_core::trace::MasterLog>) -> i
             }
             0
         }
-        // Handled in main, before the runtime starts.
-        Command::Completions(_) | Command::Man => 0,
+        // Handled in main, before the runtime starts (`run` became a `launch`).
+        Command::Completions(_) | Command::Man | Command::Run(_) => 0,
         Command::Gc(args) => {
             let loaded = match load(&args.config, None) {
                 Ok(l) => Some(l),
@@ -198,6 +222,14 @@ fn report_config_errors(errors: &ConfigErrors) {
     let _ = writeln!(err, "distarch: invalid configuration:");
     for e in &errors.0 {
         let _ = writeln!(err, "  {e}");
+    }
+}
+
+/// Standard error as a plain file (the log, when stdout carries job results).
+fn stderr_file() -> Box<dyn Write + Send> {
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stderr()),
     }
 }
 

@@ -64,6 +64,7 @@ fn control_error(e: ControlError) -> Response<Body> {
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         ControlError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Stopping => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
 }
@@ -110,6 +111,8 @@ pub(crate) async fn route(req: Request<hyper::body::Incoming>, ctx: Arc<Ctx>) ->
             })
         }
         (Method::GET, "/instances") => ok(&c.snapshot()),
+        // Job pools' counters (issue 12): done, failed, in flight, rate, ETA.
+        (Method::GET, "/jobs") => ok(&c.jobs()),
         (Method::GET, "/logs") => match LogQuery::parse(req.uri().query()) {
             Ok(q) => logs(c, q),
             Err(e) => error(StatusCode::BAD_REQUEST, e),

@@ -86,6 +86,21 @@ pub struct LogRecord {
     pub truncated: bool,
 }
 
+impl LogRecord {
+    /// A line of the master's own, stamped now.
+    pub fn master(level: Level, message: impl Into<String>) -> Self {
+        LogRecord {
+            time: SystemTime::now(),
+            instance: None,
+            level,
+            message: message.into(),
+            fields: None,
+            stream: None,
+            truncated: false,
+        }
+    }
+}
+
 /// Plain text lines that arrived together on one stream of one instance (one read),
 /// kept in one buffer: the cheap path for workers that print a lot.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +179,7 @@ impl LogLines {
 
 /// Why the launcher is stopping everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// `max_running_time` was reached.
     MaxRunningTime,
@@ -198,6 +214,7 @@ impl std::fmt::Display for StopReason {
 
 /// Everything that happens during a run, in the order it happens per instance.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// The run is about to start its instances.
     RunStarting {
@@ -285,6 +302,7 @@ pub enum Event {
 
 /// The last step the master had to take to end an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum StopStep {
     /// The `stop` frame was enough.
     StopFrame,

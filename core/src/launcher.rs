@@ -20,7 +20,7 @@ use crate::transport::{InstanceSpec, Transport};
 use distarch_protocol::{env_vars, Level, PROTOCOL_VERSION};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio::time::sleep;
 
@@ -145,6 +145,12 @@ pub(crate) fn apply_service_defaults(config: &mut Config) {
         RestartPolicy::Never
     };
     for group in config.groups.values_mut() {
+        // A job pool's instance that failed comes back by default: its jobs went
+        // back to the queue, and the pool needs the hands.
+        let default = match group.jobs {
+            Some(_) if default == RestartPolicy::Never => RestartPolicy::OnFailure,
+            _ => default,
+        };
         group.restart.get_or_insert(default);
     }
 }
@@ -251,7 +257,7 @@ pub(crate) fn instance_spec(
             env,
             workdir: g.workdir.clone(),
             priority: g.priority,
-            settings: inst.settings.clone(),
+            prepared: inst.prepared.clone(),
             stop_grace: g.stop_grace.unwrap_or(l.stop_grace).0,
             kill_after: g.kill_after.unwrap_or(l.kill_after).0,
         }
@@ -277,6 +283,8 @@ impl Launcher {
         let clock = RunClock::new();
         let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
             .with_ids(self.plan.instances.iter().map(|i| i.id));
+        // jobs: start the pools first, so that every instance can attach.
+        let (pools, pool_errors) = self.start_pools(&events).await;
         // control hook: the engine owns the run's dynamic set of instances.
         let (_, no_commands) = tokio::sync::mpsc::channel(1);
         let commands = std::mem::replace(&mut self.commands, no_commands);
@@ -292,6 +300,10 @@ impl Launcher {
                 events: events.clone(),
                 clock: clock.clone(),
                 progress: progress.clone(),
+                pools: pools
+                    .iter()
+                    .map(|(g, p)| (g.clone(), p.handle.clone()))
+                    .collect(),
             },
         );
         let _ = events
@@ -330,6 +342,7 @@ impl Launcher {
                 clock: clock.clone(),
                 max_line: self.config.launcher.max_line_bytes,
                 group_count: engine.group_count(&group.name), // control hook
+                jobs: pools.get(&group.name).map(|p| p.handle.clone()),
             };
             tasks.spawn(task.run());
         }
@@ -346,6 +359,10 @@ impl Launcher {
         for transport in self.registry.all() {
             transport.shutdown().await;
         }
+        let mut jobs = pool_errors;
+        for (_, pool) in pools {
+            jobs.push(pool.finish().await);
+        }
         // The records logged until now go out before the run's last line.
         drop(finish_log);
         if let Some(task) = master_log {
@@ -357,6 +374,7 @@ impl Launcher {
             instances,
             stop_reason: self.stop.state().reason,
             duration: started.elapsed(),
+            jobs,
         };
         let _ = events
             .send(Event::RunStopped {
@@ -369,6 +387,55 @@ impl Launcher {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         report
+    }
+
+    /// Starts the pool of every group with `jobs`. A pool that cannot start (its
+    /// journal or output cannot be opened) is reported, and the run is stopped.
+    async fn start_pools(
+        &self,
+        events: &EventTx,
+    ) -> (
+        BTreeMap<Arc<str>, crate::jobs::RunningPool>,
+        Vec<crate::jobs::PoolReport>,
+    ) {
+        let mut pools = BTreeMap::new();
+        let mut failed = Vec::new();
+        for group in &self.plan.groups {
+            let Some(jobs) = &group.config.jobs else {
+                continue;
+            };
+            let control = self.control.clone();
+            let name = group.name.clone();
+            let stop_group = Box::new(move || {
+                tokio::spawn(async move {
+                    let _ = control
+                        .stop(vec![crate::control::Selector::Group(name.to_string())])
+                        .await;
+                });
+            });
+            match crate::jobs::start_pool(group.name.clone(), jobs, events.clone(), stop_group) {
+                Ok(pool) => {
+                    self.control.hub.add_jobs(pool.counters.clone());
+                    pools.insert(group.name.clone(), pool);
+                }
+                Err(e) => {
+                    let _ = events
+                        .send(master_line(
+                            Level::Error,
+                            format!("jobs [{}]: {e}", group.name),
+                        ))
+                        .await;
+                    self.stop.escalate(Order::Stop, StopReason::Requested);
+                    failed.push(crate::jobs::PoolReport {
+                        group: group.name.to_string(),
+                        stats: crate::jobs::JobCounters::new(&group.name).stats(),
+                        complete: false,
+                        error: Some(e),
+                    });
+                }
+            }
+        }
+        (pools, failed)
     }
 
     async fn supervise_run(
@@ -605,13 +672,5 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 /// A log line of the master's own.
 pub(crate) fn master_line(level: Level, message: String) -> Event {
-    Event::Log(LogRecord {
-        time: SystemTime::now(),
-        instance: None,
-        level,
-        message,
-        fields: None,
-        stream: None,
-        truncated: false,
-    })
+    Event::Log(LogRecord::master(level, message))
 }

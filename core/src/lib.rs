@@ -28,13 +28,18 @@ pub mod control;
 mod error;
 mod escape;
 mod events;
+mod gc;
+pub mod jobs;
 mod launcher;
 mod output;
+pub mod owner;
 mod plan;
 mod registry;
+mod repeats;
 mod report;
 mod signals;
 mod sink;
+mod spec_builder;
 mod supervisor;
 pub mod template;
 pub mod trace;
@@ -51,6 +56,7 @@ pub use control::{
 };
 pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnError};
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
+pub use gc::{GcReport, GcRequest};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
 pub use output::{event_level, format_json, format_text, format_text_at, EventFilter, LogWriter};
 pub use plan::{
@@ -59,13 +65,15 @@ pub use plan::{
 };
 pub use registry::TransportRegistry;
 pub use report::{
-    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY,
-    EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
+    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
 };
 pub use sink::{ChannelSink, EventObserver, EventSink, Observed};
+pub use spec_builder::SpecBuilder;
 pub use supervisor::StopHandle;
 pub use transport::{
-    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementRef, Target, Transport,
+    ExitStatus, Instance, InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, Target,
+    Transport,
 };
 
 /// Re-exported so transports and workers name one protocol crate.

@@ -32,6 +32,8 @@ pub struct LogWriter<W: Write + Send + 'static> {
     timestamps: Option<TimeZone>,
     /// Only events this accepts are written (a group's own file).
     filter: Option<EventFilter>,
+    /// Start errors already printed (text output says each reason once).
+    start_errors: crate::repeats::StartErrors,
 }
 
 /// Decides which events a [`LogWriter`] writes.
@@ -49,6 +51,7 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             broken: false,
             timestamps: None,
             filter: None,
+            start_errors: Default::default(),
         }
     }
 
@@ -84,7 +87,10 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             }
         }
         match self.format {
-            LogFormat::Text => format_text_at(&mut self.buf, event, self.timestamps),
+            LogFormat::Text => match self.start_errors.shorten(event) {
+                Some(shorter) => format_text_at(&mut self.buf, &shorter, self.timestamps),
+                None => format_text_at(&mut self.buf, event, self.timestamps),
+            },
             LogFormat::Json => format_json(&mut self.buf, event),
         }
         if self.buf.len() >= FLUSH_AT {

@@ -5,7 +5,7 @@ use crate::config::messages::unknown_key;
 use crate::config::{Config, GroupConfig, PlacementConfig};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::TransportRegistry;
-use crate::transport::{PlacementRef, Target, Transport};
+use crate::transport::{PlacementRef, Prepared, Target, Transport};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -37,8 +37,8 @@ pub struct PlannedInstance {
     pub transport: Arc<str>,
     /// Where it goes.
     pub target: Arc<Target>,
-    /// The placement's transport-specific settings.
-    pub settings: Arc<Map<String, Value>>,
+    /// The placement's settings as its transport prepared them.
+    pub prepared: Prepared,
     /// The group's params with the placement's merged over them (placeholders not
     /// yet expanded).
     pub params: Arc<Map<String, Value>>,
@@ -226,10 +226,14 @@ pub fn build_plan_limited(
                             settings: &placement.settings,
                         };
                         if let Err(te) = t.plan(&probe) {
-                            if let Some(better) =
-                                reword_unknown_key(&te, &placement.transport, t.as_ref())
-                            {
-                                errors.push(better);
+                            let better: Vec<ConfigError> =
+                                te.0.iter()
+                                    .filter_map(|e| {
+                                        reword_unknown_key(e, &placement.transport, t.as_ref())
+                                    })
+                                    .collect();
+                            if !better.is_empty() {
+                                errors.extend(better);
                                 continue;
                             }
                         }
@@ -255,16 +259,17 @@ pub fn build_plan_limited(
                 instances,
                 settings: &placement.settings,
             };
-            let targets = match transport.plan(&pref) {
-                Ok(t) => t,
+            let placement_plan = match transport.plan(&pref) {
+                Ok(p) => p,
                 Err(e) => {
-                    errors.push(
+                    errors.extend(e.0.into_iter().map(|e| {
                         reword_unknown_key(&e, &placement.transport, transport.as_ref())
-                            .unwrap_or(e),
-                    );
+                            .unwrap_or(e)
+                    }));
                     continue;
                 }
             };
+            let (targets, prepared) = (placement_plan.targets, placement_plan.prepared);
             let planned: u64 = targets.iter().map(|t| u64::from(t.instances)).sum();
             total = total.saturating_add(planned);
             if total > max_instances {
@@ -283,7 +288,6 @@ pub fn build_plan_limited(
             if over_limit {
                 continue;
             }
-            let settings = Arc::new(placement.settings.clone());
             let mut params = group.params.clone();
             params.extend(placement.params.clone());
             let params = Arc::new(params);
@@ -299,7 +303,7 @@ pub fn build_plan_limited(
                         placement: pname.clone(),
                         transport: tname.clone(),
                         target: target.clone(),
-                        settings: settings.clone(),
+                        prepared: prepared.clone(),
                         params: params.clone(),
                     });
                 }
@@ -358,6 +362,9 @@ fn validate_group(path: &str, group: &GroupConfig, errors: &mut Vec<ConfigError>
         if let Err(message) = crate::config::check_env_var(key, value) {
             errors.push(ConfigError::new(format!("{path}.env"), message));
         }
+    }
+    if let Some(jobs) = &group.jobs {
+        jobs.validate(&format!("{path}.jobs"), errors);
     }
 }
 

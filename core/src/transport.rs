@@ -1,15 +1,18 @@
 //! The [`Transport`] and [`Instance`] traits that every backend implements.
 //!
-//! A transport turns a placement (its transport-specific settings) into targets
-//! ([`Transport::plan`]) before anything starts, and later starts one instance at a
-//! time ([`Transport::spawn`]). The supervisor talks to a started instance only
+//! A transport checks a placement's settings and turns them into targets and a
+//! typed, prepared form ([`Transport::plan`]) before anything starts; later it starts
+//! one instance at a time ([`Transport::spawn`]) from that prepared form, so settings
+//! are parsed once. The supervisor talks to a started instance only
 //! through [`Instance`]: its stdio as byte streams, and three controls (terminate,
 //! kill, wait). Nothing here assumes local processes.
 
 use crate::config::StopSignal;
-use crate::error::{ConfigError, InstanceError, SpawnError};
+use crate::error::{ConfigError, ConfigErrors, InstanceError, SpawnError};
+use crate::gc::{GcReport, GcRequest};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -43,6 +46,54 @@ impl PlacementRef<'_> {
     pub fn parse_settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
         serde_json::from_value(Value::Object(self.settings.clone()))
             .map_err(|e| ConfigError::new(self.path(), e.to_string()))
+    }
+}
+
+/// A placement's settings as its transport prepared them in [`Transport::plan`]: the
+/// transport's own typed value (parsed and checked once), handed back unchanged in
+/// [`InstanceSpec::prepared`] so that `spawn` never reads the raw settings again.
+#[derive(Clone)]
+pub struct Prepared(Arc<dyn Any + Send + Sync>);
+
+impl Prepared {
+    /// Wraps a transport's typed settings.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Prepared(Arc::new(value))
+    }
+
+    /// The typed settings, if they are of type `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl Default for Prepared {
+    /// Nothing prepared (`()`): for transports without settings of their own.
+    fn default() -> Self {
+        Prepared::new(())
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Prepared(..)")
+    }
+}
+
+/// What [`Transport::plan`] says of one placement: where its instances go, and its
+/// settings in the transport's prepared form.
+#[derive(Debug, Clone)]
+pub struct PlacementPlan {
+    /// The targets, each with its share of the instances.
+    pub targets: Vec<Target>,
+    /// Given to every instance of the placement as [`InstanceSpec::prepared`].
+    pub prepared: Prepared,
+}
+
+impl PlacementPlan {
+    /// A plan of `targets` with `prepared` settings.
+    pub fn new(targets: Vec<Target>, prepared: Prepared) -> Self {
+        PlacementPlan { targets, prepared }
     }
 }
 
@@ -88,8 +139,9 @@ pub struct InstanceSpec {
     pub workdir: Option<PathBuf>,
     /// Scheduling priority (nice value), if the group sets one.
     pub priority: Option<i32>,
-    /// The placement's transport-specific settings.
-    pub settings: Arc<Map<String, Value>>,
+    /// The placement's settings as its transport's [`Transport::plan`] prepared them
+    /// (read them with [`InstanceSpec::settings`]).
+    pub prepared: Prepared,
     /// How long the master waits after a `stop` frame before terminating; transports
     /// whose terminate has its own grace (docker stop) may use it.
     pub stop_grace: Duration,
@@ -98,6 +150,24 @@ pub struct InstanceSpec {
 }
 
 impl InstanceSpec {
+    /// The dotted config path of the instance's placement (`groups.G.placements.P`).
+    pub fn placement_path(&self) -> String {
+        format!("groups.{}.placements.{}", self.group, self.placement)
+    }
+
+    /// The placement's settings in the form the transport prepared them at plan
+    /// time. The error (settings of another type: the spec was not planned by this
+    /// transport) names the placement.
+    pub fn settings<T: Any>(&self) -> Result<&T, SpawnError> {
+        self.prepared.get().ok_or_else(|| {
+            SpawnError::new(format!(
+                "{}: the settings were not prepared by this transport's plan (expected {})",
+                self.placement_path(),
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// A readable name: `distarch-<run>-<group>-<id>`, with characters outside
     /// `[A-Za-z0-9_.-]` replaced by `-` (fit for container and pod names).
     pub fn object_name(&self) -> String {
@@ -134,6 +204,7 @@ impl fmt::Debug for InstanceIo {
 
 /// How an instance ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExitStatus {
     /// The worker exited with this code.
     Exited(i32),
@@ -202,9 +273,11 @@ pub trait Transport: Send + Sync {
     /// The name placements use in `transport = "..."`.
     fn name(&self) -> &str;
 
-    /// Checks a placement's settings before anything starts and says where its
-    /// instances go. Errors should name the key (use [`PlacementRef::path`]).
-    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError>;
+    /// Checks a placement's settings before anything starts, says where its
+    /// instances go and returns the settings in a prepared, typed form that
+    /// [`Transport::spawn`] gets back in [`InstanceSpec::prepared`]. Reports every
+    /// problem found, each naming its key (use [`PlacementRef::path`]).
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors>;
 
     /// The settings keys a placement of this transport accepts (besides `transport`
     /// and `instances`), so that a misspelt key is named with the keys it could have
@@ -219,4 +292,12 @@ pub trait Transport: Send + Sync {
 
     /// Called once when the run is over: close connections, clients. Default: nothing.
     async fn shutdown(&self) {}
+
+    /// `distarch gc`: removes what runs of this transport whose master is gone left
+    /// behind (containers, pods, cgroups), or on a dry run says what it would
+    /// remove. Default: nothing to clean (an empty report).
+    async fn gc(&self, request: &GcRequest<'_>) -> GcReport {
+        let _ = request;
+        GcReport::default()
+    }
 }

@@ -13,24 +13,39 @@ impl Transport for Hosts {
     fn name(&self) -> &str {
         "hosts"
     }
-    fn plan(&self, p: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
+    /// Every empty host is an error of its own; the prepared form is the host list.
+    fn plan(&self, p: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct S {
             hosts: Vec<String>,
         }
         let s: S = p.parse_settings()?;
-        Ok(s.hosts
-            .into_iter()
+        let errors: Vec<ConfigError> = s
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.is_empty())
+            .map(|(i, _)| ConfigError::new(format!("{}.hosts[{i}]", p.path()), "is empty"))
+            .collect();
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let targets = s
+            .hosts
+            .iter()
             .map(|h| Target {
                 address: h.clone(),
-                host: h,
+                host: h.clone(),
                 instances: p.instances,
             })
-            .collect())
+            .collect();
+        Ok(PlacementPlan::new(targets, Prepared::new(s.hosts)))
     }
-    async fn spawn(&self, _: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
-        Err(SpawnError::new("not used"))
+    /// Fails with the prepared host list, so a test can see what spawn was given.
+    async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
+        let hosts = spec.settings::<Vec<String>>()?;
+        Err(SpawnError::new(format!("prepared: {}", hosts.join(","))))
     }
 }
 
@@ -132,4 +147,44 @@ placements.r = { transport = "hosts", hosts = ["h"] }
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+}
+
+#[test]
+fn a_transport_reports_all_its_problems_and_spawn_gets_what_plan_prepared() {
+    let c = config(
+        r#"
+[groups.g]
+command = "w"
+placements.p = { transport = "hosts", hosts = ["", "h", ""], instances = 1 }
+"#,
+    );
+    let errors = build_plan(&c, &registry(), &[]).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "groups.g.placements.p.hosts[0]",
+            "groups.g.placements.p.hosts[2]"
+        ]
+    );
+
+    let spec = InstanceSpec::builder(["w"])
+        .target("h2")
+        .plan(&Hosts, &serde_json::json!({"hosts": ["h1", "h2"]}))
+        .unwrap();
+    assert_eq!((spec.target.as_str(), spec.host.as_str()), ("h2", "h2"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt.block_on(Hosts.spawn(&spec)).err().unwrap();
+    assert_eq!(err.message, "prepared: h1,h2");
+    // A spec that this transport did not plan is refused by name, not misread.
+    let foreign = InstanceSpec::builder(["w"]).build();
+    let err = rt.block_on(Hosts.spawn(&foreign)).err().unwrap();
+    assert!(
+        err.message
+            .starts_with("groups.g.placements.p: the settings were not prepared"),
+        "{}",
+        err.message
+    );
 }

@@ -64,12 +64,13 @@ impl Transport for FakeTransport {
         "fake"
     }
 
-    fn plan(&self, p: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
-        Ok(vec![Target {
+    fn plan(&self, p: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
+        let target = Target {
             address: "fake".into(),
             host: "fakehost".into(),
             instances: p.instances,
-        }])
+        };
+        Ok(PlacementPlan::new(vec![target], Prepared::default()))
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {

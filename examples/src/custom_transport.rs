@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use distarch_core::{
-    config, ConfigError, Instance, InstanceSpec, Launcher, LogFormat, LogWriter, PlacementRef,
-    SpawnError, Target, Transport, TransportRegistry,
+    config, ConfigErrors, Instance, InstanceSpec, Launcher, LogFormat, LogWriter, PlacementPlan,
+    PlacementRef, Prepared, SpawnError, Target, Transport, TransportRegistry,
 };
 use distarch_transport_local::LocalTransport;
 
@@ -27,18 +27,21 @@ impl Transport for TaggedLocal {
         "tagged-local"
     }
 
-    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
+    // Settings are parsed and checked once, here; spawn gets them back typed.
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
         let settings: TaggedSettings = placement.parse_settings()?;
-        Ok(vec![Target {
+        let target = Target {
             address: settings.tag.clone(),
             host: format!("tagged-{}", settings.tag),
             instances: placement.instances,
-        }])
+        };
+        Ok(PlacementPlan::new(vec![target], Prepared::new(settings)))
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
+        let tag = spec.settings::<TaggedSettings>()?.tag.clone();
         let mut spec = spec.clone();
-        spec.env.insert("EXAMPLE_TAG".into(), spec.target.clone());
+        spec.env.insert("EXAMPLE_TAG".into(), tag);
         Ok(Box::new(self.inner.start(&spec)?))
     }
 }

@@ -80,6 +80,7 @@ fn exit_reason(exit: &ExitStatus, stopped_by_master: bool) -> &'static str {
         ExitStatus::Exited(_) => "exit_error",
         ExitStatus::Signaled(_) => "signal",
         ExitStatus::Lost(_) => "lost",
+        _ => "other",
     }
 }
 

@@ -28,6 +28,7 @@ fn encode<T: serde::Serialize>(frame: &T) -> Vec<u8> {
 
 /// What a line received from a worker's stdout turned out to be.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum WorkerLine {
     /// A well-formed frame.
     Frame(WorkerFrame),
@@ -75,6 +76,7 @@ pub fn parse_worker_line(line: &[u8]) -> WorkerLine {
 
 /// What a line received from the master on stdin turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MasterLine {
     /// A well-formed frame.
     Frame(MasterFrame),
@@ -106,7 +108,9 @@ fn unknown_type(body: &[u8]) -> Option<String> {
         kind: String,
     }
     let typed: Typed = serde_json::from_slice(body).ok()?;
-    const KNOWN: [&str; 6] = ["hello", "ping", "log", "ready", "ended", "status"];
+    const KNOWN: [&str; 9] = [
+        "hello", "ping", "log", "ready", "ended", "status", "want", "done", "failed",
+    ];
     (!KNOWN.contains(&typed.kind.as_str())).then_some(typed.kind)
 }
 
@@ -220,6 +224,52 @@ mod tests {
             encode_master_frame(&MasterFrame::GroupCount { count: 5 }),
             b"\x1e{\"type\":\"group_count\",\"count\":5}\n"
         );
+    }
+
+    #[test]
+    fn job_frames_have_the_documented_wire_form() {
+        let job = MasterFrame::Job {
+            id: 7,
+            payload: serde_json::json!({"n": 3}),
+        };
+        assert_eq!(
+            encode_master_frame(&job),
+            b"\x1e{\"type\":\"job\",\"id\":7,\"payload\":{\"n\":3}}\n"
+        );
+        assert_eq!(
+            parse_master_line(b"\x1e{\"type\":\"job\",\"id\":7,\"payload\":{\"n\":3}}"),
+            MasterLine::Frame(job)
+        );
+        assert_eq!(
+            encode_worker_frame(&WorkerFrame::Want { n: 4 }),
+            b"\x1e{\"type\":\"want\",\"n\":4}\n"
+        );
+        assert_eq!(
+            encode_worker_frame(&WorkerFrame::Done {
+                id: 7,
+                result: Some(serde_json::json!([1, "a"]))
+            }),
+            b"\x1e{\"type\":\"done\",\"id\":7,\"result\":[1,\"a\"]}\n"
+        );
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"done\",\"id\":7}"),
+            WorkerLine::Frame(WorkerFrame::Done {
+                id: 7,
+                result: None
+            })
+        );
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"failed\",\"id\":8,\"error\":\"boom\"}"),
+            WorkerLine::Frame(WorkerFrame::Failed {
+                id: 8,
+                error: "boom".into(),
+                retryable: true
+            })
+        );
+        assert!(matches!(
+            parse_worker_line(b"\x1e{\"type\":\"want\",\"n\":-1}"),
+            WorkerLine::Malformed { .. }
+        ));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `distarch-k8s-cluster`: runs the tests' real Kubernetes cluster (see
-//! tests/harness/k8s_cluster.rs) for scripts such as bench/kubernetes.sh. It prints
+//! testkit/src/k8s_cluster.rs) for scripts such as bench/kubernetes.sh. It prints
 //! `ADMIN_KUBECONFIG=PATH`, `USER_KUBECONFIG=PATH` (the user `distarch`, without
 //! rights until a Role is bound), `KUBECTL=PATH` and `DOCKER_HOST=URL` (the engine
 //! whose images the node can be given), then `ready`. Each stdin line `load TAG`

@@ -79,6 +79,33 @@ fn a_misspelt_placement_key_is_named_with_the_keys_it_could_be() {
 }
 
 #[test]
+fn every_problem_of_a_placement_is_reported_not_only_the_first() {
+    let w = worker_toml();
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = [{w}]\ninstances = 1\n\
+         placements.s = {{ transport = \"ssh\", hosts = [\"a@\", \"ok\", \"b:x\"], connect_timeout = \"0s\" }}\n\
+         placements.d = {{ transport = \"docker\", image = \" \", cpus = 0, pids_limit = 0 }}\n\
+         placements.k = {{ transport = \"kubernetes\", image = \"\", api_burst = 0 }}\n\
+         placements.l = {{ transport = \"local\", cpus = 0, pids_limit = 0 }}\n"
+    ));
+    let text = failing(&d, &["validate"]);
+    for key in [
+        "groups.g.placements.s.hosts[0]",
+        "groups.g.placements.s.hosts[2]",
+        "groups.g.placements.s.connect_timeout",
+        "groups.g.placements.d.image",
+        "groups.g.placements.d.cpus",
+        "groups.g.placements.d.pids_limit",
+        "groups.g.placements.k.image",
+        "groups.g.placements.k.api_burst",
+        "groups.g.placements.l.cpus",
+        "groups.g.placements.l.pids_limit",
+    ] {
+        assert!(text.contains(key), "{key} is not reported:\n{text}");
+    }
+}
+
+#[test]
 fn config_file_problems_say_what_the_path_is() {
     let d = Distarch::new();
     insta::assert_snapshot!("no_config", failing(&d, &["launch"]));
@@ -230,6 +257,45 @@ fn gc_help_lists_only_its_flags() {
         assert!(
             !help.stdout.contains(launch_only),
             "{launch_only} in gc --help"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_engine_is_reported_once_not_once_per_instance() {
+    let d = Distarch::new().config(
+        "[groups.g]\ncommand = [\"sleep\", \"1\"]\n\
+         placements.d = { transport = \"docker\", image = \"alpine\", host = \"tcp://127.0.0.1:1\", instances = 4 }\n",
+    );
+    let out = d.run(&["launch"], LIMIT);
+    assert_eq!(out.code, 1, "{out}");
+    let full = out.stdout.matches("cannot reach the docker engine").count();
+    assert_eq!(full, 1, "{out}");
+    assert_eq!(
+        out.stdout
+            .matches("failed to start: the same error as instance 1")
+            .count(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn gc_writes_through_the_log_writer_in_the_configured_format() {
+    let w = worker_toml();
+    let d = Distarch::new().config(&format!(
+        "[launcher]\nlog_format = \"json\"\n[groups.g]\ncommand = [{w}]\ninstances = 1\n"
+    ));
+    let out = d.run(&["gc", "--dry-run"], LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(!lines.is_empty(), "{out}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["message"].as_str().unwrap_or("").starts_with("gc: "),
+            "{line}"
         );
     }
 }

@@ -524,24 +524,12 @@ fn closing_stdin_reaches_the_worker_in_the_container() {
     rt.block_on(async {
         let transport = DockerTransport::new().collect_on_connect(false);
         let settings = serde_json::json!({"image": IMAGE, "host": d.host(), "network": "none"});
-        let spec = InstanceSpec {
-            run_id: run.clone(),
-            group: "g".into(),
-            placement: "box".into(),
-            id: 1,
-            group_id: 1,
-            group_count: 1,
-            target: d.host(),
-            host: "docker".into(),
-            restart: 0,
-            command: vec!["serve".into()],
-            env: Default::default(),
-            workdir: None,
-            priority: None,
-            settings: Arc::new(settings.as_object().unwrap().clone()),
-            stop_grace: Duration::from_secs(1),
-            kill_after: Duration::from_secs(1),
-        };
+        let spec = InstanceSpec::builder(["serve"])
+            .run_id(run.clone())
+            .names("g", "box")
+            .stop_times(Duration::from_secs(1), Duration::from_secs(1))
+            .plan(&transport, &settings)
+            .expect("plan");
         let mut instance = transport.spawn(&spec).await.expect("spawn");
         let io = instance.take_io().expect("io");
         let mut lines = tokio::io::BufReader::new(io.stdout).lines();
@@ -596,24 +584,12 @@ fn shutdown_ends_containers_left_without_cleanup() {
     rt.block_on(async {
         let transport = DockerTransport::new().collect_on_connect(false);
         let settings = serde_json::json!({"image": IMAGE, "host": d.host(), "network": "none", "auto_remove": false});
-        let mut spec = InstanceSpec {
-            run_id: run.clone(),
-            group: "g".into(),
-            placement: "box".into(),
-            id: 1,
-            group_id: 1,
-            group_count: 1,
-            target: d.host(),
-            host: "docker".into(),
-            restart: 0,
-            command: vec!["silent".into()],
-            env: Default::default(),
-            workdir: None,
-            priority: None,
-            settings: Arc::new(settings.as_object().unwrap().clone()),
-            stop_grace: Duration::from_secs(1),
-            kill_after: Duration::from_secs(1),
-        };
+        let mut spec = InstanceSpec::builder(["silent"])
+            .run_id(run.clone())
+            .names("g", "box")
+            .stop_times(Duration::from_secs(1), Duration::from_secs(1))
+            .plan(&transport, &settings)
+            .expect("plan");
         let first = transport.spawn(&spec).await.expect("spawn");
         spec.id = 2;
         let second = transport.spawn(&spec).await.expect("spawn");

@@ -1,7 +1,7 @@
 //! End-to-end tests of the worker SDKs under `distarch launch`: the original
 //! library's README `script1.php`, ported to the PHP SDK by changing its
 //! constructor line, locally and over SSH (a real sshd on 127.0.0.1, see
-//! tests/harness/sshd.rs); and the Python SDK's example worker in Docker
+//! testkit/src/sshd.rs); and the Python SDK's example worker in Docker
 //! containers, from an image built out of the Debian python3 installed here.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

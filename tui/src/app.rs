@@ -398,6 +398,7 @@ fn state_rank(s: InstanceState) -> u8 {
         InstanceState::Ready => 5,
         InstanceState::Suspended => 6,
         InstanceState::Ended => 7,
+        _ => 8,
     }
 }
 

@@ -19,6 +19,7 @@ fn state_style(s: InstanceState) -> Style {
         InstanceState::Stopping | InstanceState::Backoff => Color::Magenta,
         InstanceState::Suspended => Color::Blue,
         InstanceState::Ended => Color::DarkGray,
+        _ => Color::White,
     };
     Style::default().fg(c)
 }

@@ -134,7 +134,10 @@ pub async fn run(
     }
     hangups.abort();
     drop(metrics);
-    drop(server);
+    if let Some(server) = server {
+        // Requests being answered (a `stop` that ended the run) get their answer.
+        server.close(std::time::Duration::from_secs(2)).await;
+    }
     report.exit_code()
 }
 

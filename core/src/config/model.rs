@@ -223,6 +223,10 @@ pub struct GroupConfig {
     /// to this file, with rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<super::observe::LogFileConfig>,
+    /// Makes the group a job pool: its instances get work items from this input
+    /// (see docs/protocol.md, "Jobs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<crate::jobs::JobsConfig>,
 }
 
 /// The hang timeout of protocol speakers when a group does not set `timeout`.
@@ -252,6 +256,7 @@ impl GroupConfig {
             order: 0,
             placements: BTreeMap::new(),
             log_file: None,
+            jobs: None,
         }
     }
 

@@ -46,6 +46,7 @@ impl Selector {
 
 /// Why a command was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     /// A group or id that the run does not have.
     #[error("{0}")]
@@ -147,6 +148,11 @@ impl Control {
     /// Every instance of the run, by id.
     pub fn snapshot(&self) -> Vec<InstanceSnapshot> {
         self.hub.instances(|i| i.all())
+    }
+
+    /// The progress of every job pool of the run (empty when it has none).
+    pub fn jobs(&self) -> Vec<crate::jobs::JobStats> {
+        self.hub.jobs()
     }
 
     /// The buffered output the filter wants.

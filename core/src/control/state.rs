@@ -10,6 +10,7 @@ use std::time::SystemTime;
 /// Where an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum InstanceState {
     /// Planned, its task not started yet.
     Pending,

@@ -153,7 +153,7 @@ pub fn check_identity_labels_and_clean_stop(t: &KubeTarget) {
         owner
             .data
             .as_ref()
-            .and_then(|d| d.get("master_pid"))
+            .and_then(|d| d.get("distarch.master.pid"))
             .map(String::as_str),
         Some(running.pid().to_string().as_str())
     );

@@ -48,7 +48,7 @@ pub fn create_body(
     ] {
         labels.insert(k.to_string(), v);
     }
-    for (k, v) in master.labels() {
+    for (k, v) in master.entries() {
         labels.insert(k.to_string(), v);
     }
 
@@ -140,32 +140,22 @@ pub fn create_body(
 mod tests {
     use super::*;
     use distarch_core::CommandLine;
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn spec() -> InstanceSpec {
-        let mut env = BTreeMap::new();
-        env.insert("DISTARCH_ID".to_string(), "3".to_string());
-        env.insert("A".to_string(), "group".to_string());
-        InstanceSpec {
-            run_id: "abc".into(),
-            group: "my group".into(),
-            placement: "box".into(),
-            id: 3,
-            group_id: 1,
-            group_count: 2,
-            target: "unix:///x".into(),
-            host: "docker".into(),
-            restart: 0,
-            command: vec!["/worker".into(), "--x".into()],
-            env,
-            workdir: None,
-            priority: None,
-            settings: Arc::new(serde_json::Map::new()),
-            stop_grace: Duration::from_secs(1),
-            kill_after: Duration::from_secs(1),
-        }
+        let mut spec = InstanceSpec::builder(["/worker", "--x"])
+            .run_id("abc")
+            .names("my group", "box")
+            .id(3)
+            .target("unix:///x")
+            .env("DISTARCH_ID", "3")
+            .env("A", "group")
+            .stop_times(Duration::from_secs(1), Duration::from_secs(1))
+            .build();
+        spec.group_id = 1;
+        spec.group_count = 2;
+        spec.host = "docker".into();
+        spec
     }
 
     fn settings(json: serde_json::Value) -> DockerSettings {

@@ -137,12 +137,11 @@ pub(crate) async fn collect(
         let state = if options.run.is_some() {
             MasterState::Gone
         } else {
-            MasterIdentity::from_labels(&container_labels)
+            labels::master_from_labels(&container_labels)
                 .map_or(MasterState::Unknown, |m| m.state_from(here))
         };
         match state {
             MasterState::Alive => report.alive += 1,
-            MasterState::Unknown => report.unknown += 1,
             MasterState::Gone => {
                 let name = c
                     .names
@@ -178,6 +177,8 @@ pub(crate) async fn collect(
                 }
                 report.removed.push((name, run));
             }
+            // Unknown (and any state a later version adds): not judged, kept.
+            _ => report.unknown += 1,
         }
     }
     Ok(())
@@ -203,15 +204,12 @@ pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> Vec<EngineGc> 
 }
 
 impl std::fmt::Display for EngineGc {
-    /// One log line in the master's format, e.g. `[master] INFO distarch: gc: docker
-    /// engine unix:///var/run/docker.sock: removed 2 container(s) ...`.
+    /// One line for the user, e.g. `engine unix:///var/run/docker.sock: removed 2
+    /// container(s) of gone runs (...); kept 0 of live runs and 0 of masters on
+    /// other machines`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(e) = &self.error {
-            return write!(
-                f,
-                "[master] ERROR distarch: gc: docker engine {}: {e}",
-                self.engine
-            );
+            return write!(f, "engine {}: {e}", self.engine);
         }
         let verb = if self.dry_run {
             "would remove"
@@ -220,7 +218,7 @@ impl std::fmt::Display for EngineGc {
         };
         write!(
             f,
-            "[master] INFO distarch: gc: docker engine {}: {verb} {} container(s) of gone runs",
+            "engine {}: {verb} {} container(s) of gone runs",
             self.engine,
             self.removed.len()
         )?;

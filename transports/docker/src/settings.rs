@@ -1,6 +1,6 @@
 //! Settings of a docker placement, and their checks.
 
-use distarch_core::{CommandLine, ConfigError, PlacementRef};
+use distarch_core::{CommandLine, ConfigError, ConfigErrors, PlacementRef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -176,62 +176,75 @@ pub fn parse_size(text: &str) -> Result<i64, String> {
 impl DockerSettings {
     /// Parses and checks a placement's settings; every error names the key. The
     /// one place settings are read: `plan` and `spawn` both come here.
-    pub fn from_placement(placement: &PlacementRef<'_>) -> Result<Self, ConfigError> {
+    pub fn from_placement(placement: &PlacementRef<'_>) -> Result<Self, ConfigErrors> {
         let settings: DockerSettings = placement.parse_settings()?;
-        settings.check().map_err(|(key, message)| {
-            ConfigError::new(format!("{}.{key}", placement.path()), message)
-        })?;
-        Ok(settings)
+        let errors: Vec<ConfigError> = settings
+            .check()
+            .into_iter()
+            .map(|(key, message)| ConfigError::new(format!("{}.{key}", placement.path()), message))
+            .collect();
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
-    /// Checks values that deserialization cannot; returns the key and the problem.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks values that deserialization cannot; returns every problem, each with
+    /// its key.
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        let mut push = |key: &'static str, r: Result<(), String>| {
+            if let Err(m) = r {
+                errors.push((key, m));
+            }
+        };
         if self.image.trim().is_empty() {
-            return Err(("image", "must name an image".into()));
+            push("image", Err("must name an image".into()));
         }
         if let Some(host) = &self.host {
-            crate::engine::check_address(host).map_err(|m| ("host", m))?;
+            push("host", crate::engine::check_address(host));
         }
         if self.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
-            return Err(("label", "must not be empty".into()));
+            push("label", Err("must not be empty".into()));
         }
         if let Some(cpus) = self.cpus {
             if !(cpus > 0.0 && cpus <= 4096.0) {
-                return Err((
+                push(
                     "cpus",
-                    format!("must be a positive number of cores, not {cpus}"),
-                ));
+                    Err(format!("must be a positive number of cores, not {cpus}")),
+                );
             }
         }
         if let Some(p) = self.pids_limit {
             if p < 1 {
-                return Err(("pids_limit", format!("must be at least 1, not {p}")));
+                push("pids_limit", Err(format!("must be at least 1, not {p}")));
             }
         }
         for v in &self.volumes {
-            parse_volume(v).map_err(|m| ("volumes", m))?;
+            push("volumes", parse_volume(v).map(|_| ()));
         }
         for m in &self.mounts {
-            check_mount(m).map_err(|msg| ("mounts", msg))?;
+            push("mounts", check_mount(m));
         }
         for key in self.labels.keys() {
             if key.starts_with(RESERVED_LABEL_PREFIX) {
-                return Err((
+                push(
                     "labels",
-                    format!("`{key}`: labels starting with `{RESERVED_LABEL_PREFIX}` are set by distarch"),
-                ));
+                    Err(format!("`{key}`: labels starting with `{RESERVED_LABEL_PREFIX}` are set by distarch")),
+                );
             }
         }
         for (key, value) in &self.env {
-            distarch_core::config::check_env_var(key, value).map_err(|m| ("env", m))?;
+            push("env", distarch_core::config::check_env_var(key, value));
         }
         if let Some(c) = &self.command {
-            c.argv().map_err(|m| ("command", m))?;
+            push("command", c.argv().map(|_| ()));
         }
         if let Some(e) = &self.entrypoint {
-            e.argv().map_err(|m| ("entrypoint", m))?;
+            push("entrypoint", e.argv().map(|_| ()));
         }
-        Ok(())
+        errors
     }
 }
 
@@ -307,7 +320,7 @@ mod tests {
             instances: 1,
             settings: &map,
         };
-        DockerSettings::from_placement(&p)
+        DockerSettings::from_placement(&p).map_err(|mut e| e.0.remove(0))
     }
 
     #[test]

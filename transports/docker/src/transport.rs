@@ -20,7 +20,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use distarch_core::{
-    ConfigError, Instance, InstanceSpec, PlacementRef, SpawnError, Target, Transport,
+    ConfigError, ConfigErrors, GcReport, GcRequest, Instance, InstanceSpec, PlacementPlan,
+    PlacementRef, Prepared, SpawnError, Target, Transport,
 };
 use futures_util::StreamExt;
 use std::sync::Mutex;
@@ -142,8 +143,12 @@ async fn has_shell(docker: &Docker, id: &str) -> bool {
     matches!(archive.next().await, Some(Ok(_)))
 }
 
-fn placement_path(spec: &InstanceSpec) -> String {
-    format!("groups.{}.placements.{}", spec.group, spec.placement)
+/// A docker placement as its plan prepared it: the checked settings and the
+/// engine they name.
+#[derive(Debug)]
+struct PreparedPlacement {
+    settings: DockerSettings,
+    address: EngineAddress,
 }
 
 #[async_trait]
@@ -152,40 +157,46 @@ impl Transport for DockerTransport {
         "docker"
     }
 
-    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
         let settings = DockerSettings::from_placement(placement)?;
         let address =
             EngineAddress::resolve(settings.host.as_deref(), settings.cert_path.as_deref())
                 .map_err(|m| ConfigError::new(format!("{}.host", placement.path()), m))?;
-        Ok(vec![Target {
+        let target = Target {
             address: address.url.clone(),
             host: settings.label.clone().unwrap_or_else(|| address.label()),
             instances: placement.instances,
-        }])
+        };
+        let prepared = PreparedPlacement { settings, address };
+        Ok(PlacementPlan::new(vec![target], Prepared::new(prepared)))
+    }
+
+    /// Removes the containers of gone runs on every engine the configuration's
+    /// docker placements name (else on the default engine, if there is one).
+    async fn gc(&self, request: &GcRequest<'_>) -> GcReport {
+        let mut report = GcReport::default();
+        for engine in crate::gc::gc_config(request.config, request.dry_run).await {
+            if engine.error.is_some() {
+                report.error(engine.to_string());
+            } else {
+                report.info(engine.to_string());
+            }
+        }
+        report
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
-        let path = placement_path(spec);
-        let placement = PlacementRef {
-            group: &spec.group,
-            name: &spec.placement,
-            instances: 1,
-            settings: &spec.settings,
-        };
-        let settings = DockerSettings::from_placement(&placement)
-            .map_err(|e| SpawnError::new(e.to_string()))?;
-        let address =
-            EngineAddress::resolve(settings.host.as_deref(), settings.cert_path.as_deref())
-                .map_err(|m| SpawnError::new(format!("{path}.host: {m}")))?;
-        let docker = self.engine(&address, &path).await?;
+        let path = spec.placement_path();
+        let PreparedPlacement { settings, address } = spec.settings::<PreparedPlacement>()?;
+        let docker = self.engine(address, &path).await?;
         let image = self
             .images
-            .ensure(&docker, &address, &settings.image, settings.pull)
+            .ensure(&docker, address, &settings.image, settings.pull)
             .await
             .map_err(|m| SpawnError::new(format!("{path}: {m}")))?;
 
         let name = container_name(spec);
-        let body = create_body(spec, &settings, &self.master);
+        let body = create_body(spec, settings, &self.master);
         // Whether the image has the watcher's shell is found out once per engine
         // and image, with the first container (created under the watcher); the
         // other starts wait for the answer before they create theirs.
@@ -197,11 +208,11 @@ impl Transport for DockerTransport {
                     let id = self
                         .create(
                             &docker,
-                            &address,
+                            address,
                             &path,
                             &name,
                             body.clone(),
-                            &settings,
+                            settings,
                             spec,
                             Some(&image),
                         )
@@ -218,13 +229,13 @@ impl Transport for DockerTransport {
                 if remove(&docker, &id).await.is_ok() {
                     self.live.forget(&id);
                 }
-                self.create(&docker, &address, &path, &name, body, &settings, spec, None)
+                self.create(&docker, address, &path, &name, body, settings, spec, None)
                     .await?
             }
             None => {
                 let watch_with = wrapped.then_some(&*image);
                 self.create(
-                    &docker, &address, &path, &name, body, &settings, spec, watch_with,
+                    &docker, address, &path, &name, body, settings, spec, watch_with,
                 )
                 .await?
             }

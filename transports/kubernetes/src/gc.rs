@@ -11,9 +11,8 @@ use crate::client::{connect, ClusterKey};
 use crate::errors::{describe, is_not_found, Call};
 use crate::instance::delete_params;
 use crate::labels;
-use crate::master;
-use crate::pod::MasterIdentity;
 use crate::settings::{DEFAULT_API_BURST, DEFAULT_API_QPS};
+use distarch_core::owner::{self, MasterIdentity, MasterState};
 use distarch_core::Config;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
@@ -76,7 +75,7 @@ pub enum GcAction {
         /// Master pid.
         pid: u32,
     },
-    /// The run's master ran on another host: left alone.
+    /// The run's master ran on another host (or boot, or pid namespace): left alone.
     Foreign {
         /// Namespace.
         namespace: String,
@@ -92,15 +91,15 @@ impl fmt::Display for GcAction {
         match self {
             GcAction::Deleted { namespace, run, pods } => write!(
                 f,
-                "kubernetes: run {run} in namespace {namespace}: master gone, deleted its owner object and {pods} pod(s)"
+                "run {run} in namespace {namespace}: master gone, deleted its owner object and {pods} pod(s)"
             ),
             GcAction::Live { namespace, run, pid } => write!(
                 f,
-                "kubernetes: run {run} in namespace {namespace}: master (pid {pid}) still running, kept"
+                "run {run} in namespace {namespace}: master (pid {pid}) still running, kept"
             ),
             GcAction::Foreign { namespace, run, host } => write!(
                 f,
-                "kubernetes: run {run} in namespace {namespace}: master runs on host {host:?}, not checked from here, kept"
+                "run {run} in namespace {namespace}: master ran on host {host:?} (another machine, boot or pid namespace), not checked from here, kept"
             ),
         }
     }
@@ -137,16 +136,25 @@ pub struct GcError {
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+/// The master identity recorded in an owner object's data (the `distarch.master.*`
+/// keys; owner objects of earlier versions used `master_*` keys, read as well).
 fn identity(cm: &ConfigMap) -> Option<MasterIdentity> {
     let data = cm.data.as_ref()?;
-    Some(MasterIdentity {
-        host: data.get("master_host")?.clone(),
-        pid: data.get("master_pid")?.parse().ok()?,
-        start_ticks: data
-            .get("master_start_ticks")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        boot_id: data.get("master_boot_id").cloned().unwrap_or_default(),
+    const LEGACY: [(&str, &str); 3] = [
+        (owner::MASTER_HOST, "master_host"),
+        (owner::MASTER_PID, "master_pid"),
+        (owner::MASTER_START, "master_start_ticks"),
+    ];
+    MasterIdentity::from_entries(|key| {
+        data.get(key)
+            .or_else(|| {
+                let legacy = match key {
+                    owner::MASTER_BOOT => Some("master_boot_id"),
+                    _ => LEGACY.iter().find(|(k, _)| *k == key).map(|(_, l)| *l),
+                };
+                legacy.and_then(|l| data.get(l))
+            })
+            .map(String::as_str)
     })
 }
 
@@ -188,11 +196,10 @@ pub fn scopes_in_config(config: Option<&Config>) -> Vec<GcScope> {
     out
 }
 
-/// What `distarch gc` runs for Kubernetes: one line per run found (or per error),
-/// in the master's log format, and whether everything worked.
-pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> (Vec<String>, bool) {
-    let mut lines = Vec::new();
-    let mut ok = true;
+/// What `distarch gc` runs for Kubernetes: one line per run found (or per error)
+/// in every scope the configuration names (else the current context, if any).
+pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> distarch_core::GcReport {
+    let mut out = distarch_core::GcReport::default();
     // Without a kubernetes placement, the current context is looked at only in case:
     // an unreachable cluster there is worth a warning, not a failed gc.
     let explicit = config.is_some_and(|c| {
@@ -206,36 +213,29 @@ pub async fn gc_config(config: Option<&Config>, dry_run: bool) -> (Vec<String>, 
             Ok(report) => {
                 for action in &report.actions {
                     let text = action.to_string();
-                    let text = if dry_run {
-                        text.replace("deleted its", "would delete its")
+                    if dry_run {
+                        out.info(text.replace("deleted its", "would delete its"));
                     } else {
-                        text
-                    };
-                    lines.push(format!("[master] INFO distarch: gc: {text}"));
+                        out.info(text);
+                    }
                 }
                 if report.actions.is_empty() {
-                    lines.push(format!(
-                        "[master] INFO distarch: gc: kubernetes {}: no run of distarch found",
-                        scope.describe()
-                    ));
+                    out.info(format!("{}: no run of distarch found", scope.describe()));
                 }
             }
-            Err(e) if explicit => {
-                ok = false;
-                lines.push(format!(
-                    "[master] ERROR distarch: gc: kubernetes {}: {}",
-                    scope.describe(),
-                    distarch_core::error_chain(&e)
-                ));
-            }
-            Err(e) => lines.push(format!(
-                "[master] WARN distarch: gc: kubernetes {} (no kubernetes placement configured; skipped): {}",
+            Err(e) if explicit => out.error(format!(
+                "{}: {}",
+                scope.describe(),
+                distarch_core::error_chain(&e)
+            )),
+            Err(e) => out.warn(format!(
+                "{} (no kubernetes placement configured; skipped): {}",
                 scope.describe(),
                 distarch_core::error_chain(&e)
             )),
         }
     }
-    (lines, ok)
+    out
 }
 
 impl GcScope {
@@ -309,7 +309,7 @@ async fn gc_scope(scope: &GcScope, dry_run: bool, report: &mut GcReport) -> Resu
             pods_by_run.entry(run).or_default().push(name.clone());
         }
     }
-    let here = master::hostname();
+    let here = MasterIdentity::current();
     for cm in &owners.items {
         let run = cm
             .metadata
@@ -320,21 +320,25 @@ async fn gc_scope(scope: &GcScope, dry_run: bool, report: &mut GcReport) -> Resu
             .unwrap_or_default();
         let pod_names = pods_by_run.remove(&run).unwrap_or_default();
         let Some(m) = identity(cm) else { continue };
-        if m.host != here {
-            report.actions.push(GcAction::Foreign {
-                namespace: namespace.clone(),
-                run,
-                host: m.host,
-            });
-            continue;
-        }
-        if master::is_alive(&m) {
-            report.actions.push(GcAction::Live {
-                namespace: namespace.clone(),
-                run,
-                pid: m.pid,
-            });
-            continue;
+        match m.state_from(&here) {
+            MasterState::Gone => {}
+            MasterState::Alive => {
+                report.actions.push(GcAction::Live {
+                    namespace: namespace.clone(),
+                    run,
+                    pid: m.pid,
+                });
+                continue;
+            }
+            // Unknown (and any state a later version adds): not judged, kept.
+            _ => {
+                report.actions.push(GcAction::Foreign {
+                    namespace: namespace.clone(),
+                    run,
+                    host: m.host,
+                });
+                continue;
+            }
         }
         if dry_run {
             report.actions.push(GcAction::Deleted {

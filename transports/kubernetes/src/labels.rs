@@ -8,12 +8,9 @@ pub const GROUP: &str = "distarch.group";
 pub const ID: &str = "distarch.id";
 /// Restart count of the instance start.
 pub const RESTART: &str = "distarch.restart";
-/// Host of the master that owns a run (on the owner object).
-pub const MASTER_HOST: &str = "distarch.master-host";
-/// Pid of the master that owns a run (on the owner object).
-pub const MASTER_PID: &str = "distarch.master-pid";
-/// Start time of the master process, clock ticks since boot (on the owner object).
-pub const MASTER_START: &str = "distarch.master-start";
+/// The master's identity keys (on the owner object: all in its data; host, pid and
+/// start time also as labels), the same keys as on docker containers.
+pub use distarch_core::owner::{MASTER_HOST, MASTER_PID, MASTER_START};
 /// Recommended label: the application name (`distarch`).
 pub const NAME: &str = "app.kubernetes.io/name";
 /// Recommended label: the instance of the application (the run id).

@@ -24,7 +24,6 @@ mod gc;
 mod instance;
 pub mod labels;
 mod logs;
-mod master;
 pub mod pod;
 mod ratelimit;
 mod settings;
@@ -36,7 +35,6 @@ mod watch;
 pub use client::{connect, install_crypto_provider, Cluster, ClusterError, ClusterKey};
 pub use gc::{gc, gc_config, scopes_in_config, GcAction, GcError, GcReport, GcScope};
 pub use instance::{delete_params, grace_seconds};
-pub use master::current as current_master;
 pub use ratelimit::{RateLimit, RateLimitLayer};
 pub use settings::{
     KubernetesSettings, OutputSource, PullPolicy, Resources, TolerationSetting, DEFAULT_API_BURST,

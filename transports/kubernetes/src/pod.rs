@@ -34,18 +34,8 @@ pub fn owner_name(run_id: &str) -> String {
 }
 
 /// Who the master is, recorded on the owner object so that `distarch gc` can tell
-/// whether the run is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MasterIdentity {
-    /// Host name of the master.
-    pub host: String,
-    /// Process id of the master.
-    pub pid: u32,
-    /// Start time of the master process (clock ticks since boot, from /proc).
-    pub start_ticks: u64,
-    /// Boot id of the master's machine.
-    pub boot_id: String,
-}
+/// whether the run is gone (core's identity, the same for every transport).
+pub use distarch_core::owner::MasterIdentity;
 
 /// The per-run owner ConfigMap.
 pub fn owner_config_map(run_id: &str, master: &MasterIdentity) -> ConfigMap {
@@ -58,24 +48,16 @@ pub fn owner_config_map(run_id: &str, master: &MasterIdentity) -> ConfigMap {
         labels::COMPONENT_OWNER.to_string(),
     );
     labels.insert(labels::MANAGED_BY.to_string(), labels::MANAGER.to_string());
+    // The identity goes whole into the data; host, pid and start time also into
+    // labels (as label values), for `kubectl get -l`.
     labels.insert(
         labels::MASTER_HOST.to_string(),
         to_label_value(&master.host),
     );
     labels.insert(labels::MASTER_PID.to_string(), master.pid.to_string());
-    labels.insert(
-        labels::MASTER_START.to_string(),
-        master.start_ticks.to_string(),
-    );
-    let mut data = BTreeMap::new();
+    labels.insert(labels::MASTER_START.to_string(), master.start.to_string());
+    let mut data = master.to_map();
     data.insert("run".to_string(), run_id.to_string());
-    data.insert("master_host".to_string(), master.host.clone());
-    data.insert("master_pid".to_string(), master.pid.to_string());
-    data.insert(
-        "master_start_ticks".to_string(),
-        master.start_ticks.to_string(),
-    );
-    data.insert("master_boot_id".to_string(), master.boot_id.clone());
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(owner_name(run_id)),

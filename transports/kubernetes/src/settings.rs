@@ -1,6 +1,6 @@
 //! The settings of a `kubernetes` placement.
 
-use distarch_core::{ConfigError, HumanDuration, PlacementRef};
+use distarch_core::{ConfigError, ConfigErrors, HumanDuration, PlacementRef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -160,21 +160,33 @@ pub struct TolerationSetting {
 }
 
 impl KubernetesSettings {
-    /// Parses and checks a placement's settings; errors name the key.
-    pub fn from_placement(placement: &PlacementRef<'_>) -> Result<Self, ConfigError> {
+    /// Parses and checks a placement's settings; reports every problem, each
+    /// naming its key.
+    pub fn from_placement(placement: &PlacementRef<'_>) -> Result<Self, ConfigErrors> {
         let settings: KubernetesSettings = placement.parse_settings()?;
-        settings.check().map_err(|e| e.under(&placement.path()))?;
-        Ok(settings)
+        let path = placement.path();
+        let errors: Vec<ConfigError> = settings
+            .check()
+            .into_iter()
+            .map(|e| e.under(&path))
+            .collect();
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
-    /// Checks values that serde cannot (names, numbers).
-    pub fn check(&self) -> Result<(), ConfigError> {
+    /// Checks values that serde cannot (names, numbers); every problem, with keys
+    /// relative to the placement.
+    pub fn check(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
         if self.image.trim().is_empty() {
-            return Err(ConfigError::new("image", "must not be empty"));
+            errors.push(ConfigError::new("image", "must not be empty"));
         }
         if let Some(ns) = &self.namespace {
             if !is_dns_label(ns) {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     "namespace",
                     format!("{ns:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63)"),
                 ));
@@ -182,14 +194,14 @@ impl KubernetesSettings {
         }
         if let Some(cmd) = &self.command {
             if cmd.is_empty() {
-                return Err(ConfigError::new("command", "must not be an empty list"));
+                errors.push(ConfigError::new("command", "must not be an empty list"));
             }
         }
         if !(self.api_qps.is_finite() && self.api_qps > 0.0) {
-            return Err(ConfigError::new("api_qps", "must be a number above 0"));
+            errors.push(ConfigError::new("api_qps", "must be a number above 0"));
         }
         if self.api_burst == 0 {
-            return Err(ConfigError::new("api_burst", "must be at least 1"));
+            errors.push(ConfigError::new("api_burst", "must be at least 1"));
         }
         for key in self.labels.keys().chain(self.annotations.keys()) {
             if key.starts_with("distarch.") || key.starts_with("app.kubernetes.io/") {
@@ -198,7 +210,7 @@ impl KubernetesSettings {
                 } else {
                     "annotations"
                 };
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     format!("{which}.{key}"),
                     "is set by distarch itself and cannot be overridden",
                 ));
@@ -206,13 +218,13 @@ impl KubernetesSettings {
         }
         for (key, value) in &self.labels {
             if !is_label_value(value) {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     format!("labels.{key}"),
                     format!("{value:?} is not a valid label value (at most 63 of [A-Za-z0-9_.-])"),
                 ));
             }
         }
-        Ok(())
+        errors
     }
 
     /// Namespace to use, given the client's default.
@@ -293,7 +305,7 @@ mod tests {
             instances: 1,
             settings: &map,
         };
-        KubernetesSettings::from_placement(&p)
+        KubernetesSettings::from_placement(&p).map_err(|mut e| e.0.remove(0))
     }
 
     #[test]

@@ -5,7 +5,6 @@ use crate::client::{connect, Cluster, ClusterKey};
 use crate::errors::{is_conflict, spawn_error, Call};
 use crate::instance::{delete_params, PodInstance};
 use crate::labels;
-use crate::master;
 use crate::pod::{
     build_pod, owner_config_map, owner_name, owner_reference, pod_name, MasterIdentity,
 };
@@ -14,13 +13,13 @@ use crate::start::{attach_stdio, wait_started};
 use crate::watch::PodWatch;
 use async_trait::async_trait;
 use distarch_core::{
-    ConfigError, Instance, InstanceSpec, PlacementRef, SpawnError, Target, Transport,
+    ConfigErrors, Instance, InstanceSpec, PlacementPlan, PlacementRef, Prepared, SpawnError,
+    Target, Transport,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OnceCell};
@@ -69,7 +68,7 @@ impl KubernetesTransport {
             clusters: Mutex::default(),
             scopes: Mutex::default(),
             fixed: None,
-            master: master::current(),
+            master: MasterIdentity::current(),
         }
     }
 
@@ -86,7 +85,7 @@ impl KubernetesTransport {
                 server: server.into(),
                 context: "custom".to_string(),
             })),
-            master: master::current(),
+            master: MasterIdentity::current(),
         }
     }
 
@@ -190,7 +189,7 @@ impl Transport for KubernetesTransport {
         NAME
     }
 
-    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
         let settings = KubernetesSettings::from_placement(placement)?;
         let context = settings.context.clone().unwrap_or_default();
         let namespace = settings.namespace.clone().unwrap_or_default();
@@ -200,29 +199,27 @@ impl Transport for KubernetesTransport {
             (Some(c), None) => c.to_string(),
             (None, None) => "kubernetes".to_string(),
         };
-        Ok(vec![Target {
+        let target = Target {
             address: format!("{context}/{namespace}"),
             host,
             instances: placement.instances,
-        }])
+        };
+        Ok(PlacementPlan::new(vec![target], Prepared::new(settings)))
+    }
+
+    /// Deletes the owner objects and pods of gone runs in every namespace the
+    /// configuration's kubernetes placements name (else the current context's).
+    async fn gc(&self, request: &distarch_core::GcRequest<'_>) -> distarch_core::GcReport {
+        crate::gc::gc_config(request.config, request.dry_run).await
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
-        let settings: KubernetesSettings =
-            serde_json::from_value(Value::Object((*spec.settings).clone())).map_err(|e| {
-                SpawnError::with_source(
-                    format!(
-                        "groups.{}.placements.{}: invalid kubernetes settings",
-                        spec.group, spec.placement
-                    ),
-                    e,
-                )
-            })?;
-        let scope = self.scope(&settings, &spec.run_id).await?;
+        let settings = spec.settings::<KubernetesSettings>()?;
+        let scope = self.scope(settings, &spec.run_id).await?;
         let owner = scope.owner(&self.master).await?;
         let name = pod_name(spec);
         let mut state = scope.watch.subscribe(&name);
-        let pod = build_pod(spec, &settings, Some(owner));
+        let pod = build_pod(spec, settings, Some(owner));
         if let Err(e) = scope.pods.create(&PostParams::default(), &pod).await {
             scope.watch.unsubscribe(&name);
             return Err(spawn_error(scope.call("create", "pods"), e));
@@ -244,7 +241,7 @@ impl Transport for KubernetesTransport {
             &name,
             &scope.namespace,
             &mut state,
-            &settings,
+            settings,
         )
         .await
         {

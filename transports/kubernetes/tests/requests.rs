@@ -12,7 +12,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -216,9 +215,10 @@ fn transport(behaviour: Behaviour) -> (KubernetesTransport, Arc<Fake>) {
     let client = kube::Client::new(service, "default");
     let master = MasterIdentity {
         host: "master-host".into(),
+        boot: "boot-1".into(),
         pid: 4242,
-        start_ticks: 99,
-        boot_id: "boot-1".into(),
+        start: 99,
+        pidns: "pid:[4026531836]".into(),
     };
     (
         KubernetesTransport::with_client(client, "https://fake:6443").with_master(master),
@@ -227,27 +227,18 @@ fn transport(behaviour: Behaviour) -> (KubernetesTransport, Arc<Fake>) {
 }
 
 fn spec(settings: Value) -> InstanceSpec {
-    let mut env = BTreeMap::new();
-    env.insert("DISTARCH_ID".to_string(), "3".to_string());
-    env.insert("GREETING".to_string(), "hi".to_string());
-    InstanceSpec {
-        run_id: "r1x2".into(),
-        group: "Work_ers".into(),
-        placement: "cluster".into(),
-        id: 3,
-        group_id: 2,
-        group_count: 4,
-        target: "/jobs".into(),
-        host: "jobs".into(),
-        restart: 0,
-        command: vec!["/worker".into(), "--fast".into()],
-        env,
-        workdir: None,
-        priority: None,
-        settings: Arc::new(settings.as_object().unwrap().clone()),
-        stop_grace: Duration::from_secs(2),
-        kill_after: Duration::from_millis(2500),
-    }
+    let mut spec = InstanceSpec::builder(["/worker", "--fast"])
+        .run_id("r1x2")
+        .names("Work_ers", "cluster")
+        .id(3)
+        .env("DISTARCH_ID", "3")
+        .env("GREETING", "hi")
+        .stop_times(Duration::from_secs(2), Duration::from_millis(2500))
+        .plan(&KubernetesTransport::new(), &settings)
+        .unwrap_or_else(|e| panic!("plan: {e}"));
+    spec.group_id = 2;
+    spec.group_count = 4;
+    spec
 }
 
 fn full_settings() -> Value {
@@ -297,11 +288,13 @@ async fn spawn_creates_owner_then_the_exact_pod_and_reads_the_exit_code() {
         "run-owner"
     );
     assert_eq!(
-        cm["metadata"]["labels"]["distarch.master-host"],
+        cm["metadata"]["labels"]["distarch.master.host"],
         "master-host"
     );
-    assert_eq!(cm["metadata"]["labels"]["distarch.master-pid"], "4242");
-    assert_eq!(cm["data"]["master_start_ticks"], "99");
+    assert_eq!(cm["metadata"]["labels"]["distarch.master.pid"], "4242");
+    assert_eq!(cm["data"]["distarch.master.start"], "99");
+    assert_eq!(cm["data"]["distarch.master.boot"], "boot-1");
+    assert_eq!(cm["data"]["distarch.master.pidns"], "pid:[4026531836]");
 
     let pod = &seen[pod_at].body;
     let expected = json!({

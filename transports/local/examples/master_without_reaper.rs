@@ -5,30 +5,22 @@
 
 use distarch_core::{InstanceSpec, Transport};
 use distarch_transport_local::LocalTransport;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::main]
 async fn main() {
-    let spec = InstanceSpec {
-        run_id: "test".into(),
-        group: "g".into(),
-        placement: "p".into(),
-        id: 1,
-        group_id: 1,
-        group_count: 1,
-        target: "local".into(),
-        host: "localhost".into(),
-        restart: 0,
-        command: vec!["sleep".into(), "1000".into()],
-        env: Default::default(),
-        workdir: None,
-        priority: None,
-        settings: Arc::new(Default::default()),
-        stop_grace: Duration::from_secs(1),
-        kill_after: Duration::from_secs(1),
+    let transport = LocalTransport::new();
+    let planned = InstanceSpec::builder(["sleep", "1000"])
+        .stop_times(Duration::from_secs(1), Duration::from_secs(1))
+        .plan(&transport, &serde_json::json!({}));
+    let spec = match planned {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     };
-    match LocalTransport::new().spawn(&spec).await {
+    match transport.spawn(&spec).await {
         Ok(instance) => {
             println!("worker {}", instance.describe());
             std::mem::forget(instance);

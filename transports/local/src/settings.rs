@@ -71,30 +71,39 @@ pub(crate) struct Resolved {
 }
 
 /// Parses and checks a local placement's settings (the one place that does):
-/// every error is `(key, message)`, the key relative to the placement.
-pub(crate) fn resolve(settings: &Map<String, Value>) -> Result<Resolved, (String, String)> {
+/// every problem is `(key, message)`, the key relative to the placement; all of
+/// them are reported.
+pub(crate) fn resolve(settings: &Map<String, Value>) -> Result<Resolved, Vec<(String, String)>> {
     let s: LocalSettings = serde_json::from_value(Value::Object(settings.clone()))
-        .map_err(|e| (String::new(), e.to_string()))?;
-    let err = |k: &str, m: String| (k.to_string(), m);
+        .map_err(|e| vec![(String::new(), e.to_string())])?;
+    let mut errors = Vec::new();
+    let mut err = |k: &str, m: String| errors.push((k.to_string(), m));
     let memory = match &s.memory {
         None => None,
         Some(SizeSetting::Bytes(n)) if *n > 0 => Some(*n),
         Some(SizeSetting::Bytes(n)) => {
-            return Err(err("memory", format!("must be positive, not {n}")))
+            err("memory", format!("must be positive, not {n}"));
+            None
         }
-        Some(SizeSetting::Text(t)) => Some(parse_size(t).map_err(|m| err("memory", m))?),
+        Some(SizeSetting::Text(t)) => match parse_size(t) {
+            Ok(n) => Some(n),
+            Err(m) => {
+                err("memory", m);
+                None
+            }
+        },
     };
     if let Some(c) = s.cpus {
         if !(c > 0.0 && c <= 4096.0) {
-            return Err(err(
+            err(
                 "cpus",
                 format!("must be a positive number of cores, not {c}"),
-            ));
+            );
         }
     }
     if let Some(p) = s.pids_limit {
         if p < 1 {
-            return Err(err("pids_limit", format!("must be at least 1, not {p}")));
+            err("pids_limit", format!("must be at least 1, not {p}"));
         }
     }
     let limits = Limits {
@@ -104,52 +113,62 @@ pub(crate) fn resolve(settings: &Map<String, Value>) -> Result<Resolved, (String
     };
     let wanted = limits.controllers();
     if !wanted.is_empty() {
-        let key = if memory.is_some() {
+        let key = if s.memory.is_some() {
             "memory"
         } else if s.cpus.is_some() {
             "cpus"
         } else {
             "pids_limit"
         };
-        let h = cgroup::detect().map_err(|why| {
-            err(
-                key,
-                format!("limits need cgroup v2, which is not available here ({why})"),
-            )
-        })?;
-        let missing = cgroup::missing_controllers(&h.base, &wanted);
-        if !missing.is_empty() {
-            let have =
-                std::fs::read_to_string(h.base.join("cgroup.controllers")).unwrap_or_default();
-            return Err(err(
-                key,
-                format!(
-                    "limits need the cgroup v2 controller(s) {} , which {} does not offer \
-                     (it offers: {}); on a hybrid or cgroup v1 system they cannot be set",
-                    missing.join(", "),
-                    h.base.display(),
-                    if have.trim().is_empty() {
-                        "none"
-                    } else {
-                        have.trim()
-                    }
-                ),
-            ));
+        if let Err(m) = check_controllers(&wanted) {
+            err(key, m);
         }
     }
     if s.cgroup == Some(CgroupMode::Run) && !wanted.is_empty() {
-        return Err(err(
+        err(
             "cgroup",
             "must be `instance` (or unset) with memory, cpus or pids_limit: limits are per instance".into(),
-        ));
+        );
     }
-    let ids = resolve_ids(s.user.as_deref(), s.group.as_deref())?;
+    let ids = match resolve_ids(s.user.as_deref(), s.group.as_deref()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(Resolved {
         host: s.host.unwrap_or_else(|| "localhost".into()),
         limits,
         ids,
         instance_cgroup: !wanted.is_empty() || s.cgroup == Some(CgroupMode::Instance),
     })
+}
+
+/// Whether this machine's cgroup v2 offers the `wanted` controllers; the error
+/// says what is missing and what is offered.
+fn check_controllers(wanted: &[&str]) -> Result<(), String> {
+    let h = cgroup::detect()
+        .map_err(|why| format!("limits need cgroup v2, which is not available here ({why})"))?;
+    let missing = cgroup::missing_controllers(&h.base, wanted);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let have = std::fs::read_to_string(h.base.join("cgroup.controllers")).unwrap_or_default();
+    Err(format!(
+        "limits need the cgroup v2 controller(s) {} , which {} does not offer \
+         (it offers: {}); on a hybrid or cgroup v1 system they cannot be set",
+        missing.join(", "),
+        h.base.display(),
+        if have.trim().is_empty() {
+            "none"
+        } else {
+            have.trim()
+        }
+    ))
 }
 
 /// `user` (`name`, `uid`, `name:group`, `uid:gid`) and `group` into ids.
@@ -236,7 +255,7 @@ mod tests {
 
     fn parse(v: Value) -> Result<Resolved, (String, String)> {
         match v {
-            Value::Object(m) => resolve(&m),
+            Value::Object(m) => resolve(&m).map_err(|mut e| e.remove(0)),
             _ => unreachable!(),
         }
     }

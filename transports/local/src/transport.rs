@@ -8,8 +8,9 @@ use crate::unix::ChildSetup;
 use crate::{reaper, unix};
 use async_trait::async_trait;
 use distarch_core::{
-    config::StopSignal, ConfigError, ExitStatus, Instance, InstanceError, InstanceIo, InstanceSpec,
-    PlacementRef, SpawnError, Target, Transport,
+    config::StopSignal, ConfigError, ConfigErrors, ExitStatus, GcReport, GcRequest, Instance,
+    InstanceError, InstanceIo, InstanceSpec, PlacementPlan, PlacementRef, Prepared, SpawnError,
+    Target, Transport,
 };
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -87,16 +88,10 @@ impl LocalTransport {
         self.start_resolved(spec, &Resolved::default())
     }
 
-    /// Starts one instance of a `local` placement, with its settings.
+    /// Starts one instance of a `local` placement, with the settings its plan
+    /// prepared.
     fn start_local(&self, spec: &InstanceSpec) -> Result<LocalInstance, SpawnError> {
-        let resolved = settings::resolve(&spec.settings).map_err(|(key, message)| {
-            let mut path = format!("groups.{}.placements.{}", spec.group, spec.placement);
-            if !key.is_empty() {
-                path = format!("{path}.{key}");
-            }
-            SpawnError::new(format!("{path}: {message}"))
-        })?;
-        self.start_resolved(spec, &resolved)
+        self.start_resolved(spec, spec.settings::<Resolved>()?)
     }
 
     fn start_resolved(
@@ -202,20 +197,28 @@ impl Transport for LocalTransport {
         &self.name
     }
 
-    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
-        let resolved = settings::resolve(placement.settings).map_err(|(key, message)| {
-            let path = if key.is_empty() {
-                placement.path()
-            } else {
-                format!("{}.{key}", placement.path())
-            };
-            ConfigError::new(path, message)
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
+        let resolved = settings::resolve(placement.settings).map_err(|errors| {
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|(key, message)| {
+                        let path = if key.is_empty() {
+                            placement.path()
+                        } else {
+                            format!("{}.{key}", placement.path())
+                        };
+                        ConfigError::new(path, message)
+                    })
+                    .collect(),
+            )
         })?;
-        Ok(vec![Target {
+        let target = Target {
             address: "local".into(),
-            host: resolved.host,
+            host: resolved.host.clone(),
             instances: placement.instances,
-        }])
+        };
+        Ok(PlacementPlan::new(vec![target], Prepared::new(resolved)))
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {
@@ -228,6 +231,15 @@ impl Transport for LocalTransport {
         let mut instance = self.start_local(spec)?;
         instance._slot = slot;
         Ok(Box::new(instance))
+    }
+
+    /// Kills and removes the run cgroups of gone masters on this machine.
+    async fn gc(&self, request: &GcRequest<'_>) -> GcReport {
+        let mut report = GcReport::default();
+        for line in cgroup::gc(request.dry_run) {
+            report.info(line);
+        }
+        report
     }
 
     async fn shutdown(&self) {

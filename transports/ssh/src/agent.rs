@@ -1,8 +1,9 @@
 //! The master's end of one remote agent: one exec channel per connection running
 //! [`crate::command::AGENT`], which starts, signals and reaps every instance of
 //! that connection. Requests go out as lines on the channel's stdin; the agent's
-//! stdout carries every instance's lines, tagged with the instance's id, and its
-//! pid and exit status. Output is paced per instance and stream by credits: the
+//! stdout carries records tagged with the instance's id: chunks of its output
+//! (`ID o|e N` and N raw bytes), its pid, and how it ended (`ID x CODE` for an
+//! exit, `ID k SIG` for a signal). Output is paced per instance and stream by credits: the
 //! agent sends at most [`WINDOW`] bytes of a stream before the master, having
 //! handed that much to the instance's reader, grants more, so a flooding worker
 //! waits alone and the channel is never blocked by one instance.
@@ -20,6 +21,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Bytes of one stream the agent may send before the master grants more.
 pub(crate) const WINDOW: usize = 256 * 1024;
+/// The agent's hello record (protocol 2: output in counted chunks).
+const HELLO: &[u8] = b"0 h 2";
+/// The largest chunk the agent sends (one read of a pipe, see agent.sh); a
+/// larger count means the stream is not the agent's.
+const MAX_CHUNK: usize = 1024 * 1024;
 /// How much of the agent's stdout before its hello line (a login shell's start-up
 /// files may print something) is skipped before giving up.
 const HELLO_SEARCH_LIMIT: usize = 64 * 1024;
@@ -133,6 +139,7 @@ impl Agent {
             slots: slots.clone(),
             alive: alive.clone(),
             buf: Vec::new(),
+            chunk: None,
             hello: Some(hello_tx),
             skipped: 0,
             stderr: Vec::new(),
@@ -265,25 +272,26 @@ async fn write_requests(
     let _ = write.eof().await;
 }
 
-/// Reads the agent's stdout and hands each line to its instance.
+/// A chunk of output being received: its instance, stream and bytes.
+struct Chunk {
+    id: u64,
+    stderr: bool,
+    left: usize,
+    bytes: Vec<u8>,
+}
+
+/// Reads the agent's stdout and hands each record to its instance.
 struct Demux {
     host: String,
     slots: Arc<Mutex<HashMap<u64, Slot>>>,
     alive: Arc<AtomicBool>,
+    /// The start of a record line not yet ended.
     buf: Vec<u8>,
+    chunk: Option<Chunk>,
     hello: Option<oneshot::Sender<Result<(), AgentError>>>,
     skipped: usize,
     stderr: Vec<u8>,
     tx: mpsc::UnboundedSender<Vec<u8>>,
-}
-
-/// Maps a shell exit status to how the worker ended (128+N: killed by signal N).
-pub(crate) fn exit_status(status: i32) -> ExitStatus {
-    if (129..=128 + 64).contains(&status) {
-        ExitStatus::Signaled(status - 128)
-    } else {
-        ExitStatus::Exited(status)
-    }
 }
 
 impl Demux {
@@ -330,21 +338,43 @@ impl Demux {
         }
     }
 
-    fn on_data(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        let mut start = 0;
-        while let Some(i) = self.buf[start..].iter().position(|b| *b == b'\n') {
-            let end = start + i;
-            let line = self.buf[start..end].to_vec();
-            self.on_line(&line);
-            start = end + 1;
+    fn on_data(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if let Some(chunk) = &mut self.chunk {
+                let take = chunk.left.min(data.len());
+                chunk.bytes.extend_from_slice(&data[..take]);
+                chunk.left -= take;
+                data = &data[take..];
+                if chunk.left == 0 {
+                    if let Some(chunk) = self.chunk.take() {
+                        self.deliver(chunk);
+                    }
+                }
+                continue;
+            }
+            match data.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.buf);
+                    line.extend_from_slice(&data[..i]);
+                    data = &data[i + 1..];
+                    self.on_line(&line);
+                }
+                None => {
+                    self.buf.extend_from_slice(data);
+                    if self.buf.len() > HELLO_SEARCH_LIMIT {
+                        // Not a record: the login shell's chatter, or a broken stream.
+                        let line = std::mem::take(&mut self.buf);
+                        self.on_line(&line);
+                    }
+                    return;
+                }
+            }
         }
-        self.buf.drain(..start);
     }
 
     fn on_line(&mut self, line: &[u8]) {
         if self.hello.is_some() {
-            if line == b"0 h 1" {
+            if line == HELLO {
                 if let Some(h) = self.hello.take() {
                     let _ = h.send(Ok(()));
                 }
@@ -366,64 +396,94 @@ impl Demux {
         let (Some(id), Some(kind)) = (parts.next(), parts.next()) else {
             return;
         };
-        let rest = parts.next().unwrap_or(&[]);
-        let Some(id) = std::str::from_utf8(id)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            return;
+        let number = |rest: Option<&[u8]>| {
+            std::str::from_utf8(rest.unwrap_or(&[]))
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
         };
-        let Ok(mut slots) = self.slots.lock() else {
-            return;
-        };
-        let Some(slot) = slots.get_mut(&id) else {
+        let rest = parts.next();
+        let Some(id) = number(Some(id)) else {
+            tracing::debug!(host = %self.host, "not an agent record: {}", String::from_utf8_lossy(line));
             return;
         };
         match kind {
-            b"o" | b"O" | b"e" | b"E" => {
-                let mut bytes = rest.to_vec();
-                if kind == b"o" || kind == b"e" {
-                    bytes.push(b'\n');
+            b"o" | b"e" => match number(rest).map(|n| n as usize) {
+                Some(n) if n <= MAX_CHUNK => {
+                    self.chunk = Some(Chunk {
+                        id,
+                        stderr: kind == b"e",
+                        left: n,
+                        bytes: Vec::with_capacity(n),
+                    });
                 }
-                let (sink, stream) = if kind.eq_ignore_ascii_case(b"o") {
-                    (&mut slot.stdout, 'o')
-                } else {
-                    (&mut slot.stderr, 'e')
-                };
-                let len = bytes.len();
-                let delivered = sink.as_ref().is_some_and(|s| s.send(bytes).is_ok());
-                if !delivered {
-                    // Nobody reads this stream any more: keep the worker going.
-                    *sink = None;
-                    let _ = self
-                        .tx
-                        .send(format!("c {id} {stream} {len}\n").into_bytes());
+                _ => {
+                    tracing::warn!(host = %self.host, "the agent sent a bad output record; its output is lost");
                 }
-            }
+            },
             b"p" => {
-                if let Some(pid) = std::str::from_utf8(rest).ok().and_then(|s| s.parse().ok()) {
-                    let _ = slot.pid.send(Some(pid));
+                let pid = number(rest).and_then(|p| u32::try_from(p).ok());
+                if let (Some(pid), Ok(slots)) = (pid, self.slots.lock()) {
+                    if let Some(slot) = slots.get(&id) {
+                        let _ = slot.pid.send(Some(pid));
+                    }
                 }
             }
-            b"x" => {
-                let status = std::str::from_utf8(rest)
-                    .ok()
-                    .and_then(|s| s.parse::<i32>().ok())
-                    .map(exit_status)
-                    .unwrap_or_else(|| ExitStatus::Lost("unreadable exit status".into()));
+            b"x" | b"k" => {
+                let status = match number(rest).and_then(|n| i32::try_from(n).ok()) {
+                    Some(n) if kind == b"x" => ExitStatus::Exited(n),
+                    Some(n) => ExitStatus::Signaled(n),
+                    None => ExitStatus::Lost("unreadable exit status".into()),
+                };
+                let slot = self.slots.lock().ok().and_then(|mut s| s.remove(&id));
                 if let Some(Slot {
                     stdout,
                     stderr,
                     status: sender,
                     ..
-                }) = slots.remove(&id)
+                }) = slot
                 {
-                    // Every line came before the status: the streams end first.
+                    // Every chunk came before the status: the streams end first.
                     drop((stdout, stderr));
                     set_once(&sender, status);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Hands a whole chunk to its instance's stream; if nobody reads that stream
+    /// any more, gives the credit straight back so the worker is not held up.
+    fn deliver(&mut self, chunk: Chunk) {
+        let Chunk {
+            id, stderr, bytes, ..
+        } = chunk;
+        if bytes.is_empty() {
+            return;
+        }
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        let stream = if stderr { 'e' } else { 'o' };
+        let len = bytes.len();
+        let Some(slot) = slots.get_mut(&id) else {
+            // A forgotten instance: its relay must not wait for credit that
+            // would never come.
+            let _ = self
+                .tx
+                .send(format!("c {id} {stream} {len}\n").into_bytes());
+            return;
+        };
+        let sink = if stderr {
+            &mut slot.stderr
+        } else {
+            &mut slot.stdout
+        };
+        let delivered = sink.as_ref().is_some_and(|s| s.send(bytes).is_ok());
+        if !delivered {
+            *sink = None;
+            let _ = self
+                .tx
+                .send(format!("c {id} {stream} {len}\n").into_bytes());
         }
     }
 }

@@ -11,70 +11,118 @@
 #   j ID TEXT          write TEXT (no newline) to the instance's stdin
 #   e ID               close the instance's stdin; if the worker has not ended
 #                      after GRACE, its group gets SIGTERM, and SIGKILL after KILL
-#   t ID SIG           send SIG to the instance's process group, if it still runs
+#   t ID SIG           send SIG (a name such as TERM, or a number) to the
+#                      instance's process group, if it still runs
 #   c ID o|e N         N more bytes of stdout|stderr may be sent
 #   k                  keepalive from the master
-# Agent -> master, one line each, written whole (one write of at most PIPE_BUF):
-#   0 h 1              the agent is ready
-#   ID o|e TEXT        a stdout|stderr line; ID O|E TEXT: a piece of a longer line
+# Agent -> master: records, each written whole while holding the output lock:
+#   0 h 2              the agent is ready (protocol 2)
+#   ID o|e N           followed by N raw bytes of the worker's stdout|stderr
 #   ID p PID           the worker runs as PID (its process group and session id)
-#   ID x STATUS        the worker ended (shell status: 128+N = killed by signal N)
+#   ID x CODE          the worker exited with CODE
+#   ID k SIG           the worker was killed by signal SIG
 #
 # Each instance has a runner (a subshell) that starts the worker with `setsid`
-# (so its pid is its process group), relays its stdout and stderr with one awk
-# each (whole lines, a credit window per stream: awk stops reading when the
-# master has not granted more, so a flooding worker waits, alone), holds its
-# stdin fifo open until told to close it, reaps it and reports its status after
-# its last output line. When the master goes (stdin ends, or no keepalive for two
-# periods), every worker's stdin is closed, then after GRACE its group gets
-# SIGTERM, and SIGKILL after KILL more.
+# (so its pid is its process group), relays its stdout and stderr with one relay
+# each, holds its stdin fifo open until told to close it, reaps it and reports
+# how it ended after its last output. A relay hands on whatever one read of the
+# stream returns (`dd count=1`: at most 64 KiB, and never more than the credit
+# the master granted; when that is used up the relay waits, so a flooding worker
+# waits, alone), as one `ID o N` record: a few processes per chunk rather than
+# per line, and bytes pass unchanged (NULs, a last line without a newline).
+# Records of all instances share one fifo to the channel; a chunk is larger than
+# one atomic pipe write, so every writer takes the output lock first (a fifo
+# holding one token line) and gives it back after the whole record.
+# When the master goes (stdin ends, or no keepalive for two periods), every
+# worker's stdin is closed, then after GRACE its group gets SIGTERM, and SIGKILL
+# after KILL more.
 ka=$1 W=$2
 runners= wd=
 export LC_ALL=C
-for t in awk mkfifo mktemp setsid; do
+for t in awk cat dd mkfifo mktemp setsid; do
     command -v "$t" >/dev/null 2>&1 || {
         echo "distarch-ssh: $t is not installed on this host" >&2
         exit 125
     }
 done
-D=$(mktemp -d "${TMPDIR:-/tmp}/distarch-ssh.XXXXXXXX") || exit 125
-mkfifo -m 600 "$D/m" || exit 125
-# The stream relays: an awk that hands on each line as soon as it is read
-# (mawk only does with -W interactive; gawk and busybox awk always do).
-if command -v gawk >/dev/null 2>&1; then
-    relay() { exec gawk "$@"; }
-elif command -v busybox >/dev/null 2>&1 && busybox awk 'BEGIN { }' </dev/null >/dev/null 2>&1; then
-    relay() { exec busybox awk "$@"; }
-else
-    case $(awk -W version 2>&1 </dev/null) in
-    *mawk*) relay() { exec awk -W interactive "$@"; } ;;
-    *) relay() { exec awk "$@"; } ;;
-    esac
+# Output chunks pass through files here: a memory file system if there is one
+# (rewriting a file on disk again and again can cost a flush each time).
+t=${TMPDIR:-}
+if [ -z "$t" ]; then
+    t=/tmp
+    [ -d /dev/shm ] && [ -w /dev/shm ] && t=/dev/shm
 fi
+D=$(mktemp -d "$t/distarch-ssh.XXXXXXXX") || exit 125
+# Absolute: workers change directory, and their leaders still write here.
+case $D in /*) ;; *) D=$PWD/$D ;; esac
+mkfifo -m 600 "$D/m" "$D/l" || exit 125
+# A shell's `wait` gives 128+N both for a worker killed by signal N and for one
+# that exits with 128+N. An awk whose system() reports a signal death as 256+N
+# (gawk, mawk, the one true awk; not busybox) tells them apart: where there is
+# one, it is each worker's parent. Elsewhere 128+N is read as signal N.
+A=
+for a in gawk awk mawk nawk; do
+    command -v "$a" >/dev/null 2>&1 || continue
+    case $("$a" 'BEGIN { print system("kill -9 $$") }' </dev/null 2>/dev/null) in
+    265)
+        A=$a
+        break
+        ;;
+    esac
+done
 # Runners set their own USR2 trap; until they do, the signal must not
 # kill them (a signal ignored here can still be trapped in a subshell).
-trap "" PIPE USR2
+trap "" PIPE USR1 USR2
 cat <"$D/m" &
-exec >"$D/m"
-# The relay of one stream: whole lines, pieces of at most 2000 bytes, and a wait
-# for credit whenever the window is used up.
-FRAMER='
-function credit(n) {
-    c -= n
-    while (c <= 0) { if ((getline x < cf) <= 0) exit 1; c += x }
+exec >"$D/m" 8<>"$D/l"
+echo >&8
+lock() { until read -r _ <&8; do :; done; }
+unlock() { echo >&8; }
+# relay ID o|e FD: sends this shell's stdin (one of the worker's streams) as
+# records, each of what one read returns; FD delivers the master's grants.
+relay() {
+    f=$d/b$2 c=$W
+    while :; do
+        while [ "$c" -le 0 ]; do
+            read -r x <&"$3" || return 1
+            c=$((c + x))
+        done
+        b=$c
+        [ "$b" -gt 65536 ] && b=65536
+        dd bs="$b" count=1 of="$f" 2>"$f.n" || return 1
+        # GNU and BSD dd say the byte count first on their third line.
+        n=
+        { read -r _ && read -r _ && read -r n _; } <"$f.n"
+        case $n in
+        '' | *[!0-9]*)
+            n=$(wc -c <"$f")
+            n=${n##*[!0-9]}
+            ;;
+        esac
+        [ "${n:-0}" -gt 0 ] || return 0
+        lock
+        printf '%s %s %s\n' "$1" "$2" "$n"
+        cat "$f"
+        unlock
+        c=$((c - n))
+    done
 }
-{
-    n = length($0)
-    for (i = 1; n - i >= 2000; i += 2000) {
-        printf "%s %s %s\n", id, big, substr($0, i, 2000); fflush()
-        credit(2000)
-    }
-    printf "%s %s %s\n", id, k, substr($0, i); fflush()
-    credit(n - i + 2)
-}'
 # Run by setsid in the worker's place once it leads its own session and process
-# group: only now may the group be signalled, so only now is the pid told.
-LEADER='printf "%s\n" "$$" >"$1/p"; printf "%s p %s\n" "$2" "$$" >&9; exec 9>&-; shift 2; exec "$@"'
+# group: only now may the group be signalled, so only now is its pid written to
+# `p` and the runner (RUNNER_PID) told with SIGUSR1; the runner sends the record.
+# (The leader never takes the output lock: a signal to the group could kill it
+# while it holds it.)
+LEADER='printf "%s\n" "$$" >"$1/p"; kill -USR1 "$3"; exec 9>&- 8>&-; shift 3; exec "$@"'
+# Run by the parent awk's system(): the words come in the environment (an eval
+# of fixed text: only a number is spliced in), and leave it before the worker.
+RUN='i=0; set --
+while [ "$i" -lt "$DISTARCH_SSH_N" ]; do
+    eval "set -- \"\$@\" \"\$DISTARCH_SSH_$i\"; unset DISTARCH_SSH_$i"; i=$((i + 1))
+done
+d=$DISTARCH_SSH_D id=$DISTARCH_SSH_ID r=$DISTARCH_SSH_R L=$DISTARCH_SSH_LEADER
+unset DISTARCH_SSH_N DISTARCH_SSH_D DISTARCH_SSH_ID DISTARCH_SSH_R DISTARCH_SSH_LEADER DISTARCH_SSH_RUN
+exec setsid /bin/sh -c "$L" distarch-ssh "$d" "$id" "$r" "$@"'
+PARENT='BEGIN { r = system(ENVIRON["DISTARCH_SSH_RUN"]); print r > (ENVIRON["DISTARCH_SSH_D"] "/st"); exit 0 }'
 gone() { ! kill -0 "-$1" 2>/dev/null; }
 wait_gone() {
     j=$2
@@ -85,35 +133,62 @@ wait_gone() {
     done
     gone "$1"
 }
-# esc PGID GRACE KILL: wait GRACE for the group to end, then SIGTERM, then SIGKILL.
-esc() {
-    # Until setsid has made the group, the worker is not gone.
-    while ! kill -0 "-$1" 2>/dev/null && kill -0 "$1" 2>/dev/null; do
-        sleep 0.1 2>/dev/null || sleep 1
-    done
+# stop_group PGID GRACE KILL: wait GRACE for the group to end, then SIGTERM,
+# then SIGKILL after KILL.
+stop_group() {
     wait_gone "$1" "$2" && return 0
     kill -TERM "-$1" 2>/dev/null
     wait_gone "$1" "$3" && return 0
     kill -KILL "-$1" 2>/dev/null
+}
+# esc DIR GRACE KILL: stop_group, once the group may be signalled; nothing if
+# the worker never got that far.
+esc() {
+    q=
+    while :; do
+        [ -d "$1" ] && [ ! -e "$1/x" ] || return 0
+        [ -s "$1/p" ] && read -r q <"$1/p"
+        case $q in '' | *[!0-9]*) ;; *) break ;; esac
+        sleep 0.1 2>/dev/null || sleep 1
+    done
+    stop_group "$q" "$2" "$3"
 }
 # run ID GRACE KILL NENV WORKDIR K=V... ARGV...
 run() {
     id=$1 g=$2 k=$3 n=$4 w=$5
     shift 5
     d=$D/$id
-    p= st=125 gone_= intr=
+    p= st=125 how= gone_= intr=
     a1= a2=
+    # The leader's SIGUSR1: the worker's pid is in `p`; tell the master at once
+    # (in the trap: a `wait` that had not begun yet would not return for it).
+    trap 'intr=1
+        if [ -s "$d/p" ]; then
+            read -r q <"$d/p"
+            lock
+            printf "%s p %s\n" "$id" "$q"
+            unlock
+        fi' USR1
     trap 'exec 3>&-; intr=1; gone_=1
-        [ -n "$p" ] && { esc "$p" "$g" "$k" >/dev/null & }
+        [ -n "$p" ] && { esc "$d" "$g" "$k" >/dev/null & }
         [ -e "$D/gone" ] && [ -n "$a2" ] && kill "$a1" "$a2" 2>/dev/null' USR2
     if mkfifo -m 600 "$d/i" "$d/o" "$d/e" "$d/co" "$d/ce"; then
         exec 3<>"$d/i" 4<>"$d/co" 5<>"$d/ce"
-        relay -v id="$id" -v k=o -v big=O -v cf="$d/co" -v c="$W" "$FRAMER" <"$d/o" 3>&- 4>&- 5>&- &
-        a1=$!
-        relay -v id="$id" -v k=e -v big=E -v cf="$d/ce" -v c="$W" "$FRAMER" <"$d/e" 3>&- 4>&- 5>&- &
-        a2=$!
+        # (Not `relay ... 3>&-`: a shell keeps a copy of an fd it closes for a
+        # function, and the worker's stdin would stay open.)
         (
-            trap - PIPE USR2
+            exec 3>&- 5>&-
+            relay "$id" o 4
+        ) <"$d/o" &
+        a1=$!
+        (
+            exec 3>&- 4>&-
+            relay "$id" e 5
+        ) <"$d/e" &
+        a2=$!
+        R=$(exec /bin/sh -c 'echo "$PPID"')
+        (
+            trap - PIPE USR1 USR2
             if [ -n "$w" ]; then
                 cd -- "$w" || exit 126
             fi
@@ -122,31 +197,61 @@ run() {
                 shift
                 n=$((n - 1))
             done
-            exec setsid /bin/sh -c "$LEADER" distarch-ssh "$d" "$id" "$@"
+            if [ -n "$A" ]; then
+                i=0
+                for a in "$@"; do
+                    export "DISTARCH_SSH_$i=$a"
+                    i=$((i + 1))
+                done
+                export DISTARCH_SSH_N="$i" DISTARCH_SSH_D="$d" DISTARCH_SSH_ID="$id" \
+                    DISTARCH_SSH_R="$R" DISTARCH_SSH_LEADER="$LEADER" DISTARCH_SSH_RUN="$RUN"
+                exec "$A" "$PARENT"
+            fi
+            exec setsid /bin/sh -c "$LEADER" distarch-ssh "$d" "$id" "$R" "$@"
         ) 9>&1 <"$d/i" >"$d/o" 2>"$d/e" 3>&- 4>&- 5>&- &
         p=$!
         if [ -n "$gone_" ] || [ -e "$D/gone" ]; then
             exec 3>&-
             gone_=1
-            esc "$p" "$g" "$k" >/dev/null &
+            esc "$d" "$g" "$k" >/dev/null &
         fi
-        # `wait` returns early (128 + USR2) when the trap runs; the shell keeps
-        # the worker's status for the next `wait` if it ended meanwhile.
+        # `wait` returns early (128 + USR1|USR2) when a trap runs; the shell
+        # keeps the worker's status for the next `wait` if it ended meanwhile.
         while :; do
             intr=
             wait "$p"
             st=$?
             if [ -n "$intr" ] && [ "$st" -gt 128 ]; then
-                case $(kill -l "$st" 2>/dev/null) in USR2) continue ;; esac
+                case $(kill -l "$st" 2>/dev/null) in USR1 | USR2) continue ;; esac
             fi
             break
         done
         : >"$d/x"
         # What is left of the worker's group (children it started) ends too.
-        if ! gone "$p"; then
-            kill -TERM "-$p" 2>/dev/null
-            esc "$p" 0 "$k" >/dev/null &
-        fi
+        q=
+        [ -s "$d/p" ] && read -r q <"$d/p"
+        case $q in
+        '' | *[!0-9]*) ;;
+        *)
+            if ! gone "$q"; then
+                kill -TERM "-$q" 2>/dev/null
+                stop_group "$q" 0 "$k" >/dev/null &
+            fi
+            ;;
+        esac
+        # How it ended: the awk parent says 256+N (512+N with a core dump) for
+        # signal N; without one, the shell's 128+N is taken for signal N.
+        how="x $st" r=
+        [ -s "$d/st" ] && read -r r <"$d/st"
+        case $r in
+        '' | *[!0-9]*)
+            [ "$st" -gt 128 ] && [ "$st" -le 192 ] && how="k $((st - 128))"
+            ;;
+        *)
+            how="x $r"
+            [ "$r" -ge 256 ] && how="k $((r % 256))"
+            ;;
+        esac
         # The relays end with the worker's output (they keep their credit fifos
         # open until then); if the master is gone, the USR2 trap ends them.
         exec 3>&-
@@ -159,7 +264,10 @@ run() {
         exec 4>&- 5>&-
     fi
     rm -rf "$d"
-    printf '%s x %s\n' "$id" "$st"
+    [ -e "$D/gone" ] && return 0
+    lock
+    printf '%s %s\n' "$id" "${how:-x $st}"
+    unlock
 }
 # Every instance: close its stdin, then end its group after the grace period.
 master_gone() {
@@ -185,7 +293,7 @@ if [ "$ka" -gt 0 ]; then
     ) </dev/null >/dev/null &
     wd=$!
 fi
-printf '0 h 1\n'
+printf '0 h 2\n'
 set --
 while IFS= read -r line; do
     c=${line%% *}
@@ -221,7 +329,9 @@ while IFS= read -r line; do
             printf '%s\n' "$!" >"$d/r"
             runners="$runners $!"
         else
+            lock
             printf '%s x 125\n' "$id"
+            unlock
         fi
         set --
         ;;
@@ -230,7 +340,7 @@ while IFS= read -r line; do
     e) [ -f "$d/r" ] && read -r q <"$d/r" && kill -USR2 "$q" 2>/dev/null ;;
     t)
         if [ -f "$d/p" ] && [ ! -e "$d/x" ] && read -r q <"$d/p"; then
-            case $r in TERM | KILL | INT | HUP | QUIT | USR1 | USR2) kill -"$r" "-$q" 2>/dev/null ;; esac
+            case $r in '' | *[!A-Z0-9]*) ;; *) kill -"$r" "-$q" 2>/dev/null ;; esac
         fi
         ;;
     c)

@@ -191,68 +191,150 @@ mod tests {
     }
 
     /// Runs the agent with `program args` and `input` on stdin, which stays open
-    /// until the agent reports the end of instance 7; returns its output lines.
-    fn agent_under(program: &str, args: &[&str], input: &str) -> Vec<String> {
-        use std::io::{BufRead, Write};
-        let mut child = std::process::Command::new(program)
+    /// until the agent reports the end of instance 7; returns its records, each
+    /// output chunk as `ID o|e ` and its bytes.
+    fn agent_under(program: &str, args: &[&str], path: Option<&str>, input: &str) -> Vec<String> {
+        use std::io::{BufRead, Read, Write};
+        let mut command = std::process::Command::new(program);
+        command
             .args(args)
             .args(["-c", AGENT, "distarch-ssh", "0", "65536"])
             .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(std::process::Stdio::piped());
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let mut child = command.spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
-        let mut lines = Vec::new();
-        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-            let line = line.unwrap();
-            let end = line.starts_with("7 x ");
-            lines.push(line);
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut records = Vec::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let line = line.trim_end_matches('\n').to_string();
+            let fields: Vec<&str> = line.splitn(3, ' ').collect();
+            if matches!(fields[1], "o" | "e") {
+                let mut bytes = vec![0; fields[2].parse().unwrap()];
+                out.read_exact(&mut bytes).unwrap();
+                records.push(format!(
+                    "{} {} {}",
+                    fields[0],
+                    fields[1],
+                    String::from_utf8_lossy(&bytes)
+                ));
+                continue;
+            }
+            let end = line.starts_with("7 x ") || line.starts_with("7 k ");
+            records.push(line);
             if end {
                 break;
             }
         }
         drop(stdin);
         child.wait().unwrap();
-        lines
+        records
+    }
+
+    /// A directory of busybox applets only (no other awk, dd, cat ...).
+    fn busybox_only() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for applet in [
+            "sh", "awk", "cat", "dd", "mkfifo", "mktemp", "setsid", "rm", "sleep", "kill", "wc",
+            "mkdir", "printf",
+        ] {
+            std::os::unix::fs::symlink("/bin/busybox", dir.path().join(applet)).unwrap();
+        }
+        dir
+    }
+
+    fn start(argv: &[&str], env: Vec<(&str, &str)>) -> String {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        RemoteCommand {
+            argv: &argv,
+            env,
+            workdir: Some("/"),
+            grace: Duration::from_millis(200),
+            kill_after: Duration::from_millis(200),
+        }
+        .start_lines(7)
+        .unwrap()
     }
 
     #[test]
     fn the_agent_runs_values_byte_for_byte_under_dash_and_busybox() {
-        let argv: Vec<String> = [
-            "sh",
-            "-c",
-            "printf '%s|' \"$X\" \"$@\"; echo",
-            "zero",
-            "a'b",
-            "$(echo no)",
-            " sp ",
-            "back\\slash\\n",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let cmd = RemoteCommand {
-            argv: &argv,
-            env: vec![("X", "it's `x`\nline 2")],
-            workdir: Some("/"),
-            grace: Duration::from_millis(200),
-            kill_after: Duration::from_millis(200),
-        };
-        let lines = cmd.start_lines(7).unwrap();
-        for (program, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
-            let out = agent_under(program, args, &lines);
-            assert_eq!(out[0], "0 h 1", "{program}: {out:?}");
-            assert!(out[1].starts_with("7 p "), "{program}: {out:?}");
+        let lines = start(
+            &[
+                "sh",
+                "-c",
+                "printf '%s|' \"$X\" \"$@\"; echo; printf 'no newline\\0nul'",
+                "zero",
+                "a'b",
+                "$(echo no)",
+                " sp ",
+                "back\\slash\\n",
+            ],
+            vec![("X", "it's `x`\nline 2")],
+        );
+        let bb = busybox_only();
+        let bb_path = bb.path().to_str().unwrap();
+        for (program, args, path) in [
+            ("dash", &[][..], None),
+            ("busybox", &["sh"][..], None),
+            ("/bin/busybox", &["sh"][..], Some(bb_path)),
+        ] {
+            let out = agent_under(program, args, path, &lines);
+            assert_eq!(out[0], "0 h 2", "{program} {path:?}: {out:?}");
+            // The pid record comes from the runner, the output from the relays:
+            // either may come first (the master files output under the instance
+            // from its start on).
+            let body = &out[1..out.len() - 1];
+            let pids = body.iter().filter(|r| r.starts_with("7 p ")).count();
+            assert_eq!(pids, 1, "{program} {path:?}: {out:?}");
+            let stdout: String = body
+                .iter()
+                .filter(|r| !r.starts_with("7 p "))
+                .map(|r| r.strip_prefix("7 o ").expect("only stdout chunks"))
+                .collect();
             assert_eq!(
-                &out[2..],
-                [
-                    "7 o it's `x`",
-                    "7 o line 2|a'b|$(echo no)| sp |back\\slash\\n|",
-                    "7 x 0"
-                ],
-                "{program}"
+                stdout, "it's `x`\nline 2|a'b|$(echo no)| sp |back\\slash\\n|\nno newline\0nul",
+                "{program} {path:?}"
             );
+            assert_eq!(out.last().unwrap(), "7 x 0", "{program} {path:?}");
         }
+    }
+
+    #[test]
+    fn the_agent_tells_an_exit_code_of_128_plus_n_from_a_signal() {
+        // A worker exiting 130 or 143 exited; one that SIGTERMs itself was killed.
+        for (script, expected) in [
+            ("exit 130", "7 x 130"),
+            ("exit 143", "7 x 143"),
+            ("exit 3", "7 x 3"),
+            ("kill -TERM $$", "7 k 15"),
+            ("kill -KILL $$", "7 k 9"),
+        ] {
+            let lines = start(&["sh", "-c", script], vec![]);
+            for (program, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
+                let out = agent_under(program, args, None, &lines);
+                assert_eq!(
+                    out.last().unwrap(),
+                    expected,
+                    "{program}: {script}: {out:?}"
+                );
+            }
+        }
+        // Where the only awk is busybox's (which cannot tell), 128+N is taken
+        // for signal N, as a shell's `wait` has it.
+        let bb = busybox_only();
+        let out = agent_under(
+            "/bin/busybox",
+            &["sh"],
+            bb.path().to_str(),
+            &start(&["sh", "-c", "kill -TERM $$"], vec![]),
+        );
+        assert_eq!(out.last().unwrap(), "7 k 15", "{out:?}");
     }
 }

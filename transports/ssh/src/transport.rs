@@ -3,11 +3,12 @@
 use crate::command::RemoteCommand;
 use crate::instance::SshInstance;
 use crate::pool::HostPool;
-use crate::resolve::{load_ssh_config, resolve};
+use crate::resolve::{load_ssh_config, resolve, ResolvedHost};
 use crate::settings::{HostEntry, SshSettings};
 use async_trait::async_trait;
 use distarch_core::{
-    ConfigError, Instance, InstanceSpec, PlacementRef, SpawnError, Target, Transport,
+    ConfigError, ConfigErrors, Instance, InstanceSpec, PlacementPlan, PlacementRef, Prepared,
+    SpawnError, Target, Transport,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,27 +47,34 @@ impl SshTransport {
     }
 
     async fn pool(&self, spec: &InstanceSpec) -> Result<Arc<HostPool>, SpawnError> {
-        let settings_key = serde_json::Value::Object((*spec.settings).clone()).to_string();
-        let key = (settings_key, spec.target.clone());
+        let prepared = spec.settings::<PreparedHosts>()?;
+        let key = (prepared.key.clone(), spec.target.clone());
         let mut pools = self.pools.lock().await;
         if let Some(p) = pools.get(&key) {
             return Ok(p.clone());
         }
-        let where_ = format!("groups.{}.placements.{}", spec.group, spec.placement);
-        let settings: SshSettings = serde_json::from_value(serde_json::Value::Object(
-            (*spec.settings).clone(),
-        ))
-        .map_err(|e| SpawnError::with_source(format!("{where_}: invalid ssh settings"), e))?;
-        let entry: HostEntry = spec
-            .target
-            .parse()
-            .map_err(|e: String| SpawnError::new(format!("{where_}: {e}")))?;
-        let config =
-            load_ssh_config(&settings).map_err(|e| SpawnError::with_source(where_.clone(), e))?;
-        let pool = Arc::new(HostPool::new(resolve(&entry, &settings, config.as_ref())));
+        let host = prepared.hosts.get(&spec.target).ok_or_else(|| {
+            SpawnError::new(format!(
+                "{}: host `{}` is not one the placement planned",
+                spec.placement_path(),
+                spec.target
+            ))
+        })?;
+        let pool = Arc::new(HostPool::new(host.clone()));
         pools.insert(key, pool.clone());
         Ok(pool)
     }
+}
+
+/// An ssh placement as its plan prepared it: every host resolved, the ssh config
+/// applied, so that a start reads nothing again.
+#[derive(Debug)]
+struct PreparedHosts {
+    /// The settings as written, as text: placements with equal settings share
+    /// their connections to a host.
+    key: String,
+    /// Host entry as written (the target address) → where and how to connect.
+    hosts: HashMap<String, ResolvedHost>,
 }
 
 #[async_trait]
@@ -75,27 +83,45 @@ impl Transport for SshTransport {
         "ssh"
     }
 
-    fn plan(&self, placement: &PlacementRef<'_>) -> Result<Vec<Target>, ConfigError> {
+    fn plan(&self, placement: &PlacementRef<'_>) -> Result<PlacementPlan, ConfigErrors> {
         let settings: SshSettings = placement.parse_settings()?;
         let path = placement.path();
-        if let Some(e) = settings.check().into_iter().next() {
-            return Err(e.under(&path));
+        let mut errors: Vec<ConfigError> = settings
+            .check()
+            .into_iter()
+            .map(|e| e.under(&path))
+            .collect();
+        let config = match load_ssh_config(&settings) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    format!("{path}.ssh_config"),
+                    distarch_core::error_chain(&e),
+                ));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
         }
-        if let Err(e) = load_ssh_config(&settings) {
-            return Err(ConfigError::new(
-                format!("{path}.ssh_config"),
-                distarch_core::error_chain(&e),
-            ));
-        }
-        Ok(settings
-            .hosts
-            .iter()
-            .map(|h| Target {
+        let mut hosts = HashMap::new();
+        let mut targets = Vec::new();
+        for h in &settings.hosts {
+            // `check` parsed every entry already.
+            if let Ok(entry) = h.parse::<HostEntry>() {
+                hosts.insert(h.clone(), resolve(&entry, &settings, config.as_ref()));
+            }
+            targets.push(Target {
                 address: h.clone(),
                 host: h.clone(),
                 instances: placement.instances,
-            })
-            .collect())
+            });
+        }
+        let prepared = PreparedHosts {
+            key: serde_json::Value::Object(placement.settings.clone()).to_string(),
+            hosts,
+        };
+        Ok(PlacementPlan::new(targets, Prepared::new(prepared)))
     }
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, SpawnError> {

@@ -34,6 +34,91 @@ async fn runs_a_command_with_output_exit_code_env_and_workdir() {
 }
 
 #[tokio::test]
+async fn output_bytes_arrive_unchanged_nuls_long_lines_and_no_last_newline() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    // A 300,000-byte line (several chunks), NULs and other bytes, no final newline.
+    let script = "head -c 300000 /dev/zero | tr '\\0' x; echo; printf 'a\\000b\\001\\377'; printf 'e\\000' >&2";
+    let f = run_to_end(
+        &t,
+        &spec(&settings, &fx.server(s).entry(), &["sh", "-c", script]),
+    )
+    .await;
+    let mut expected = vec![b'x'; 300_000];
+    expected.extend_from_slice(b"\na\0b\x01\xff");
+    assert_eq!(f.stdout.len(), expected.len());
+    assert!(f.stdout == expected, "stdout differs");
+    assert_eq!(f.stderr, b"e\0");
+    assert_eq!(f.exit, ExitStatus::Exited(0));
+}
+
+#[tokio::test]
+async fn an_exit_code_of_128_plus_n_is_not_taken_for_signal_n() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let entry = fx.server(s).entry();
+    // SIGINT needs its default action back first: a shell starts background
+    // commands with it ignored. perl is on every Debian system (perl-base).
+    let sigint = r#"$SIG{INT} = "DEFAULT"; kill "INT", $$; sleep 5; exit 1"#;
+    for (argv, expected) in [
+        (
+            vec!["sh", "-c", "echo x; exit 130"],
+            ExitStatus::Exited(130),
+        ),
+        (vec!["perl", "-e", sigint], ExitStatus::Signaled(2)),
+        (vec!["sh", "-c", "exit 143"], ExitStatus::Exited(143)),
+        (
+            vec!["sh", "-c", "kill -TERM $$; sleep 5"],
+            ExitStatus::Signaled(15),
+        ),
+        (vec!["sh", "-c", "exit 137"], ExitStatus::Exited(137)),
+        (vec!["sh", "-c", "kill -KILL $$"], ExitStatus::Signaled(9)),
+    ] {
+        let f = run_to_end(&t, &spec(&settings, &entry, &argv)).await;
+        assert_eq!(f.exit, expected, "{argv:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_groups_stop_signal_reaches_the_remote_worker() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let script = "trap 'echo got USR1; exit 7' USR1; echo up; while :; do sleep 0.1; done";
+    let mut instance = t
+        .spawn(&spec(
+            &settings,
+            &fx.server(s).entry(),
+            &["sh", "-c", script],
+        ))
+        .await
+        .unwrap();
+    let io = instance.take_io().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(io.stdout));
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("up"));
+    let usr1 = distarch_core::config::StopSignal::parse("USR1").unwrap();
+    instance.stop_with_signal(usr1).await.unwrap();
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("got USR1")
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Exited(7));
+    instance.cleanup().await;
+}
+
+#[tokio::test]
 async fn terminate_and_kill_reach_the_whole_remote_process_group() {
     let mut fx = SshFixture::new();
     let s = fx.start("127.0.0.1");

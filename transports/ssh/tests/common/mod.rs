@@ -4,13 +4,10 @@
 use distarch_core::{ExitStatus, InstanceSpec, Transport};
 use distarch_transport_ssh::SshTransport;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-#[path = "../../../../tests/harness/sshd.rs"]
-pub mod sshd;
+pub use distarch_testkit::sshd;
 
 pub use sshd::SshFixture;
 
@@ -29,26 +26,15 @@ pub fn settings(fx: &SshFixture, extra: Value) -> Map<String, Value> {
     s.as_object().unwrap().clone()
 }
 
-/// An instance spec for `argv` on `target`.
+/// An instance spec for `argv` on `target`, planned by the ssh transport.
 pub fn spec(settings: &Map<String, Value>, target: &str, argv: &[&str]) -> InstanceSpec {
-    InstanceSpec {
-        run_id: "test".into(),
-        group: "g".into(),
-        placement: "p".into(),
-        id: 1,
-        group_id: 1,
-        group_count: 1,
-        target: target.into(),
-        host: target.into(),
-        restart: 0,
-        command: argv.iter().map(|s| s.to_string()).collect(),
-        env: BTreeMap::new(),
-        workdir: None,
-        priority: None,
-        settings: Arc::new(settings.clone()),
-        stop_grace: Duration::from_millis(500),
-        kill_after: Duration::from_millis(500),
-    }
+    let mut settings = settings.clone();
+    settings.insert("hosts".into(), json!([target]));
+    InstanceSpec::builder(argv.iter().copied())
+        .target(target)
+        .stop_times(Duration::from_millis(500), Duration::from_millis(500))
+        .plan(&SshTransport::new(), &Value::Object(settings))
+        .unwrap_or_else(|e| panic!("plan: {e}"))
 }
 
 /// What a finished instance printed and how it ended.

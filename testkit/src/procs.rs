@@ -15,46 +15,86 @@ pub fn unique_token(name: &str) -> String {
     )
 }
 
-/// Pids of live (non-zombie) processes whose command line contains `token`.
-pub fn pids_with_token(token: &str) -> Vec<u32> {
-    let mut out = Vec::new();
+/// One process, as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    /// Process id.
+    pub pid: u32,
+    /// Parent's pid.
+    pub ppid: u32,
+    /// Process group id.
+    pub pgid: u32,
+    /// `comm` name (what `killall` matches).
+    pub name: String,
+    /// Ended but not reaped.
+    pub zombie: bool,
+}
+
+impl Proc {
+    /// The command line, arguments joined by spaces (empty for kernel threads and
+    /// processes already gone).
+    pub fn cmdline(&self) -> String {
+        let raw = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim_end()
+            .to_string()
+    }
+
+    /// The current directory, if it can be read.
+    pub fn cwd(&self) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/{}/cwd", self.pid)).ok()
+    }
+}
+
+/// Every process of the machine, as one snapshot of `/proc` (the one scanner the
+/// test kit has).
+pub fn processes() -> Vec<Proc> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() {
-            continue;
-        }
-        let dir = entry.path();
-        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
-            continue;
-        };
-        if cmdline.is_empty() || is_zombie(&dir) {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(token) {
-            out.push(pid);
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (left, rest) = stat.rsplit_once(')')?;
+            let name = left.split_once('(')?.1.to_string();
+            // Fields after the name: state, ppid, pgrp, ...
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(Proc {
+                pid,
+                ppid: fields.get(1)?.parse().ok()?,
+                pgid: fields.get(2)?.parse().ok()?,
+                name,
+                zombie: fields.first() == Some(&"Z"),
+            })
+        })
+        .collect()
+}
+
+/// Every descendant of `root` (children, their children, ...), zombies included.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let all = processes();
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        for child in all.iter().filter(|c| c.ppid == p) {
+            out.push(child.pid);
+            stack.push(child.pid);
         }
     }
     out
 }
 
-fn is_zombie(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+/// Pids of live (non-zombie) processes whose command line contains `token`.
+pub fn pids_with_token(token: &str) -> Vec<u32> {
+    let me = std::process::id();
+    processes()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.zombie && p.cmdline().contains(token))
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// Fails the test if processes with `token` are still alive after `limit`; kills
@@ -77,16 +117,10 @@ pub fn assert_no_leftovers(token: &str, limit: Duration) {
 /// Pids of live processes whose current directory is `dir` (a test's temp directory:
 /// its master, the master's reaper and local workers all start there).
 pub fn pids_in_dir(dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            (cwd == dir && !is_zombie(&e.path())).then_some(pid)
-        })
+    processes()
+        .into_iter()
+        .filter(|p| !p.zombie && p.cwd().as_deref() == Some(dir))
+        .map(|p| p.pid)
         .collect()
 }
 
@@ -101,43 +135,22 @@ pub fn assert_nothing_runs_in(dir: &Path, limit: Duration) {
     }
 }
 
-/// The `comm` name and parent pid of a process.
-fn name_and_parent(pid: u32) -> Option<(String, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (left, rest) = stat.rsplit_once(')')?;
-    let name = left.split_once('(')?.1.to_string();
-    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
-    Some((name, ppid))
-}
-
-/// Live children of `parent` with their process names.
+/// Children of `parent` with their process names.
 pub fn children_of(parent: u32) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let (name, ppid) = name_and_parent(pid)?;
-            (ppid == parent).then_some((pid, name))
-        })
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent)
+        .map(|p| (p.pid, p.name))
         .collect()
 }
 
 /// Live children of `parent` whose process name (`comm`, what `killall` matches)
 /// is exactly `name`.
 pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            name_and_parent(*pid).is_some_and(|(n, p)| p == parent && n == name)
-                && !is_zombie(&Path::new("/proc").join(pid.to_string()))
-        })
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent && p.name == name && !p.zombie)
+        .map(|p| p.pid)
         .collect()
 }
 

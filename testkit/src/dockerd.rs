@@ -412,33 +412,11 @@ fn make_certs(dir: &Path) {
 
 /// Live processes whose process group is `pgid`.
 pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the command name: state, ppid, pgrp, ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() != Some(&"Z")
-            && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
-        {
-            out.push(pid);
-        }
-    }
-    out
+    crate::procs::processes()
+        .into_iter()
+        .filter(|p| p.pgid == pgid && !p.zombie)
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// A unix socket in front of an engine's socket that the test controls: it

@@ -1,4 +1,5 @@
-//! Harness for the end-to-end tests: finds the built binaries, runs `distarch` with
+//! distarch's test kit, shared by the end-to-end tests and the transports' own
+//! tests: finds the built binaries, runs `distarch` with
 //! a config in a temp directory, waits on conditions with deadlines, and checks that
 //! no process of a test is left behind. Real servers (sshd, dockerd, the test
 //! Kubernetes API server) have their own modules.
@@ -56,11 +57,16 @@ pub fn test_worker_bin() -> PathBuf {
     built("distarch-test-worker")
 }
 
+/// The job-pool worker (tests/bin/job_worker.rs).
+pub fn job_worker_bin() -> PathBuf {
+    built("distarch-job-worker")
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("testkit/ has a parent")
         .to_path_buf()
 }
 

@@ -678,21 +678,14 @@ kubeAPIBurst: 200
     /// Pids of the containerd shims of this cluster (they run outside its group).
     fn shim_pids(&self) -> Vec<u32> {
         let sock = self.containerd_socket();
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return out;
-        };
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("containerd-shim") && cmd.contains(&sock) {
-                out.push(pid);
-            }
-        }
-        out
+        crate::procs::processes()
+            .into_iter()
+            .filter(|p| {
+                let cmd = p.cmdline();
+                cmd.contains("containerd-shim") && cmd.contains(&sock)
+            })
+            .map(|p| p.pid)
+            .collect()
     }
 }
 

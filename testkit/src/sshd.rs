@@ -2,12 +2,8 @@
 //! .2, .3, ...), each with its own host key, all accepting one client key, with
 //! their keys, config and known_hosts in a temp directory. Dropping the
 //! [`SshFixture`] kills every server and everything started below it.
-//!
-//! This file uses only std and `tempfile`, so a crate's own tests can include it
-//! with `#[path = ".../tests/harness/sshd.rs"] mod sshd;`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
-use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -374,15 +370,13 @@ impl SshFixture {
     /// connections silent without closing them, like a network partition.
     pub fn signal_connections(&self, i: usize, signal: &str) -> usize {
         let listener = self.servers[i].pid();
-        let tree = process_tree();
+        let all = crate::procs::processes();
         let mut victims = Vec::new();
         let mut stack = vec![listener];
         while let Some(p) = stack.pop() {
-            for (child, comm) in tree.get(&p).into_iter().flatten() {
-                if comm == "sshd" {
-                    victims.push(*child);
-                    stack.push(*child);
-                }
+            for child in all.iter().filter(|c| c.ppid == p && c.name == "sshd") {
+                victims.push(child.pid);
+                stack.push(child.pid);
             }
         }
         for v in &victims {
@@ -401,48 +395,7 @@ impl SshFixture {
     }
 }
 
-/// parent pid -> [(pid, comm)] of every process.
-fn process_tree() -> HashMap<u32, Vec<(u32, String)>> {
-    let mut tree: HashMap<u32, Vec<(u32, String)>> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = stat[open + 1..close].to_string();
-        let ppid = stat[close + 1..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            tree.entry(ppid).or_default().push((pid, comm));
-        }
-    }
-    tree
-}
-
-/// Every descendant of `root`.
-fn descendants(root: u32) -> Vec<u32> {
-    let tree = process_tree();
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(p) = stack.pop() {
-        for (child, _) in tree.get(&p).into_iter().flatten() {
-            out.push(*child);
-            stack.push(*child);
-        }
-    }
-    out
-}
+use crate::procs::descendants;
 
 impl Drop for SshFixture {
     fn drop(&mut self) {
