@@ -301,8 +301,9 @@ fn ps_shows_the_pool_progress_and_scale_adds_hands() {
     ));
     let id = format!("jobs-ps-{}", std::process::id());
     let mut run = d.spawn(&["launch", "--run-id", &id]);
-    let steered = wait_until(LIMIT, || run.stderr().contains("is steered through"));
-    assert!(steered, "{}", run.stderr());
+    // The master's own lines go to its log (stdout here: results go to a file).
+    let steered = wait_until(LIMIT, || run.stdout().contains("is steered through"));
+    assert!(steered, "{}", run.stdout());
     let ps = d.run(&["ps", &id], LIMIT);
     assert_eq!(ps.code, 0, "{ps}");
     assert!(ps.stdout.contains("JOBS w:"), "ps shows the pool:\n{ps}");
