@@ -115,6 +115,15 @@ stop_work() {
 }
 trap 'stop_work; exit 143' TERM
 
+# Job pools (docs/protocol.md §12): with params.conformance = "jobs" (or params.jobs =
+# "echo") the worker asks for jobs and answers each with its payload as result; a
+# payload with a "fail" member fails, not retryable.
+jobs=$(string_param jobs)
+[ "$conformance" = jobs ] && jobs=echo
+if [ "$jobs" = echo ]; then
+    frame '{"type":"want","n":4}'
+fi
+
 # The foreground reads the master's frames. The master writes compact JSON with
 # "type" first, so a pattern is enough; any other line is ignored.
 reason="master gone"
@@ -123,6 +132,19 @@ while IFS= read -r line || [ -n "$line" ]; do
         "$RS"'{"type":"stop"'*)
             reason="stop requested"
             break
+            ;;
+        "$RS"'{"type":"job","id":'*)
+            [ "$jobs" = echo ] || continue
+            # {"type":"job","id":N,"payload":P}: N up to the comma, P up to the last }.
+            id=${line#*'"id":'}
+            id=${id%%,*}
+            payload=${line#*'"payload":'}
+            payload=${payload%'}'}
+            case $payload in
+                '{'*'"fail":'*) frame "{\"type\":\"failed\",\"id\":$id,\"error\":\"asked to fail\",\"retryable\":false}" ;;
+                *) frame "{\"type\":\"done\",\"id\":$id,\"result\":$payload}" ;;
+            esac
+            frame '{"type":"want","n":1}'
             ;;
         "$RS"'{"type":"group_count","count":'*)
             # The group was scaled: log its new size.

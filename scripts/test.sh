@@ -22,6 +22,8 @@ command -v setpriv >/dev/null || packages+=(util-linux)
 command -v zsh >/dev/null || packages+=(zsh)
 command -v fish >/dev/null || packages+=(fish)
 command -v groff >/dev/null || packages+=(groff-base)
+# observability (issue 9): `distarch top` and `launch --tui` are driven in tmux.
+command -v tmux >/dev/null || packages+=(tmux)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "scripts/test.sh: missing packages: ${packages[*]} (run as root, or install them)" >&2

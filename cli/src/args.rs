@@ -13,7 +13,8 @@ use std::path::PathBuf;
 #[command(
     after_help = "Exit codes: 0 all instances ended cleanly; 1 at least one failed; \
 2 bad configuration or usage; 3 the launcher-wide no-output timeout fired; \
-4 instances not ready within --ready-timeout; 74 the master's output was gone; \
+4 instances not ready within --ready-timeout; 5 some job of a job pool failed \
+for good or was never finished; 74 the master's output was gone; \
 130 interrupted (SIGINT); 143 terminated (SIGTERM); 70 internal error."
 )]
 pub struct Cli {
@@ -28,6 +29,11 @@ pub enum Command {
     /// Start every instance of the configured groups and supervise them until all
     /// have ended (or Ctrl-C: a first one stops cleanly, a second one kills).
     Launch(LaunchArgs),
+    /// Feed jobs (lines of a file, of stdin or of a command) to a pool of workers
+    /// and write their results as JSON lines: `distarch run -j 8 --input jobs.jsonl
+    /// -- ./worker`. Workers take jobs through the protocol (docs/protocol.md,
+    /// "Jobs"); exit code 5 when some job failed for good.
+    Run(Box<crate::run_cmd::RunCmdArgs>),
     /// Check the configuration and print the placement plan (which instance ids go
     /// where) without starting anything.
     Validate(ValidateArgs),
@@ -119,12 +125,27 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Start each text line of standard output with its time (RFC 3339 with
+    /// milliseconds; `launcher.time_zone` = utc or local). Log files have them by
+    /// default. Same as --set launcher.timestamps=true
+    #[arg(long)]
+    pub timestamps: bool,
+
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (GET
+    /// /metrics). Same as --set launcher.metrics.listen=ADDR
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
     /// Most instances this run may plan; a plan above it is an error before anything
     /// is listed or started (a guard against a typo such as `instances = 1000000000`).
     #[arg(long, value_name = "N", env = "DISTARCH_MAX_INSTANCES",
           default_value_t = distarch_core::DEFAULT_MAX_INSTANCES,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_instances: u64,
+
+    /// More overrides made from other flags (`distarch run`): (flag, key, value).
+    #[arg(skip)]
+    pub extra: Vec<(String, String, String)>,
 }
 
 /// Arguments of `launch`.
@@ -153,6 +174,11 @@ pub struct LaunchArgs {
     /// --set launcher.service=true
     #[arg(long)]
     pub service: bool,
+
+    /// Show the live view of `distarch top` instead of the scrolling log (the log
+    /// still goes to the configured log files); quitting it stops the run.
+    #[arg(long)]
+    pub tui: bool,
 }
 
 /// Arguments of `validate`.
@@ -179,6 +205,10 @@ pub struct GcArgs {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Output format: `text` lines or one `json` object per line.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
 }
 
 /// Arguments of `completions`.
@@ -223,7 +253,7 @@ pub const MAX_RUN_ID: usize = 32;
 
 /// Checks a `--run-id`: it names containers, pods, labels and temp files, so it is
 /// kept to what every one of them accepts.
-fn parse_run_id(s: &str) -> Result<String, String> {
+pub(crate) fn parse_run_id(s: &str) -> Result<String, String> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     let alnum = |c: Option<char>| c.is_some_and(|c| c != '-');
     if s.is_empty() || s.len() > MAX_RUN_ID {
@@ -278,6 +308,19 @@ impl RunArgs {
             "launcher.ready_timeout",
             self.ready_timeout.as_deref(),
         );
+        quoted(
+            "--metrics",
+            "launcher.metrics.listen",
+            self.metrics.as_deref(),
+        );
+        if self.timestamps {
+            out.push((
+                "--timestamps".into(),
+                "launcher.timestamps".into(),
+                "true".into(),
+            ));
+        }
+        out.extend(self.extra.iter().cloned());
         out
     }
 }

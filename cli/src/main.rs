@@ -5,7 +5,10 @@ mod args;
 mod command_check;
 mod docs;
 mod gc;
+mod output;
 mod plan_table;
+mod progress;
+mod run_cmd;
 mod transports;
 mod verbs;
 mod watchdog;
@@ -35,6 +38,18 @@ fn main() {
         }
         _ => {}
     }
+    let cli = match cli.command {
+        Command::Run(args) => match args.into_launch() {
+            Ok(launch) => Cli {
+                command: Command::Launch(launch),
+            },
+            Err(e) => {
+                eprintln!("distarch run: {e}");
+                std::process::exit(EXIT_CONFIG);
+            }
+        },
+        command => Cli { command },
+    };
     if let Command::Launch(args) = &cli.command {
         // Forked while this process still has one thread; see the local transport.
         watchdog::start(args);
@@ -49,13 +64,14 @@ fn main() {
             std::process::exit(EXIT_INTERNAL);
         }
     };
-    let code = runtime.block_on(run(cli));
+    let master_log = output::install_tracing();
+    let code = runtime.block_on(run(cli, master_log));
     // Do not wait for stray blocking tasks (a hung transport call) on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }
 
-async fn run(cli: Cli) -> i32 {
+async fn run(cli: Cli, master_log: Option<distarch_core::trace::MasterLog>) -> i32 {
     match cli.command {
         Command::Launch(mut args) => {
             if args.service {
@@ -63,7 +79,8 @@ async fn run(cli: Cli) -> i32 {
                     .set
                     .push(("launcher.service".into(), "true".into()));
             }
-            let Some((loaded, launcher)) = prepare(&args.config, &args.run, args.run_id.clone())
+            let Some((loaded, launcher)) =
+                prepare(&args.config, &args.run, args.run_id.clone(), master_log)
             else {
                 return EXIT_CONFIG;
             };
@@ -76,14 +93,33 @@ async fn run(cli: Cli) -> i32 {
             }
             let l = &loaded.config.launcher;
             let stop = launcher.stop_handle();
-            let writer = LogWriter::new(stdout_file(), l.log_format)
+            // Job results on stdout: the log goes to stderr.
+            let results_on_stdout = loaded
+                .config
+                .groups
+                .values()
+                .any(|g| g.jobs.as_ref().is_some_and(|j| j.output_is_stdout()));
+            let (log_out, log_name) = if results_on_stdout {
+                (stderr_file(), "stderr")
+            } else {
+                (stdout_file(), "stdout")
+            };
+            let writer = LogWriter::new(log_out, l.log_format)
                 .with_min_level(l.log_level)
+                .with_timestamps(l.timestamps.then_some(l.time_zone))
                 .on_write_error(move |e| {
                     eprintln!(
-                        "distarch: cannot write the log to stdout ({e}); stopping everything"
+                        "distarch: cannot write the log to {log_name} ({e}); stopping everything"
                     );
                     stop.stop_for(distarch_core::StopReason::OutputLost);
                 });
+            let outputs = match output::build(&loaded.config, (!args.tui).then_some(writer)) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("distarch: {e}");
+                    return EXIT_CONFIG;
+                }
+            };
             watchdog::arm(&launcher);
             let file = loaded.file.clone();
             let code = verbs::launch::run(
@@ -92,7 +128,8 @@ async fn run(cli: Cli) -> i32 {
                 file,
                 args.config,
                 args.run,
-                writer,
+                outputs,
+                args.tui,
             )
             .await;
             watchdog::disarm();
@@ -105,7 +142,7 @@ async fn run(cli: Cli) -> i32 {
             i32::from(failed > 0)
         }
         Command::Validate(args) => {
-            let Some((loaded, launcher)) = prepare(&args.config, &args.run, None) else {
+            let Some((loaded, launcher)) = prepare(&args.config, &args.run, None, None) else {
                 return EXIT_CONFIG;
             };
             print!(
@@ -117,8 +154,8 @@ async fn run(cli: Cli) -> i32 {
             }
             0
         }
-        // Handled in main, before the runtime starts.
-        Command::Completions(_) | Command::Man => 0,
+        // Handled in main, before the runtime starts (`run` became a `launch`).
+        Command::Completions(_) | Command::Man | Command::Run(_) => 0,
         Command::Gc(args) => {
             let loaded = match load(&args.config, None) {
                 Ok(l) => Some(l),
@@ -128,13 +165,7 @@ async fn run(cli: Cli) -> i32 {
                     return EXIT_CONFIG;
                 }
             };
-            match gc::gc(&args, loaded.as_ref().map(|l| &l.config)).await {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("distarch: gc failed: {e:#}");
-                    1
-                }
-            }
+            gc::run(&args, loaded.as_ref().map(|l| &l.config), master_log).await
         }
     }
 }
@@ -154,6 +185,7 @@ fn prepare(
     args: &ConfigArgs,
     run: &RunArgs,
     run_id: Option<String>,
+    master_log: Option<distarch_core::trace::MasterLog>,
 ) -> Option<(config::LoadedConfig, Launcher)> {
     let loaded = match load(args, Some(run)) {
         Ok(l) => l,
@@ -178,6 +210,9 @@ fn prepare(
     if let Some(id) = run_id {
         builder = builder.run_id(id);
     }
+    if let Some(log) = master_log {
+        builder = builder.master_log(log);
+    }
     match builder.build() {
         Ok(launcher) => Some((loaded, launcher)),
         Err(errors) => {
@@ -195,9 +230,17 @@ fn report_config_errors(errors: &ConfigErrors) {
     }
 }
 
+/// Standard error as a plain file (the log, when stdout carries job results).
+fn stderr_file() -> Box<dyn Write + Send> {
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stderr()),
+    }
+}
+
 /// Standard output as a plain file, so the log writer's whole-line buffers go out
 /// in single writes instead of through std's line buffering.
-fn stdout_file() -> Box<dyn Write + Send> {
+pub(crate) fn stdout_file() -> Box<dyn Write + Send> {
     match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(std::fs::File::from(fd)),
         Err(_) => Box::new(std::io::stdout()),

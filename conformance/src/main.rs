@@ -10,6 +10,7 @@
 //! It prints one line per scenario and `N passed, M failed`; the exit code is 0 when
 //! nothing failed, 1 otherwise, 2 on a usage error.
 
+mod jobs;
 mod scenarios;
 mod session;
 mod vectors;

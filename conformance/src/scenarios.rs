@@ -53,7 +53,7 @@ const LEVELS: [Level; 5] = [
     Level::Warn,
     Level::Error,
 ];
-const STOP: &[u8] = b"\x1e{\"type\":\"stop\"}\n";
+pub(crate) const STOP: &[u8] = b"\x1e{\"type\":\"stop\"}\n";
 /// Identity members of the `identity` log, besides `params`.
 const IDENTITY: [&str; 7] = [
     "id",
@@ -103,6 +103,10 @@ pub fn all(v: &Vectors) -> Vec<Scenario> {
     out.push(Scenario::new("status", status));
     out.push(Scenario::new("ping/rate-limit", ping_rate));
     out.push(Scenario::new("group-count", group_count));
+    out.push(Scenario::new(
+        "jobs/credit-and-answers",
+        crate::jobs::credit_and_answers,
+    ));
     for (i, q) in v.stdin.sequences.iter().enumerate() {
         out.push(Scenario::new(
             format!("stdin/{}", slug(&q.name)),
@@ -135,14 +139,14 @@ fn env_with(c: &Ctx<'_>, params: &Map<String, Value>) -> BTreeMap<String, String
     env
 }
 
-fn start(c: &Ctx<'_>, params: &Map<String, Value>) -> Result<Session, Fail> {
+pub(crate) fn start(c: &Ctx<'_>, params: &Map<String, Value>) -> Result<Session, Fail> {
     Session::start(c.command, &env_with(c, params))
 }
 
 /// Hello first, then the identity log (the first log frame whose fields hold every
 /// identity member and `params`), then `ready`. Returns the hello line and
 /// the identity fields.
-fn prelude(c: &Ctx<'_>, s: &mut Session) -> Result<(Line, Map<String, Value>), Fail> {
+pub(crate) fn prelude(c: &Ctx<'_>, s: &mut Session) -> Result<(Line, Map<String, Value>), Fail> {
     let hello = s.expect("a first line", c.startup, |l| !l.is_blank())?;
     if !matches!(hello.frame(), Some(WorkerFrame::Hello { .. })) {
         return Err(format!(
@@ -173,7 +177,7 @@ fn prelude(c: &Ctx<'_>, s: &mut Session) -> Result<(Line, Map<String, Value>), F
 }
 
 /// Exit 0 within the grace; `ended` is the last line and appears once; `ready` once.
-fn clean_end(c: &Ctx<'_>, s: &mut Session) -> Result<(), Fail> {
+pub(crate) fn clean_end(c: &Ctx<'_>, s: &mut Session) -> Result<(), Fail> {
     let Some(status) = s.wait_exit(c.grace) else {
         return Err(format!(
             "still running {:.1?} after stop{}",
@@ -296,7 +300,7 @@ fn params_round_trip(c: &Ctx<'_>, i: usize) -> Result<String, Fail> {
     Ok(String::new())
 }
 
-fn scenario_params(name: &str) -> Map<String, Value> {
+pub(crate) fn scenario_params(name: &str) -> Map<String, Value> {
     json_map(json!({ "conformance": name }))
 }
 

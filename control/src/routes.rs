@@ -111,6 +111,8 @@ pub(crate) async fn route(req: Request<hyper::body::Incoming>, ctx: Arc<Ctx>) ->
             })
         }
         (Method::GET, "/instances") => ok(&c.snapshot()),
+        // Job pools' counters (issue 12): done, failed, in flight, rate, ETA.
+        (Method::GET, "/jobs") => ok(&c.jobs()),
         (Method::GET, "/logs") => match LogQuery::parse(req.uri().query()) {
             Ok(q) => logs(c, q),
             Err(e) => error(StatusCode::BAD_REQUEST, e),
@@ -311,12 +313,12 @@ fn follow_from(
                     }
                     let bytes = format.live(&event);
                     if !bytes.is_empty() && !push(&mut tx, bytes.to_vec()).await {
-                        eprintln!("[master] WARN control: dropped a follower that stopped reading");
+                        tracing::warn!("control: dropped a follower that stopped reading");
                         return;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
-                    eprintln!("[master] WARN control: dropped a follower that fell behind");
+                    tracing::warn!("control: dropped a follower that fell behind");
                     return;
                 }
                 Err(RecvError::Closed) => return,

@@ -11,6 +11,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
@@ -65,6 +66,24 @@ pub struct ControlServer {
     tcp: Option<std::net::SocketAddr>,
     token_file: Option<PathBuf>,
     tasks: Vec<JoinHandle<()>>,
+    /// Connections being served now.
+    open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection as open while it is served.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(open.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ControlServer {
@@ -86,6 +105,20 @@ impl ControlServer {
     /// The file holding the TCP token, if one was generated.
     pub fn token_file(&self) -> Option<&Path> {
         self.token_file.as_deref()
+    }
+
+    /// Stops taking connections, then lets the ones being served finish for up to
+    /// `grace` (a `stop` of the run's last instance gets its answer although the
+    /// run ends with it; follow streams end with the run), then stops serving and
+    /// removes the run's files.
+    pub async fn close(self, grace: std::time::Duration) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -144,6 +177,7 @@ pub async fn serve(control: Control, options: ServeOptions) -> Result<ControlSer
         tcp: None,
         token_file: None,
         tasks: Vec::new(),
+        open: Arc::default(),
     };
     let mut token = None;
     if let Some(addr) = &options.listen {
@@ -173,7 +207,9 @@ pub async fn serve(control: Control, options: ServeOptions) -> Result<ControlSer
             reload: options.reload.clone(),
             token: token.clone(),
         });
-        server.tasks.push(tokio::spawn(accept_tcp(listener, ctx)));
+        server
+            .tasks
+            .push(tokio::spawn(accept_tcp(listener, ctx, server.open.clone())));
     }
     let ctx = Arc::new(Ctx {
         control,
@@ -181,7 +217,9 @@ pub async fn serve(control: Control, options: ServeOptions) -> Result<ControlSer
         reload: options.reload,
         token: None,
     });
-    server.tasks.push(tokio::spawn(accept_unix(unix, ctx)));
+    server
+        .tasks
+        .push(tokio::spawn(accept_unix(unix, ctx, server.open.clone())));
     let json = serde_json::to_vec_pretty(&server.descriptor).unwrap_or_default();
     write_private(&files.descriptor, &json)
         .map_err(io("cannot write descriptor", &files.descriptor))?;
@@ -203,7 +241,7 @@ fn new_token() -> String {
         .collect()
 }
 
-async fn accept_unix(listener: UnixListener, ctx: Arc<Ctx>) {
+async fn accept_unix(listener: UnixListener, ctx: Arc<Ctx>, open: Arc<AtomicUsize>) {
     let me = current_uid();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -215,19 +253,29 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Ctx>) {
             Err(e) => Some(format!("cannot read peer credentials: {e}")),
         };
         if let Some(why) = &denied {
-            eprintln!("[master] WARN control: refused a connection on the socket: {why}");
+            tracing::warn!("control: refused a connection on the socket: {why}");
         }
-        tokio::spawn(connection(stream, ctx.clone(), denied));
+        let guard = OpenGuard::new(&open);
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            connection(stream, ctx, denied).await;
+            drop(guard);
+        });
     }
 }
 
-async fn accept_tcp(listener: TcpListener, ctx: Arc<Ctx>) {
+async fn accept_tcp(listener: TcpListener, ctx: Arc<Ctx>, open: Arc<AtomicUsize>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, ctx.clone(), None));
+        let guard = OpenGuard::new(&open);
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            connection(stream, ctx, None).await;
+            drop(guard);
+        });
     }
 }
 
@@ -247,8 +295,8 @@ where
             }
             if let Some(expected) = &ctx.token {
                 if !crate::routes::token_ok(&req, expected) {
-                    eprintln!(
-                        "[master] WARN control: refused a TCP request without a valid token: {} {}",
+                    tracing::warn!(
+                        "control: refused a TCP request without a valid token: {} {}",
                         req.method(),
                         req.uri().path()
                     );

@@ -4,6 +4,7 @@
 use distarch_core::{Config, Selector};
 use serde::{Deserialize, Serialize};
 
+pub use distarch_core::jobs::JobStats;
 pub use distarch_core::{InstanceSnapshot, InstanceState, ReloadOutcome, ScaleOutcome};
 
 /// Version prefix of every path of the API.

@@ -35,6 +35,7 @@ pub struct Launcher {
     // control hook: the run's control handle and the receiving end of its commands.
     control: Control,
     commands: tokio::sync::mpsc::Receiver<Command>,
+    master_log: Option<crate::trace::MasterLog>,
 }
 
 /// Builds a [`Launcher`] from a loaded [`Config`] or in code.
@@ -46,6 +47,7 @@ pub struct LauncherBuilder {
     run_id: Option<String>,
     handle_signals: bool,
     max_instances: Option<u64>,
+    master_log: Option<crate::trace::MasterLog>,
 }
 
 impl LauncherBuilder {
@@ -105,6 +107,13 @@ impl LauncherBuilder {
         self
     }
 
+    /// Sends the records of a [`crate::trace::tracing_layer`] through the run's
+    /// events, in order with everything else, while the run runs.
+    pub fn master_log(mut self, log: crate::trace::MasterLog) -> Self {
+        self.master_log = Some(log);
+        self
+    }
+
     /// Checks everything and gives out ids. Errors list every problem with its key.
     pub fn build(mut self) -> Result<Launcher, ConfigErrors> {
         apply_service_defaults(&mut self.config);
@@ -123,6 +132,7 @@ impl LauncherBuilder {
             stop,
             control,
             commands,
+            master_log: self.master_log,
         })
     }
 }
@@ -136,6 +146,12 @@ pub(crate) fn apply_service_defaults(config: &mut Config) {
         RestartPolicy::Never
     };
     for group in config.groups.values_mut() {
+        // A job pool's instance that failed comes back by default: its jobs went
+        // back to the queue, and the pool needs the hands.
+        let default = match group.jobs {
+            Some(_) if default == RestartPolicy::Never => RestartPolicy::OnFailure,
+            _ => default,
+        };
         group.restart.get_or_insert(default);
     }
 }
@@ -263,9 +279,13 @@ impl Launcher {
         let sink_thread = std::thread::Builder::new()
             .name("distarch-events".into())
             .spawn(move || pump(rx, Box::new(tap)));
+        let (finish_log, master_log) =
+            forward_master_log(self.master_log.take(), events.clone()).await;
         let clock = RunClock::new();
         let progress = RunProgress::new(self.plan.groups.iter().map(|g| (g.name.clone(), g.count)))
             .with_ids(self.plan.instances.iter().map(|i| i.id));
+        // jobs: start the pools first, so that every instance can attach.
+        let (pools, pool_errors) = self.start_pools(&events).await;
         // control hook: the engine owns the run's dynamic set of instances.
         let (_, no_commands) = tokio::sync::mpsc::channel(1);
         let commands = std::mem::replace(&mut self.commands, no_commands);
@@ -281,6 +301,10 @@ impl Launcher {
                 events: events.clone(),
                 clock: clock.clone(),
                 progress: progress.clone(),
+                pools: pools
+                    .iter()
+                    .map(|(g, p)| (g.clone(), p.handle.clone()))
+                    .collect(),
             },
         );
         let _ = events
@@ -319,6 +343,7 @@ impl Launcher {
                 clock: clock.clone(),
                 max_line: self.config.launcher.max_line_bytes,
                 group_count: engine.group_count(&group.name), // control hook
+                jobs: pools.get(&group.name).map(|p| p.handle.clone()),
             };
             tasks.spawn(task.run());
         }
@@ -335,12 +360,22 @@ impl Launcher {
         for transport in self.registry.all() {
             transport.shutdown().await;
         }
+        let mut jobs = pool_errors;
+        for (_, pool) in pools {
+            jobs.push(pool.finish().await);
+        }
+        // The records logged until now go out before the run's last line.
+        drop(finish_log);
+        if let Some(task) = master_log {
+            let _ = task.await;
+        }
         let instances = crate::control::last_reports(reports);
         let report = RunReport {
             run_id: self.run_id.clone(),
             instances,
             stop_reason: self.stop.state().reason,
             duration: started.elapsed(),
+            jobs,
         };
         let _ = events
             .send(Event::RunStopped {
@@ -353,6 +388,55 @@ impl Launcher {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         report
+    }
+
+    /// Starts the pool of every group with `jobs`. A pool that cannot start (its
+    /// journal or output cannot be opened) is reported, and the run is stopped.
+    async fn start_pools(
+        &self,
+        events: &EventTx,
+    ) -> (
+        BTreeMap<Arc<str>, crate::jobs::RunningPool>,
+        Vec<crate::jobs::PoolReport>,
+    ) {
+        let mut pools = BTreeMap::new();
+        let mut failed = Vec::new();
+        for group in &self.plan.groups {
+            let Some(jobs) = &group.config.jobs else {
+                continue;
+            };
+            let control = self.control.clone();
+            let name = group.name.clone();
+            let stop_group = Box::new(move || {
+                tokio::spawn(async move {
+                    let _ = control
+                        .stop(vec![crate::control::Selector::Group(name.to_string())])
+                        .await;
+                });
+            });
+            match crate::jobs::start_pool(group.name.clone(), jobs, events.clone(), stop_group) {
+                Ok(pool) => {
+                    self.control.hub.add_jobs(pool.counters.clone());
+                    pools.insert(group.name.clone(), pool);
+                }
+                Err(e) => {
+                    let _ = events
+                        .send(master_line(
+                            Level::Error,
+                            format!("jobs [{}]: {e}", group.name),
+                        ))
+                        .await;
+                    self.stop.escalate(Order::Stop, StopReason::Requested);
+                    failed.push(crate::jobs::PoolReport {
+                        group: group.name.to_string(),
+                        stats: crate::jobs::JobCounters::new(&group.name).stats(),
+                        complete: false,
+                        error: Some(e),
+                    });
+                }
+            }
+        }
+        (pools, failed)
     }
 
     async fn supervise_run(
@@ -482,6 +566,40 @@ impl Launcher {
         }
         reports
     }
+}
+
+/// Forwards the records of `log` into the run's events until the returned sender
+/// is dropped; then forwards those already waiting and ends. Those logged before
+/// the run are sent first, before anything else of the run.
+async fn forward_master_log(
+    log: Option<crate::trace::MasterLog>,
+    events: EventTx,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (finish, mut finished) = tokio::sync::oneshot::channel::<()>();
+    let Some(mut log) = log else {
+        return (finish, None);
+    };
+    while let Some(event) = log.try_next() {
+        let _ = events.send(event).await;
+    }
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                record = log.next() => match record {
+                    Some(event) => { let _ = events.send(event).await; }
+                    None => return,
+                },
+                _ = &mut finished => break,
+            }
+        }
+        while let Some(event) = log.try_next() {
+            let _ = events.send(event).await;
+        }
+    });
+    (finish, Some(task))
 }
 
 /// How often the launcher looks at pauses and the progress of a stop.

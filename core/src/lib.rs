@@ -29,6 +29,7 @@ mod error;
 mod escape;
 mod events;
 mod gc;
+pub mod jobs;
 mod launcher;
 mod output;
 pub mod owner;
@@ -41,11 +42,13 @@ mod sink;
 mod spec_builder;
 mod supervisor;
 pub mod template;
+pub mod trace;
 mod transport;
 
 pub use config::{
-    BackoffConfig, CommandLine, Config, ControlConfig, GroupConfig, HumanDuration, LauncherConfig,
-    LogFormat, PlacementConfig, RestartPolicy,
+    BackoffConfig, ByteSize, CommandLine, Config, ControlConfig, GroupConfig, HumanDuration,
+    LauncherConfig, LogFileConfig, LogFormat, MetricsConfig, PlacementConfig, RestartPolicy,
+    TimeZone,
 };
 pub use control::{
     Control, ControlError, FeedEvent, Followed, InstanceSnapshot, InstanceState, LogFilter,
@@ -55,17 +58,17 @@ pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnErro
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
 pub use gc::{GcReport, GcRequest};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
-pub use output::{format_json, format_text, LogWriter};
+pub use output::{event_level, format_json, format_text, format_text_at, EventFilter, LogWriter};
 pub use plan::{
     build_plan, build_plan_limited, Plan, PlannedGroup, PlannedInstance, DEFAULT_MAX_INSTANCES,
     IMPLICIT_PLACEMENT, MAX_ARG_BYTES, MAX_EXEC_BYTES, PLACEMENT_KEYS,
 };
 pub use registry::{TransportRegistry, TransportResolver};
 pub use report::{
-    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY,
-    EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
+    InstanceReport, Outcome, RunReport, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_OUTPUT_LOST, EXIT_TERMINATED, EXIT_TIMEOUT,
 };
-pub use sink::{ChannelSink, EventSink};
+pub use sink::{ChannelSink, EventObserver, EventSink, Observed};
 pub use spec_builder::SpecBuilder;
 pub use supervisor::StopHandle;
 pub use transport::{

@@ -2,7 +2,7 @@
 //! (`[group] [host] [id/group_id] LEVEL message`, `[master]` for the master's own
 //! lines) or JSON (one object per line).
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TimeZone};
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopStep};
 use crate::sink::EventSink;
 use distarch_protocol::Level;
@@ -28,9 +28,16 @@ pub struct LogWriter<W: Write + Send + 'static> {
     on_error: Option<WriteErrorHook>,
     /// Set once a write failed: nothing more is written (or buffered).
     broken: bool,
+    /// Text lines start with their time in this zone (`None`: no timestamps).
+    timestamps: Option<TimeZone>,
+    /// Only events this accepts are written (a group's own file).
+    filter: Option<EventFilter>,
     /// Start errors already printed (text output says each reason once).
     start_errors: crate::repeats::StartErrors,
 }
+
+/// Decides which events a [`LogWriter`] writes.
+pub type EventFilter = Box<dyn Fn(&Event) -> bool + Send>;
 
 impl<W: Write + Send + 'static> LogWriter<W> {
     /// A writer in `format` to `out`.
@@ -42,8 +49,58 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             buf: Vec::with_capacity(FLUSH_AT * 2),
             on_error: None,
             broken: false,
+            timestamps: None,
+            filter: None,
             start_errors: Default::default(),
         }
+    }
+
+    /// Starts each text line with its time (RFC 3339, milliseconds) in `zone`
+    /// (`None`: no timestamps). JSON lines always carry a `time`.
+    pub fn with_timestamps(mut self, zone: Option<TimeZone>) -> Self {
+        self.timestamps = zone;
+        self
+    }
+
+    /// Writes only the events `filter` accepts.
+    pub fn with_filter(mut self, filter: impl Fn(&Event) -> bool + Send + 'static) -> Self {
+        self.filter = Some(Box::new(filter));
+        self
+    }
+
+    /// Replaces the output (a log file opened again), writing what is buffered to
+    /// the old one first.
+    pub fn replace_output(&mut self, out: W) {
+        self.write_buffer();
+        self.out = out;
+        self.broken = false;
+    }
+
+    /// Writes one event (same as [`EventSink::event`], without taking it).
+    pub fn write_event(&mut self, event: &Event) {
+        if event_level(event).is_some_and(|level| level < self.min_level) {
+            return;
+        }
+        if let Some(filter) = &self.filter {
+            if !filter(event) {
+                return;
+            }
+        }
+        match self.format {
+            LogFormat::Text => match self.start_errors.shorten(event) {
+                Some(shorter) => format_text_at(&mut self.buf, &shorter, self.timestamps),
+                None => format_text_at(&mut self.buf, event, self.timestamps),
+            },
+            LogFormat::Json => format_json(&mut self.buf, event),
+        }
+        if self.buf.len() >= FLUSH_AT {
+            self.write_buffer();
+        }
+    }
+
+    /// Writes what is buffered.
+    pub fn flush_now(&mut self) {
+        self.write_buffer();
     }
 
     /// Calls `f` once when writing fails (the reader of a pipe went away, the disk
@@ -84,19 +141,17 @@ impl<W: Write + Send + 'static> LogWriter<W> {
 
 impl<W: Write + Send + 'static> EventSink for LogWriter<W> {
     fn event(&mut self, event: Event) {
-        if event_level(&event).is_some_and(|level| level < self.min_level) {
-            return;
-        }
-        match self.format {
-            LogFormat::Text => {
-                let event = self.start_errors.shorten(event);
-                format_text(&mut self.buf, &event)
-            }
-            LogFormat::Json => format_json(&mut self.buf, &event),
-        }
-        if self.buf.len() >= FLUSH_AT {
-            self.write_buffer();
-        }
+        self.write_event(&event);
+    }
+
+    fn flush(&mut self) {
+        self.write_buffer();
+    }
+}
+
+impl<W: Write + Send + 'static> crate::sink::EventObserver for LogWriter<W> {
+    fn observe(&mut self, event: &Event) {
+        self.write_event(event);
     }
 
     fn flush(&mut self) {
@@ -189,7 +244,7 @@ fn describe(event: &Event) -> Option<(Option<&InstanceLabel>, Level, String)> {
 }
 
 /// The level an event is shown at (`None` for events that are never shown).
-fn event_level(event: &Event) -> Option<Level> {
+pub fn event_level(event: &Event) -> Option<Level> {
     match event {
         Event::Log(r) => Some(r.level),
         Event::Lines(l) => Some(l.level),
@@ -220,12 +275,42 @@ fn prefix(buf: &mut Vec<u8>, instance: Option<&InstanceLabel>) {
 
 /// Appends `event` as a text line (nothing for events that are not shown).
 pub fn format_text(buf: &mut Vec<u8>, event: &Event) {
+    format_text_at(buf, event, None);
+}
+
+/// The time an event happened (when the master received it), or now.
+fn event_time(event: &Event) -> SystemTime {
     match event {
-        Event::Log(record) => return format_text_record(buf, record),
-        Event::Lines(lines) => return format_text_lines(buf, lines),
+        Event::Log(r) => r.time,
+        Event::Lines(l) => l.time,
+        _ => SystemTime::now(),
+    }
+}
+
+/// `t` as RFC 3339 with milliseconds in `zone`, and a space.
+pub fn stamp(t: SystemTime, zone: TimeZone) -> String {
+    match zone {
+        TimeZone::Utc => format!("{} ", humantime::format_rfc3339_millis(t)),
+        TimeZone::Local => format!(
+            "{} ",
+            chrono::DateTime::<chrono::Local>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+        ),
+    }
+}
+
+/// Appends `event` as a text line, each line starting with its time in `zone`
+/// when one is given (nothing for events that are not shown).
+pub fn format_text_at(buf: &mut Vec<u8>, event: &Event, zone: Option<TimeZone>) {
+    let time = zone.map(|z| stamp(event_time(event), z));
+    let time = time.as_deref().unwrap_or("");
+    match event {
+        Event::Log(record) => return format_text_record(buf, record, time),
+        Event::Lines(lines) => return format_text_lines(buf, lines, time),
         _ => {}
     }
     if let Some((instance, level, text)) = describe(event) {
+        buf.extend_from_slice(time.as_bytes());
         prefix(buf, instance);
         let _ = write!(buf, "{} distarch: ", level_tag(level));
         push_single_line(buf, &text);
@@ -233,10 +318,11 @@ pub fn format_text(buf: &mut Vec<u8>, event: &Event) {
     }
 }
 
-fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines) {
+fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &str) {
     let prefix = lines.instance.text_prefix().as_bytes();
     let tag = level_tag(lines.level).as_bytes();
     for (line, truncated) in lines.iter() {
+        buf.extend_from_slice(time.as_bytes());
         buf.extend_from_slice(prefix);
         buf.extend_from_slice(tag);
         buf.push(b' ');
@@ -248,7 +334,8 @@ fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines) {
     }
 }
 
-fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord) {
+fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord, time: &str) {
+    buf.extend_from_slice(time.as_bytes());
     prefix(buf, r.instance.as_deref());
     buf.extend_from_slice(level_tag(r.level).as_bytes());
     // The master's own lines read like its other lines: `LEVEL distarch: text`.

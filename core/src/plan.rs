@@ -366,6 +366,9 @@ fn validate_group(path: &str, group: &GroupConfig, errors: &mut Vec<ConfigError>
             errors.push(ConfigError::new(format!("{path}.env"), message));
         }
     }
+    if let Some(jobs) = &group.jobs {
+        jobs.validate(&format!("{path}.jobs"), errors);
+    }
 }
 
 /// Checks the settings keys of a placement against what its transport declares;

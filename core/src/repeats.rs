@@ -13,32 +13,32 @@ pub(crate) struct StartErrors {
 }
 
 impl StartErrors {
-    /// The event to print: a start error already printed for the same group and
-    /// host becomes "the same error as instance N"; a start that worked forgets the
-    /// error of its group and host.
-    pub(crate) fn shorten(&mut self, event: Event) -> Event {
+    /// What to print instead of `event`, if anything: a start error already
+    /// printed for the same group and host becomes "the same error as instance N".
+    /// A start that worked forgets the error of its group and host.
+    pub(crate) fn shorten(&mut self, event: &Event) -> Option<Event> {
         match event {
             Event::InstanceFailedToStart { instance, error } => {
                 let key = (instance.group.clone(), instance.host.clone());
                 match self.last.get(&key) {
-                    Some((same, first)) if *same == error && *first != instance.id => {
-                        Event::InstanceFailedToStart {
+                    Some((same, first)) if same == error && *first != instance.id => {
+                        Some(Event::InstanceFailedToStart {
                             error: format!("the same error as instance {first}"),
-                            instance,
-                        }
+                            instance: instance.clone(),
+                        })
                     }
                     _ => {
                         self.last.insert(key, (error.clone(), instance.id));
-                        Event::InstanceFailedToStart { instance, error }
+                        None
                     }
                 }
             }
-            Event::InstanceStarted { ref instance, .. } => {
+            Event::InstanceStarted { instance, .. } => {
                 self.last
                     .remove(&(instance.group.clone(), instance.host.clone()));
-                event
+                None
             }
-            other => other,
+            _ => None,
         }
     }
 }
@@ -55,9 +55,11 @@ mod tests {
         }
     }
 
-    fn text(event: &Event) -> String {
-        match event {
-            Event::InstanceFailedToStart { error, .. } => error.clone(),
+    /// The error text printed for `event`.
+    fn printed(r: &mut StartErrors, event: Event) -> String {
+        let shown = r.shorten(&event).unwrap_or(event);
+        match shown {
+            Event::InstanceFailedToStart { error, .. } => error,
             _ => String::new(),
         }
     }
@@ -65,22 +67,22 @@ mod tests {
     #[test]
     fn a_repeated_start_error_names_the_first_instance_that_had_it() {
         let mut r = StartErrors::default();
-        assert_eq!(text(&r.shorten(failed(1, "h", "refused"))), "refused");
+        assert_eq!(printed(&mut r, failed(1, "h", "refused")), "refused");
         assert_eq!(
-            text(&r.shorten(failed(2, "h", "refused"))),
+            printed(&mut r, failed(2, "h", "refused")),
             "the same error as instance 1"
         );
         // Another host, or another reason: said in full.
-        assert_eq!(text(&r.shorten(failed(3, "k", "refused"))), "refused");
-        assert_eq!(text(&r.shorten(failed(4, "h", "timed out"))), "timed out");
+        assert_eq!(printed(&mut r, failed(3, "k", "refused")), "refused");
+        assert_eq!(printed(&mut r, failed(4, "h", "timed out")), "timed out");
         // The same instance failing again on a restart: in full.
-        assert_eq!(text(&r.shorten(failed(4, "h", "timed out"))), "timed out");
+        assert_eq!(printed(&mut r, failed(4, "h", "timed out")), "timed out");
         // After a start that worked, the next failure is said in full again.
         let started = Event::InstanceStarted {
             instance: Arc::new(InstanceLabel::new("g".into(), "h".into(), 1, 1, 4, 0)),
             description: "pid 1".into(),
         };
-        r.shorten(started);
-        assert_eq!(text(&r.shorten(failed(2, "h", "timed out"))), "timed out");
+        r.shorten(&started);
+        assert_eq!(printed(&mut r, failed(2, "h", "timed out")), "timed out");
     }
 }

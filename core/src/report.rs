@@ -16,6 +16,9 @@ pub const EXIT_CONFIG: i32 = 2;
 pub const EXIT_TIMEOUT: i32 = 3;
 /// Exit code: some instances were not ready within the launcher's `ready_timeout`.
 pub const EXIT_NOT_READY: i32 = 4;
+/// Exit code: some job of a job pool failed for good (dead-lettered), or was
+/// never finished (the run stopped first, the input or output failed).
+pub const EXIT_JOBS_FAILED: i32 = 5;
 /// Exit code: the master's output was gone (EX_IOERR), so it stopped everything.
 pub const EXIT_OUTPUT_LOST: i32 = 74;
 /// Exit code: the run was interrupted by SIGINT.
@@ -74,7 +77,7 @@ pub struct InstanceReport {
 }
 
 /// The report of a whole run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
     /// Run id.
     pub run_id: String,
@@ -84,6 +87,8 @@ pub struct RunReport {
     pub stop_reason: Option<StopReason>,
     /// How long the run took.
     pub duration: Duration,
+    /// How each job pool ended (empty when the run has none).
+    pub jobs: Vec<crate::jobs::PoolReport>,
 }
 
 impl RunReport {
@@ -98,9 +103,22 @@ impl RunReport {
             Some(StopReason::Timeout) => EXIT_TIMEOUT,
             Some(StopReason::NotReady) => EXIT_NOT_READY,
             Some(StopReason::OutputLost) => EXIT_OUTPUT_LOST,
-            _ if self.instances.iter().all(|i| i.outcome.is_clean()) => EXIT_OK,
+            _ if self.jobs.iter().any(|p| p.failed()) => EXIT_JOBS_FAILED,
+            // Instances of a pool that finished every job do not fail the run:
+            // the pool gave their work to others.
+            _ if self
+                .instances
+                .iter()
+                .all(|i| i.outcome.is_clean() || self.pool_finished(&i.group)) =>
+            {
+                EXIT_OK
+            }
             _ => EXIT_FAILED,
         }
+    }
+
+    fn pool_finished(&self, group: &str) -> bool {
+        self.jobs.iter().any(|p| p.group == group && !p.failed())
     }
 
     /// Number of instances whose outcome is not clean.

@@ -76,3 +76,52 @@ pub(crate) fn pump(mut rx: mpsc::Receiver<Vec<Event>>, mut sink: Box<dyn EventSi
     }
     sink.flush();
 }
+
+/// Looks at every event of a run without taking it: a log file, the metrics, a
+/// progress bar. Several observers share one [`Observed`] sink, so an event is
+/// never copied for each of them.
+pub trait EventObserver: Send + 'static {
+    /// Takes one event into account.
+    fn observe(&mut self, event: &Event);
+    /// Called when no event is waiting: a good time to flush buffered output.
+    fn flush(&mut self) {}
+}
+
+/// An [`EventSink`] that shows every event to its observers, in the order they
+/// were added: the one output path of the CLI (standard output, files, metrics).
+#[derive(Default)]
+pub struct Observed {
+    observers: Vec<Box<dyn EventObserver>>,
+}
+
+impl Observed {
+    /// No observer yet.
+    pub fn new() -> Self {
+        Observed::default()
+    }
+
+    /// Adds an observer.
+    pub fn with(mut self, observer: impl EventObserver) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Adds an observer (boxed).
+    pub fn push(&mut self, observer: Box<dyn EventObserver>) {
+        self.observers.push(observer);
+    }
+}
+
+impl EventSink for Observed {
+    fn event(&mut self, event: Event) {
+        for o in &mut self.observers {
+            o.observe(&event);
+        }
+    }
+
+    fn flush(&mut self) {
+        for o in &mut self.observers {
+            o.flush();
+        }
+    }
+}

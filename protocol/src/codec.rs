@@ -108,7 +108,9 @@ fn unknown_type(body: &[u8]) -> Option<String> {
         kind: String,
     }
     let typed: Typed = serde_json::from_slice(body).ok()?;
-    const KNOWN: [&str; 6] = ["hello", "ping", "log", "ready", "ended", "status"];
+    const KNOWN: [&str; 9] = [
+        "hello", "ping", "log", "ready", "ended", "status", "want", "done", "failed",
+    ];
     (!KNOWN.contains(&typed.kind.as_str())).then_some(typed.kind)
 }
 
@@ -222,6 +224,52 @@ mod tests {
             encode_master_frame(&MasterFrame::GroupCount { count: 5 }),
             b"\x1e{\"type\":\"group_count\",\"count\":5}\n"
         );
+    }
+
+    #[test]
+    fn job_frames_have_the_documented_wire_form() {
+        let job = MasterFrame::Job {
+            id: 7,
+            payload: serde_json::json!({"n": 3}),
+        };
+        assert_eq!(
+            encode_master_frame(&job),
+            b"\x1e{\"type\":\"job\",\"id\":7,\"payload\":{\"n\":3}}\n"
+        );
+        assert_eq!(
+            parse_master_line(b"\x1e{\"type\":\"job\",\"id\":7,\"payload\":{\"n\":3}}"),
+            MasterLine::Frame(job)
+        );
+        assert_eq!(
+            encode_worker_frame(&WorkerFrame::Want { n: 4 }),
+            b"\x1e{\"type\":\"want\",\"n\":4}\n"
+        );
+        assert_eq!(
+            encode_worker_frame(&WorkerFrame::Done {
+                id: 7,
+                result: Some(serde_json::json!([1, "a"]))
+            }),
+            b"\x1e{\"type\":\"done\",\"id\":7,\"result\":[1,\"a\"]}\n"
+        );
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"done\",\"id\":7}"),
+            WorkerLine::Frame(WorkerFrame::Done {
+                id: 7,
+                result: None
+            })
+        );
+        assert_eq!(
+            parse_worker_line(b"\x1e{\"type\":\"failed\",\"id\":8,\"error\":\"boom\"}"),
+            WorkerLine::Frame(WorkerFrame::Failed {
+                id: 8,
+                error: "boom".into(),
+                retryable: true
+            })
+        );
+        assert!(matches!(
+            parse_worker_line(b"\x1e{\"type\":\"want\",\"n\":-1}"),
+            WorkerLine::Malformed { .. }
+        ));
     }
 
     #[test]

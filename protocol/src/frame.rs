@@ -108,6 +108,35 @@ pub enum WorkerFrame {
         /// The status text.
         text: String,
     },
+    /// Job pools: "send me `n` more jobs" (a credit that adds up). A worker that
+    /// never sends it never gets a job.
+    Want {
+        /// How many more jobs the worker takes.
+        n: u64,
+    },
+    /// Job pools: the job `id` succeeded, with an optional result.
+    Done {
+        /// The id of the `job` frame being answered.
+        id: u64,
+        /// Any JSON value; absent means `null`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+    },
+    /// Job pools: the job `id` failed.
+    Failed {
+        /// The id of the `job` frame being answered.
+        id: u64,
+        /// What went wrong (shown in the dead-letter output).
+        error: String,
+        /// Whether another attempt may succeed (default `true`); `false` sends the
+        /// job to the dead-letter output at once.
+        #[serde(default = "yes")]
+        retryable: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A frame sent by the master to a worker on the worker's stdin.
@@ -122,5 +151,13 @@ pub enum MasterFrame {
     GroupCount {
         /// The new number of instances in the group.
         count: u64,
+    },
+    /// Job pools: one work item, sent only against credit the worker gave with
+    /// `want`. The worker answers it with `done` or `failed` and the same `id`.
+    Job {
+        /// The job's id, unique within the run (the input's record number).
+        id: u64,
+        /// The work item: any JSON value.
+        payload: serde_json::Value,
     },
 }

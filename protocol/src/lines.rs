@@ -99,6 +99,15 @@ impl LineSplitter {
         }
     }
 
+    /// Gives back memory kept from a long line once no line is being gathered (a
+    /// stream that once carried a long line does not hold its buffer for life).
+    pub fn release_spare(&mut self) {
+        const KEEP: usize = 4 * 1024;
+        if self.buf.is_empty() && self.buf.capacity() > KEEP {
+            self.buf = Vec::new();
+        }
+    }
+
     /// Ends the stream: delivers an unfinished last line, if any.
     pub fn finish(&mut self, mut emit: impl FnMut(RawLine<'_>)) {
         if !self.buf.is_empty() {
@@ -125,6 +134,20 @@ mod tests {
         }
         s.finish(|l| out.push((l.bytes.to_vec(), l.truncated)));
         out
+    }
+
+    #[test]
+    fn a_long_line_s_buffer_is_given_back_once_the_line_is_done() {
+        let mut s = LineSplitter::new(1 << 20);
+        let long = vec![b'x'; 100_000];
+        s.feed(&long, |_| {});
+        s.release_spare();
+        assert_eq!(s.buffered(), 100_000, "an unfinished line is kept");
+        let mut lines = 0;
+        s.feed(b"\n", |_| lines += 1);
+        s.release_spare();
+        assert_eq!(lines, 1);
+        assert_eq!(s.buf.capacity(), 0);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub fn test_worker_bin() -> PathBuf {
     built("distarch-test-worker")
 }
 
+/// The job-pool worker (tests/bin/job_worker.rs).
+pub fn job_worker_bin() -> PathBuf {
+    built("distarch-job-worker")
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

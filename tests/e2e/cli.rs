@@ -251,13 +251,9 @@ fn gc_help_lists_only_its_flags() {
     let help = d.run(&["gc", "--help"], LIMIT);
     assert_eq!(help.code, 0);
     insta::assert_snapshot!("gc_help", help.stdout);
-    for launch_only in [
-        "--timeout",
-        "--log-format",
-        "--group",
-        "--stop-grace",
-        "--max-instances",
-    ] {
+    // gc prints through the master's log writer: it takes --log-format (issue 9).
+    assert!(help.stdout.contains("--log-format"), "{}", help.stdout);
+    for launch_only in ["--timeout", "--group", "--stop-grace", "--max-instances"] {
         assert!(
             !help.stdout.contains(launch_only),
             "{launch_only} in gc --help"
@@ -277,7 +273,7 @@ fn an_unreachable_engine_is_reported_once_not_once_per_instance() {
     assert_eq!(full, 1, "{out}");
     assert_eq!(
         out.stdout
-            .matches("failed to start: the same error as instance 1")
+            .matches("failed to start: the same error as instance ")
             .count(),
         3,
         "{out}"

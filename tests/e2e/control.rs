@@ -53,7 +53,7 @@ fn ps_lists_runs_and_their_instances_found_by_id_prefix_name_or_config() {
     assert!(text.stdout.starts_with("ID "), "{text}");
     assert_eq!(text.stdout.lines().count(), 4, "{text}");
     let none = s.cli(&["ps", "zzz"]);
-    assert_eq!(none.code, 4, "{none}");
+    assert_eq!(none.code, 6, "{none}");
     assert!(
         none.stderr
             .contains("no running distarch run matches `zzz`"),
@@ -294,6 +294,12 @@ fn rolling_restart_starts_the_next_instance_after_the_previous_is_ready() {
             .any(|i| i["id"] == 2 && i["restarts"] == 2 && i["state"] == "ready")
     });
     assert_eq!(s.instance(1).unwrap()["restarts"], 1);
+    // Each start by a command is told its number, as a policy restart would be.
+    let out = s.master.stdout();
+    for (id, restart) in [(1, 1), (2, 1), (2, 2), (3, 1)] {
+        let line = format!("[g] [localhost] [{id}/{id}] INFO steady id={id} group_id={id} count=3 restart={restart} ");
+        assert!(out.contains(&line), "{line}\n{out}");
+    }
     assert_eq!(s.cli(&["stop", "roll0001"]).code, 0);
     let mut master = s.master;
     assert_eq!(master.wait(LIMIT).code, 0);
@@ -382,12 +388,27 @@ fn logs_show_the_buffer_filtered_and_follow_new_lines() {
     assert!(since.stdout.contains("tick 0"), "{since}");
     let bad = s.cli(&["logs", "logs0001", "--since", "yesterday"]);
     assert_eq!(bad.code, 2, "{bad}");
+    // `events` follows the event stream: JSON records of what happens from now on.
+    let events = s.d.spawn(&["events", "logs0001"]);
+    let ticked = wait_until(WAIT, || events.stdout().contains("\"message\":\"tick "));
+    assert!(ticked, "no events followed:\n{}", events.stdout());
     assert_eq!(s.cli(&["stop", "logs0001"]).code, 0);
     let mut master = s.master;
     assert_eq!(master.wait(LIMIT).code, 0);
-    // The follower ends with the run.
+    // The followers end with the run; the event stream saw the run stop.
     let mut follower = follower;
     follower.wait(LIMIT);
+    let mut events = events;
+    let seen = events.wait(LIMIT);
+    let kinds: Vec<String> = seen
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["event"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert!(kinds.iter().any(|k| k == "instance_stopped"), "{kinds:?}");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
@@ -410,7 +431,7 @@ fn a_follower_that_stops_reading_is_dropped() {
     stream
         .write_all(b"GET /v1/logs?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let dropped = wait_until(WAIT, || s.master.stderr().contains("dropped a follower"));
+    let dropped = wait_until(WAIT, || s.master.stdout().contains("dropped a follower"));
     assert!(dropped, "the stalled follower was not dropped");
     drop(stream);
     assert_eq!(s.cli(&["stop", "slow0001"]).code, 0);

@@ -2,7 +2,7 @@
 //! the SDK (docs/conformance.md describes the contract).
 //!
 //! It reports its identity in a log frame named `identity`, sends `ready`, does
-//! what `params.conformance` asks (`levels`, `status`, `ping`, `group_count`, or
+//! what `params.conformance` asks (`levels`, `status`, `ping`, `group_count`, `jobs`, or
 //! nothing), and returns when it must stop; [`distarch_worker::run`] sends `ended`.
 
 use distarch_worker::{Level, Worker};
@@ -65,6 +65,11 @@ fn main() {
                     }
                 }
             }
+            // Job pools: echo each payload; fail (not retryable) one with `fail`.
+            Some("jobs") => worker.serve(2, |job| match job.payload().get("fail") {
+                Some(why) => Err(distarch_worker::JobError::fatal(why.to_string())),
+                None => Ok(job.payload().clone()),
+            }),
             _ => {}
         }
         worker.wait_stop();

@@ -33,12 +33,17 @@
 //! })
 //! ```
 //!
+//! Job pools: [`Worker::jobs`] iterates over the work items the master hands out
+//! (asking for them with a credit), [`Worker::serve`] runs a handler on several
+//! threads; each job is answered `done` (with a result) or `failed`.
+//!
 //! Features: `tracing` (default) adds a `tracing` layer (`Worker::tracing_layer`,
 //! module `tracing`); `tokio` adds `Worker::stopped` and `Worker::sleep_async`.
 #![forbid(unsafe_code)]
 
 mod error;
 mod identity;
+mod jobs;
 mod output;
 mod run;
 mod stop;
@@ -51,6 +56,7 @@ pub mod tracing;
 
 pub use distarch_protocol::Level;
 pub use error::WorkerError;
+pub use jobs::{Job, JobError, Jobs, DEFAULT_JOB_CREDIT};
 pub use output::DEFAULT_PING_INTERVAL;
 pub use run::{run, FAILURE_EXIT_CODE, NOT_STARTED_BY_DISTARCH_EXIT_CODE, SUCCESS_EXIT_CODE};
 pub use stop::{StopReason, MASTER_GONE_EXIT_CODE};

@@ -107,6 +107,22 @@ impl FrameWriter {
         result
     }
 
+    /// Writes several frames in one write (job answers and credit together).
+    pub fn send_many(&self, frames: &[WorkerFrame]) -> io::Result<()> {
+        let mut lines = Vec::with_capacity(64 * frames.len());
+        for frame in frames {
+            lines.extend_from_slice(&encode_worker_frame(frame));
+        }
+        let mut stdout = io::stdout().lock();
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.hello_sent.swap(true, Ordering::Relaxed) {
+            sink.write_line(&mut stdout, &encode_worker_frame(&hello_frame()))?;
+        }
+        let result = sink.write_line(&mut stdout, &lines);
+        self.last_write.store(self.now(), Ordering::Relaxed);
+        result
+    }
+
     /// Sends a `ping` unless a frame was written less than the ping interval ago.
     /// Returns `Ok(false)` when rate-limited. In the common (limited) case this is
     /// one clock read and two atomic loads.

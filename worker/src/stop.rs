@@ -1,5 +1,6 @@
 //! The stop flag, and the background thread that reads the master's frames on stdin.
 
+use crate::jobs::Inbox;
 use distarch_protocol::{parse_master_line, LineSplitter, MasterFrame, MasterLine};
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +18,9 @@ pub enum StopReason {
     MasterGone,
 }
 
-/// Longest line read from the master; master frames are tiny.
-const MAX_MASTER_LINE: usize = 64 * 1024;
+/// Longest line read from the master: control frames are tiny, a `job` frame
+/// carries one input record (the master refuses records above 1 MiB).
+const MAX_MASTER_LINE: usize = 2 * 1024 * 1024;
 
 /// Marks "never" in [`StopSignal::exit_grace_ms`].
 const NO_EXIT: u64 = u64::MAX;
@@ -138,9 +140,10 @@ pub const MASTER_GONE_EXIT_CODE: i32 = 3;
 /// Body of the stdin thread: records `group_count` frames, raises `StopRequested` on a `stop` frame and
 /// `MasterGone` at EOF (or on a read error), then — unless disabled — waits the
 /// grace period and exits the process.
-pub(crate) fn listen(mut input: impl Read, signal: &StopSignal) {
-    read_frames(&mut input, signal);
+pub(crate) fn listen(mut input: impl Read, signal: &StopSignal, inbox: &Inbox) {
+    read_frames(&mut input, signal, inbox);
     signal.raise(StopReason::MasterGone);
+    inbox.close();
     if let Some(grace) = signal.exit_grace() {
         std::thread::sleep(grace);
         // No explicit flush: another thread may hold the stdout lock forever, and
@@ -149,12 +152,16 @@ pub(crate) fn listen(mut input: impl Read, signal: &StopSignal) {
     }
 }
 
-fn read_frames(input: &mut impl Read, signal: &StopSignal) {
+fn read_frames(input: &mut impl Read, signal: &StopSignal, inbox: &Inbox) {
     let mut splitter = LineSplitter::new(MAX_MASTER_LINE);
     let mut buf = [0u8; 8192];
     let on_line = |line: distarch_protocol::RawLine<'_>| {
         match parse_master_line(line.bytes) {
-            MasterLine::Frame(MasterFrame::Stop) => signal.raise(StopReason::StopRequested),
+            MasterLine::Frame(MasterFrame::Stop) => {
+                signal.raise(StopReason::StopRequested);
+                inbox.close();
+            }
+            MasterLine::Frame(MasterFrame::Job { id, payload }) => inbox.push(id, payload),
             MasterLine::Frame(MasterFrame::GroupCount { count }) => {
                 signal.group_count.store(count, Ordering::Relaxed);
             }
@@ -181,19 +188,20 @@ mod tests {
     #[test]
     fn a_stop_frame_then_eof_raises_both_reasons_in_order() {
         let signal = StopSignal::new(None, 1);
+        let inbox = Inbox::default();
         let mut input: &[u8] = b"hello\n\x1e{\"type\":\"nope\"}\n";
-        read_frames(&mut input, &signal);
+        read_frames(&mut input, &signal, &inbox);
         assert_eq!(signal.reason(), None, "unknown frames and text are ignored");
 
         let mut input: &[u8] = b"\x1e{\"type\":\"group_count\",\"count\":7}\n";
-        read_frames(&mut input, &signal);
+        read_frames(&mut input, &signal, &inbox);
         assert_eq!(signal.group_count(), 7);
         assert_eq!(signal.reason(), None, "group_count is no stop");
 
         let mut input: &[u8] = b"\x1e{\"type\":\"stop\",\"extra\":1}\r\n";
-        read_frames(&mut input, &signal);
+        read_frames(&mut input, &signal, &inbox);
         assert_eq!(signal.reason(), Some(StopReason::StopRequested));
-        listen(&b""[..], &signal);
+        listen(&b""[..], &signal, &inbox);
         assert_eq!(signal.reason(), Some(StopReason::MasterGone));
         signal.raise(StopReason::StopRequested);
         assert_eq!(signal.reason(), Some(StopReason::MasterGone));

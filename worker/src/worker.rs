@@ -2,6 +2,7 @@
 
 use crate::error::WorkerError;
 use crate::identity::Identity;
+use crate::jobs::Inbox;
 use crate::output::{FrameWriter, Sink};
 use crate::stop::{listen, StopReason, StopSignal};
 use distarch_protocol::{Level, WorkerFrame};
@@ -38,6 +39,8 @@ struct Inner {
     identity: Identity,
     out: FrameWriter,
     stop: Arc<StopSignal>,
+    /// Jobs received from the master (job pools).
+    inbox: Arc<Inbox>,
     /// The stream the master's frames come from; taken by the listener thread.
     input: Mutex<Option<Box<dyn Read + Send>>>,
     listening: Once,
@@ -93,6 +96,7 @@ impl Worker {
                     Some(DEFAULT_MASTER_GONE_GRACE),
                     group_count,
                 )),
+                inbox: Arc::new(Inbox::default()),
                 input: Mutex::new(Some(Box::new(std::io::stdin()))),
                 listening: Once::new(),
             }),
@@ -221,9 +225,10 @@ impl Worker {
                 .take();
             let Some(input) = input else { return };
             let stop = self.inner.stop.clone();
+            let inbox = self.inner.inbox.clone();
             let spawned = std::thread::Builder::new()
                 .name("distarch-stdin".into())
-                .spawn(move || listen(input, &stop));
+                .spawn(move || listen(input, &stop, &inbox));
             if let Err(e) = spawned {
                 // Without the thread no stop can be noticed; say so rather than hang.
                 self.error(format!(
@@ -340,6 +345,15 @@ impl Worker {
 
     fn send(&self, frame: &WorkerFrame) {
         self.check(self.inner.out.send(frame));
+    }
+
+    /// Writes several frames in one write.
+    pub(crate) fn send_frames(&self, frames: &[WorkerFrame]) {
+        self.check(self.inner.out.send_many(frames));
+    }
+
+    pub(crate) fn inbox(&self) -> &Inbox {
+        &self.inner.inbox
     }
 
     /// A frame that cannot be written means nobody reads our stdout any more: the

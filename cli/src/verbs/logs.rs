@@ -1,6 +1,7 @@
-//! `distarch logs RUN [-f] [--group G] [--id N] [--since DUR] [--tail N]`.
+//! `distarch logs RUN [-f] [--group G] [--id N] [--since DUR] [--tail N]` and
+//! `distarch events RUN`: streams of lines from the master, printed as they come.
 
-use super::{locate, LogsArgs, OutputFormat, VerbError};
+use super::{locate, EventsArgs, LogsArgs, OutputFormat, VerbError};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
@@ -39,11 +40,22 @@ fn query(args: &LogsArgs, now: SystemTime) -> Result<String, VerbError> {
 
 pub async fn logs(args: LogsArgs) -> Result<i32, VerbError> {
     let q = query(&args, SystemTime::now())?;
-    let found = locate(&args.run).await?;
+    print_stream(&args.run, &format!("/logs?{q}")).await
+}
+
+/// Follows `GET /v1/events` of a run.
+pub async fn events(args: EventsArgs) -> Result<i32, VerbError> {
+    print_stream(&args.run, "/events").await
+}
+
+/// Prints every line of the stream at `path` of `run`'s API until it ends (or
+/// standard output is closed).
+async fn print_stream(run: &str, path: &str) -> Result<i32, VerbError> {
+    let found = locate(run).await?;
     let stdout = std::io::stdout();
     found
         .client()
-        .lines(&format!("/logs?{q}"), |line| {
+        .lines(path, |line| {
             let mut out = stdout.lock();
             out.write_all(line).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok()
         })

@@ -22,6 +22,7 @@ mod logs;
 mod ps;
 mod reload;
 mod table;
+mod top;
 
 use crate::args::ConfigArgs;
 use clap::{Args, Subcommand, ValueEnum};
@@ -29,10 +30,11 @@ use distarch_control::{find_run, ClientError, FindError, FoundRun};
 
 /// The master refused the command (unknown group or id, bad count, stopping).
 pub const EXIT_REFUSED: i32 = 1;
-/// No running run matches, or several do.
-pub const EXIT_NO_RUN: i32 = 4;
+/// No running run matches, or several do. (Not 4 or 5: `launch` gives those other
+/// meanings, and one number means one thing across distarch's commands.)
+pub const EXIT_NO_RUN: i32 = 6;
 /// The run's master cannot be reached (permission denied, connection broken).
-pub const EXIT_UNREACHABLE: i32 = 5;
+pub const EXIT_UNREACHABLE: i32 = 7;
 
 /// The control verbs.
 #[derive(Debug, Subcommand)]
@@ -54,10 +56,26 @@ pub enum ControlCommand {
     Restart(RestartArgs),
     /// Show a run's recent output, and follow it with -f.
     Logs(LogsArgs),
+    /// Follow a run's events (starts, readiness, statuses, exits, restarts, log
+    /// lines) as JSON lines, the records of `--log-format json`, until the run ends
+    /// or Ctrl-C.
+    Events(EventsArgs),
     /// Apply a changed configuration to a running launch: new groups start, removed
     /// groups stop, changed groups restart one instance at a time. Without config
     /// flags the master reads its own configuration again (like SIGHUP).
     Reload(ReloadArgs),
+    /// A live view of a running launch: groups with counts by state, the instances
+    /// (sortable, filterable), the output of the selected one, and keys to stop,
+    /// restart, suspend, resume and scale its group.
+    Top(TopArgs),
+}
+
+/// Arguments of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The run (id, unique id prefix, name or config file); may be left out when
+    /// only one run is live.
+    pub run: Option<String>,
 }
 
 /// `--output`.
@@ -162,6 +180,13 @@ pub struct LogsArgs {
     pub output: OutputArgs,
 }
 
+/// Arguments of `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The run (id, unique id prefix, name or config file).
+    pub run: String,
+}
+
 /// Arguments of `reload`.
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
@@ -188,7 +213,9 @@ pub async fn run(command: ControlCommand) -> i32 {
         ControlCommand::Scale(a) => commands::scale(a).await,
         ControlCommand::Restart(a) => commands::restart(a).await,
         ControlCommand::Logs(a) => logs::logs(a).await,
+        ControlCommand::Events(a) => logs::events(a).await,
         ControlCommand::Reload(a) => reload::reload(a).await,
+        ControlCommand::Top(a) => top::top(a).await,
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 use super::table::render;
 use super::{locate, print_json, OutputFormat, PsArgs, VerbError};
 use distarch_control::live_runs;
-use distarch_control::wire::InstanceSnapshot;
+use distarch_control::wire::{InstanceSnapshot, JobStats};
 
 pub async fn ps(args: PsArgs) -> Result<i32, VerbError> {
     let Some(run) = args.run else {
@@ -43,6 +43,8 @@ pub async fn ps(args: PsArgs) -> Result<i32, VerbError> {
     };
     let found = locate(&run).await?;
     let instances: Vec<InstanceSnapshot> = found.client().get("/instances").await?;
+    // A master without job pools (or from before them) has none to show.
+    let jobs: Vec<JobStats> = found.client().get("/jobs").await.unwrap_or_default();
     if args.output.output == OutputFormat::Json {
         print_json(&instances);
         return Ok(0);
@@ -84,5 +86,8 @@ pub async fn ps(args: PsArgs) -> Result<i32, VerbError> {
             &rows
         )
     );
+    for pool in &jobs {
+        say_raw!("JOBS {}: {}\n", pool.group, pool.summary());
+    }
     Ok(0)
 }

@@ -8,6 +8,7 @@ mod env;
 mod load;
 pub(crate) mod messages;
 mod model;
+mod observe;
 mod read;
 mod supervision;
 
@@ -19,5 +20,6 @@ pub use model::{
     BackoffConfig, CommandLine, Config, GroupConfig, LauncherConfig, LogFormat, PlacementConfig,
     RestartPolicy, DEFAULT_HANG_TIMEOUT,
 };
+pub use observe::{ByteSize, LogFileConfig, MetricsConfig, TimeZone};
 pub use read::{MAX_CONFIG_BYTES, MAX_YAML_DEPTH};
 pub use supervision::{DependencyCondition, ReadyRule, StopSignal, TcpTarget};

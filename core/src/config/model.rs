@@ -47,6 +47,15 @@ pub struct LauncherConfig {
     pub service: bool,
     /// The control plane (`[launcher.control]`).
     pub control: super::control::ControlConfig,
+    /// Text lines on standard output start with their RFC 3339 time (`--timestamps`).
+    pub timestamps: bool,
+    /// Time zone of timestamps in text output (standard output and files): `utc`
+    /// (default) or `local`.
+    pub time_zone: super::observe::TimeZone,
+    /// Also write the whole log to this file (`[launcher.log_file]`), with rotation.
+    pub log_file: Option<super::observe::LogFileConfig>,
+    /// The Prometheus endpoint (`[launcher.metrics]`).
+    pub metrics: super::observe::MetricsConfig,
 }
 
 impl Default for LauncherConfig {
@@ -62,6 +71,10 @@ impl Default for LauncherConfig {
             ready_timeout: HumanDuration::default(),
             service: false,
             control: super::control::ControlConfig::default(),
+            timestamps: false,
+            time_zone: super::observe::TimeZone::Utc,
+            log_file: None,
+            metrics: super::observe::MetricsConfig::default(),
         }
     }
 }
@@ -206,6 +219,14 @@ pub struct GroupConfig {
     /// `instances` local processes.
     #[serde(default)]
     pub placements: BTreeMap<String, PlacementConfig>,
+    /// Also write this group's lines (and the master's lines about its instances)
+    /// to this file, with rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<super::observe::LogFileConfig>,
+    /// Makes the group a job pool: its instances get work items from this input
+    /// (see docs/protocol.md, "Jobs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<crate::jobs::JobsConfig>,
 }
 
 /// The hang timeout of protocol speakers when a group does not set `timeout`.
@@ -234,6 +255,8 @@ impl GroupConfig {
             backoff: BackoffConfig::default(),
             order: 0,
             placements: BTreeMap::new(),
+            log_file: None,
+            jobs: None,
         }
     }
 

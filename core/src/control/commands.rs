@@ -71,7 +71,7 @@ impl Engine {
                         m.after = After::Restart;
                     }
                 } else {
-                    self.spawn(id, tasks);
+                    self.start_again(id, tasks);
                 }
             }
         }

@@ -67,6 +67,8 @@ pub(crate) struct EngineParts {
     pub(crate) clock: Arc<RunClock>,
     /// Every group's progress, for readiness and `depends_on`.
     pub(crate) progress: crate::supervisor::progress::RunProgress,
+    /// The job pools, by group name.
+    pub(crate) pools: BTreeMap<Arc<str>, crate::jobs::PoolHandle>,
 }
 
 /// See the module documentation.
@@ -136,6 +138,9 @@ impl Engine {
     }
 
     pub(super) fn add_group(&mut self, planned: PlannedGroup, instances: Vec<PlannedInstance>) {
+        self.parts
+            .progress
+            .add_group(planned.name.clone(), planned.count);
         let (count, _) = watch::channel(planned.count);
         let mut placements: BTreeMap<Arc<str>, Vec<PlannedInstance>> = BTreeMap::new();
         for i in instances {
@@ -227,16 +232,20 @@ impl Engine {
         m.alive = true;
         m.after = After::Stay;
         let (template, ready_log) = crate::launcher::task_strings(&g.planned, &m.planned, None);
+        let mut spec = instance_spec(
+            &self.parts.run_id,
+            &self.parts.launcher,
+            &g.planned,
+            &m.planned,
+        );
+        // A start by a command (restart, resume) counts on: DISTARCH_RESTART, the
+        // label and the container or pod name say how many starts came before.
+        spec.restart = m.restarts;
         let task = InstanceTask {
             template,
             progress: self.parts.progress.clone(),
             ready_log,
-            spec: instance_spec(
-                &self.parts.run_id,
-                &self.parts.launcher,
-                &g.planned,
-                &m.planned,
-            ),
+            spec,
             transport,
             group: g.planned.config.clone(),
             group_name: g.planned.name.clone(),
@@ -246,10 +255,22 @@ impl Engine {
             clock: self.parts.clock.clone(),
             max_line: self.parts.launcher.max_line_bytes,
             group_count: g.count.subscribe(),
+            jobs: self.parts.pools.get(&g.planned.name).cloned(),
         };
         self.hub
             .instances(|i| i.set_state(id, InstanceState::Pending));
         tasks.spawn(task.run());
+    }
+
+    /// Starts member `id` (ended) again as its next restart: a restart or resume
+    /// by a command counts like one by the policy.
+    pub(super) fn start_again(&mut self, id: u64, tasks: &mut JoinSet<InstanceReport>) {
+        if let Some(m) = self.members.get_mut(&id) {
+            m.restarts += 1;
+            let restarts = m.restarts;
+            self.hub.instances(|i| i.bump_restarts(id, restarts));
+        }
+        self.spawn(id, tasks);
     }
 
     /// Asks member `id` to stop; `after` says what then. Returns a receiver that
@@ -288,6 +309,8 @@ impl Engine {
         let id = report.id;
         if let Some(m) = self.members.get_mut(&id) {
             m.alive = false;
+            // The task counts on from the restarts it was started with.
+            m.restarts = m.restarts.max(report.restarts);
             for w in m.waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -315,14 +338,7 @@ impl Engine {
                 self.hub
                     .instances(|i| i.set_state(id, InstanceState::Suspended));
             }
-            After::Restart if self.global.order == Order::Run => {
-                if let Some(m) = self.members.get_mut(&id) {
-                    m.restarts += 1;
-                    let restarts = m.restarts;
-                    self.hub.instances(|i| i.bump_restarts(id, restarts));
-                }
-                self.spawn(id, tasks);
-            }
+            After::Restart if self.global.order == Order::Run => self.start_again(id, tasks),
             After::Restart => {}
         }
     }

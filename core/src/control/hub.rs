@@ -60,6 +60,8 @@ pub(crate) struct Hub {
     instances: Mutex<Instances>,
     logs: Mutex<LogBuffers>,
     feed: broadcast::Sender<Arc<FeedEvent>>,
+    /// The counters of the run's job pools.
+    jobs: Mutex<Vec<Arc<crate::jobs::JobCounters>>>,
 }
 
 /// A follower's view of the feed: the buffered events first, then the live ones.
@@ -82,7 +84,18 @@ impl Hub {
             instances: Mutex::new(Instances::default()),
             logs: Mutex::new(LogBuffers::new(log_buffer)),
             feed,
+            jobs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds a job pool's counters to what the control API shows.
+    pub(crate) fn add_jobs(&self, counters: Arc<crate::jobs::JobCounters>) {
+        lock(&self.jobs).push(counters);
+    }
+
+    /// Every job pool's counters now.
+    pub(crate) fn jobs(&self) -> Vec<crate::jobs::JobStats> {
+        lock(&self.jobs).iter().map(|c| c.stats()).collect()
     }
 
     /// Runs `f` on the instance table.

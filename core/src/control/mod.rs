@@ -150,6 +150,11 @@ impl Control {
         self.hub.instances(|i| i.all())
     }
 
+    /// The progress of every job pool of the run (empty when it has none).
+    pub fn jobs(&self) -> Vec<crate::jobs::JobStats> {
+        self.hub.jobs()
+    }
+
     /// The buffered output the filter wants.
     pub fn logs(&self, filter: &LogFilter) -> Vec<Event> {
         self.hub.logs(filter)

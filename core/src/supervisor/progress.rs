@@ -3,7 +3,7 @@
 
 use crate::config::DependencyCondition;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 /// Counts of one group's instances; each instance counts at most once per field.
@@ -60,7 +60,8 @@ impl GroupCounts {
 /// the instances that are neither ready nor ended yet.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunProgress {
-    groups: Arc<BTreeMap<Arc<str>, watch::Sender<GroupCounts>>>,
+    /// Groups can be added while the run goes on (`reload`).
+    groups: Arc<RwLock<BTreeMap<Arc<str>, watch::Sender<GroupCounts>>>>,
     unready: Arc<Mutex<BTreeSet<u64>>>,
 }
 
@@ -102,21 +103,37 @@ impl RunProgress {
             })
             .collect();
         RunProgress {
-            groups: Arc::new(map),
+            groups: Arc::new(RwLock::new(map)),
             unready: Arc::default(),
         }
     }
 
     /// Changes a group's counts.
     pub(crate) fn update(&self, group: &str, f: impl FnOnce(&mut GroupCounts)) {
-        if let Some(tx) = self.groups.get(group) {
+        if let Some(tx) = self.groups.read().ok().and_then(|g| g.get(group).cloned()) {
             tx.send_modify(f);
         }
     }
 
     /// Follows a group's counts; `None` for a group that does not run.
     pub(crate) fn watch(&self, group: &str) -> Option<watch::Receiver<GroupCounts>> {
-        self.groups.get(group).map(watch::Sender::subscribe)
+        let groups = self.groups.read().ok()?;
+        groups.get(group).map(watch::Sender::subscribe)
+    }
+
+    /// Tracks a group added while the run goes on (a reload), so that its own
+    /// `depends_on` and the groups that depend on it wait as at launch. A group
+    /// already tracked is left as it is.
+    pub(crate) fn add_group(&self, name: Arc<str>, total: u64) {
+        if let Ok(mut groups) = self.groups.write() {
+            groups.entry(name).or_insert_with(|| {
+                watch::channel(GroupCounts {
+                    total,
+                    ..GroupCounts::default()
+                })
+                .0
+            });
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::activity::Activity;
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream};
+use crate::jobs::{Reply, Reporter};
 use crate::sink::EventTx;
 use distarch_protocol::{
     parse_worker_line, Level, LineSplitter, RawLine, WorkerFrame, WorkerLine, FRAME_MARKER,
@@ -11,10 +12,21 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// First read buffer of a stream.
-const READ_CHUNK_MIN: usize = 4 * 1024;
+/// Read buffer of a quiet stream (most of them, when there are thousands: the buffer
+/// is held while the read waits).
+const READ_CHUNK_MIN: usize = 256;
 /// Largest read buffer of a stream.
 const READ_CHUNK_MAX: usize = 16 * 1024;
+
+/// What a stream's lines are checked against besides the log.
+pub(crate) struct LineHooks {
+    /// Longest line kept.
+    pub(crate) max_line: usize,
+    /// The group's readiness pattern.
+    pub(crate) ready_log: Option<Arc<regex::Regex>>,
+    /// Where job frames go (stdout of a job pool's instance).
+    pub(crate) jobs: Option<Reporter>,
+}
 
 /// Reads `stream` to its end, turning lines into events. Sending waits when the
 /// event channel is full, so a flooding worker is slowed down by its own pipe
@@ -26,11 +38,16 @@ pub(crate) async fn read_stream(
     label: Arc<InstanceLabel>,
     activity: Arc<Activity>,
     events: EventTx,
-    max_line: usize,
-    ready_log: Option<Arc<regex::Regex>>,
+    hooks: LineHooks,
 ) {
+    let LineHooks {
+        max_line,
+        ready_log,
+        jobs,
+    } = hooks;
     // Quiet workers (most of them, when there are thousands) keep a small buffer;
-    // one that fills it gets a bigger one, up to READ_CHUNK_MAX.
+    // one that fills it gets a bigger one, up to READ_CHUNK_MAX, and gives it back
+    // once its reads are small again.
     let mut buf = vec![0u8; READ_CHUNK_MIN];
     let mut splitter = LineSplitter::new(max_line);
     loop {
@@ -38,20 +55,48 @@ pub(crate) async fn read_stream(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if n == buf.len() && buf.len() < READ_CHUNK_MAX {
-            let grown = (buf.len() * 4).min(READ_CHUNK_MAX);
-            buf.resize(grown, 0);
+        let size = next_buffer_size(buf.len(), n);
+        if size > buf.len() {
+            buf.resize(size, 0);
         }
+        let shrink = size < buf.len();
         let mut chunk = Chunk::new(kind, &label, n, &activity, ready_log.as_deref());
+        chunk.collect_jobs = jobs.is_some();
         splitter.feed(&buf[..n], |line| chunk.line(line));
-        if !events.send_batch(chunk.finish()).await {
+        if shrink {
+            buf = vec![0u8; size];
+        }
+        splitter.release_spare();
+        let (batch, replies) = chunk.finish();
+        if let Some(jobs) = &jobs {
+            jobs.send(replies).await;
+        }
+        if !events.send_batch(batch).await {
             return;
         }
     }
     let buffered = splitter.buffered();
     let mut chunk = Chunk::new(kind, &label, buffered, &activity, ready_log.as_deref());
+    chunk.collect_jobs = jobs.is_some();
     splitter.finish(|line| chunk.line(line));
-    events.send_batch(chunk.finish()).await;
+    let (batch, replies) = chunk.finish();
+    if let Some(jobs) = &jobs {
+        jobs.send(replies).await;
+    }
+    events.send_batch(batch).await;
+}
+
+/// The read buffer size after a read of `n` bytes into `len`: four times bigger
+/// (up to [`READ_CHUNK_MAX`]) when the read filled it, back to [`READ_CHUNK_MIN`]
+/// when it used less than an eighth of a grown buffer.
+fn next_buffer_size(len: usize, n: usize) -> usize {
+    if n == len && len < READ_CHUNK_MAX {
+        (len * 4).min(READ_CHUNK_MAX)
+    } else if len > READ_CHUNK_MIN && n < len / 8 {
+        READ_CHUNK_MIN
+    } else {
+        len
+    }
 }
 
 /// The events of one read: plain lines gathered in one [`LogLines`], frames in order
@@ -68,6 +113,10 @@ struct Chunk<'a> {
     activity: &'a Activity,
     /// The readiness pattern, while the instance is not ready yet.
     ready_log: Option<&'a regex::Regex>,
+    /// Whether job frames are passed on (the group is a job pool).
+    collect_jobs: bool,
+    /// Job frames of this read, for the pool.
+    replies: Vec<Reply>,
 }
 
 impl<'a> Chunk<'a> {
@@ -88,6 +137,8 @@ impl<'a> Chunk<'a> {
             bytes,
             activity,
             ready_log: ready_log.filter(|_| !activity.is_ready()),
+            collect_jobs: false,
+            replies: Vec::new(),
         }
     }
 
@@ -181,6 +232,32 @@ impl<'a> Chunk<'a> {
             WorkerLine::Frame(
                 WorkerFrame::Ping | WorkerFrame::Ended | WorkerFrame::Hello { .. },
             ) => return,
+            WorkerLine::Frame(WorkerFrame::Want { n }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Want(n));
+                }
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Done { id, result }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Done { id, result });
+                }
+                return;
+            }
+            WorkerLine::Frame(WorkerFrame::Failed {
+                id,
+                error,
+                retryable,
+            }) => {
+                if self.collect_jobs {
+                    self.replies.push(Reply::Failed {
+                        id,
+                        error,
+                        retryable,
+                    });
+                }
+                return;
+            }
             WorkerLine::Frame(WorkerFrame::Status { text }) => Event::InstanceStatus {
                 instance: self.label.clone(),
                 text,
@@ -196,7 +273,7 @@ impl<'a> Chunk<'a> {
         self.push_event(event);
     }
 
-    fn finish(mut self) -> Vec<Event> {
+    fn finish(mut self) -> (Vec<Event>, Vec<Reply>) {
         if let Some(lines) = self.plain.take() {
             self.events.push(Event::Lines(lines));
         }
@@ -207,7 +284,7 @@ impl<'a> Chunk<'a> {
                     .insert(0, Event::InstanceSeen(self.label.clone()));
             }
         }
-        self.events
+        (self.events, self.replies)
     }
 }
 
@@ -215,4 +292,27 @@ impl<'a> Chunk<'a> {
 /// that prints nothing but empty lines is as good as silent.
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_grows_when_filled_and_shrinks_when_quiet_again() {
+        assert_eq!(next_buffer_size(READ_CHUNK_MIN, 10), READ_CHUNK_MIN);
+        assert_eq!(
+            next_buffer_size(READ_CHUNK_MIN, READ_CHUNK_MIN),
+            READ_CHUNK_MIN * 4
+        );
+        assert_eq!(
+            next_buffer_size(READ_CHUNK_MAX, READ_CHUNK_MAX),
+            READ_CHUNK_MAX
+        );
+        assert_eq!(
+            next_buffer_size(READ_CHUNK_MAX, READ_CHUNK_MAX / 2),
+            READ_CHUNK_MAX
+        );
+        assert_eq!(next_buffer_size(READ_CHUNK_MAX, 100), READ_CHUNK_MIN);
+    }
 }

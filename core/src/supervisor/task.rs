@@ -4,7 +4,7 @@ use super::activity::{Activity, RunClock};
 use super::backoff::restart_delay;
 use super::control::{order_at_least, ControlState, Order};
 use super::progress::{DependencyState, Reported, RunProgress};
-use super::reader::read_stream;
+use super::reader::{read_stream, LineHooks};
 use super::render::SpecTemplate;
 use crate::config::{GroupConfig, ReadyRule, RestartPolicy};
 use crate::error::error_chain;
@@ -56,6 +56,8 @@ pub(crate) struct InstanceTask {
     // control hook: the group's current size; a change is sent to the running
     // instance as a `group_count` frame and used for its next start.
     pub(crate) group_count: watch::Receiver<u64>,
+    /// The group's job pool, when it is one: each start attaches to it.
+    pub(crate) jobs: Option<crate::jobs::PoolHandle>,
 }
 
 /// How one start ended.
@@ -80,8 +82,22 @@ impl InstanceTask {
         let _ = self.events.send(event).await;
     }
 
-    /// Runs the instance until it has ended for good; returns its report.
-    pub(crate) async fn run(mut self) -> InstanceReport {
+    /// Runs the instance until it has ended for good; returns its report. What its
+    /// transport logs through `tracing` meanwhile is labelled with the instance
+    /// (see [`crate::trace`]).
+    pub(crate) async fn run(self) -> InstanceReport {
+        use tracing::Instrument;
+        let span = crate::trace::instance_span(
+            &self.group_name,
+            &self.host,
+            self.spec.id,
+            self.spec.group_id,
+            self.spec.group_count,
+        );
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(mut self) -> InstanceReport {
         let mut reported = Reported::default();
         let outcome = self.wait_for_dependencies().await.err();
         let (outcome, restarts) = match outcome {
@@ -163,7 +179,9 @@ impl InstanceTask {
     /// Starts and restarts the instance per policy; returns how its last start
     /// ended and the number of restarts.
     async fn run_starts(&mut self, reported: &mut Reported) -> (Outcome, u32) {
-        let mut restarts = 0u32;
+        // Counted from the start this task was given (a restart by a command is not
+        // a first start).
+        let mut restarts = self.spec.restart;
         let mut consecutive = 0u32;
         let outcome = loop {
             if self.control.borrow().order >= Order::Stop {
@@ -279,6 +297,10 @@ impl InstanceTask {
         let activity = Activity::new(self.clock.clone());
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let mut stdin = None;
+        let mut attachment = match &self.jobs {
+            Some(pool) => Some(pool.attach(self.spec.id).await),
+            None => None,
+        };
         if let Some(io) = instance.take_io() {
             stdin = Some(io.stdin);
             readers.push(tokio::spawn(read_stream(
@@ -287,8 +309,11 @@ impl InstanceTask {
                 label.clone(),
                 activity.clone(),
                 self.events.clone(),
-                self.max_line,
-                self.ready_log.clone(),
+                LineHooks {
+                    max_line: self.max_line,
+                    ready_log: self.ready_log.clone(),
+                    jobs: attachment.as_ref().map(|a| a.reporter()),
+                },
             )));
             if let Some(stderr) = io.stderr {
                 readers.push(tokio::spawn(read_stream(
@@ -297,8 +322,11 @@ impl InstanceTask {
                     label.clone(),
                     activity.clone(),
                     self.events.clone(),
-                    self.max_line,
-                    self.ready_log.clone(),
+                    LineHooks {
+                        max_line: self.max_line,
+                        ready_log: self.ready_log.clone(),
+                        jobs: None,
+                    },
                 )));
             }
         }
@@ -346,6 +374,10 @@ impl InstanceTask {
                     let (exit, step) = self.bring_down(&mut instance, &mut stdin, first, speaks).await;
                     break (exit, Some(step), false);
                 }
+                // jobs: the pool handed this start some jobs; the worker asked for them.
+                Some(frames) = next_jobs(&mut attachment) => {
+                    send_jobs(&mut stdin, frames, &mut attachment).await;
+                }
                 // control hook: tell the worker its group was scaled.
                 Ok(()) = self.group_count.changed() => {
                     let count = *self.group_count.borrow_and_update();
@@ -358,6 +390,10 @@ impl InstanceTask {
         drop(stdin);
         drain(&mut readers, DRAIN_BEFORE_CLEANUP).await;
         instance.cleanup().await;
+        // After the readers: answers read before the end count, the rest is requeued.
+        if let Some(a) = attachment.take() {
+            a.detach().await;
+        }
         drain(&mut readers, DRAIN_AFTER_CLEANUP).await;
         for r in &readers {
             r.abort();
@@ -497,6 +533,42 @@ async fn send_frame(stdin: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>, fram
         let bytes = encode_master_frame(frame);
         let sent = timeout(STOP_FRAME_WRITE, async {
             w.write_all(&bytes).await?;
+            w.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            *stdin = None;
+        }
+    }
+}
+
+/// The next frames the pool sent this start; pends forever without a pool.
+async fn next_jobs(attachment: &mut Option<crate::jobs::Attachment>) -> Option<Vec<u8>> {
+    match attachment {
+        Some(a) => a.frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long writing jobs to a worker may block: it asked for them, so it reads
+/// its stdin; one that does not for this long is cut off (its stdin closed, so it
+/// ends and its jobs go back to the queue).
+const JOB_WRITE: Duration = Duration::from_secs(30);
+
+/// Writes job frames (and any others already waiting) in one write.
+async fn send_jobs(
+    stdin: &mut Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    mut frames: Vec<u8>,
+    attachment: &mut Option<crate::jobs::Attachment>,
+) {
+    if let Some(a) = attachment.as_mut() {
+        while let Ok(more) = a.frames.try_recv() {
+            frames.extend_from_slice(&more);
+        }
+    }
+    if let Some(w) = stdin.as_mut() {
+        let sent = timeout(JOB_WRITE, async {
+            w.write_all(&frames).await?;
             w.flush().await
         })
         .await;

@@ -43,6 +43,11 @@ class Handler implements HandlerInterface
     private bool $endedSent = false;
     /** Seconds between the end of stdin and exit(3); null: never. */
     private ?int $masterGoneExit = 5;
+    /** Job pools: jobs asked for and not received, received and not answered, the most held. */
+    private int $jobCredit = 0;
+    private int $jobsHeld = 0;
+    private int $jobLimit = 0;
+    public const DEFAULT_JOB_CREDIT = 16;
 
     /**
      * @param null|array<string, string> $env    the variables (the environment when null)
@@ -240,6 +245,82 @@ class Handler implements HandlerInterface
             exit(self::FAILURE_EXIT_CODE);
         }
         $this->sendEnded();
+    }
+
+    /**
+     * The jobs the master hands out (job pools, docs/protocol.md §12), holding at
+     * most `$credit` at a time (asked for with `want`, topped up at half); ends on
+     * `stop` or when the master is gone. Answer each with done() or fail(). PHP has
+     * no threads: run more instances for more concurrency.
+     *
+     * @return \Generator<int, Job>
+     */
+    public function jobs(int $credit = self::DEFAULT_JOB_CREDIT): \Generator
+    {
+        $this->jobLimit = max($this->jobLimit, max(1, $credit));
+        $this->askForJobs(true);
+        while (!$this->mustStop()) {
+            $next = $this->master->takeJob(1.0);
+            if ($next === null) {
+                $this->ping(); // waiting for work is not being hung
+                continue;
+            }
+            $this->jobCredit = max(0, $this->jobCredit - 1);
+            $this->jobsHeld++;
+            yield $next[0] => new Job($next[0], $next[1], function (array $frame): void {
+                $this->jobsHeld = max(0, $this->jobsHeld - 1);
+                $lines = Frames::encode($frame);
+                $more = $this->topUp(false);
+                if ($more > 0) {
+                    $lines .= Frames::encode(['type' => 'want', 'n' => $more]);
+                }
+                $this->output->write($lines);
+            });
+        }
+    }
+
+    /**
+     * Runs `$callback(Job $job)` on every job until `stop`: its return value is the
+     * result, a JobError (or any exception, retryable) the failure.
+     */
+    public function serve(callable $callback, int $credit = self::DEFAULT_JOB_CREDIT): void
+    {
+        foreach ($this->jobs($credit) as $job) {
+            try {
+                $result = $callback($job);
+            } catch (JobError $e) {
+                $job->fail($e->getMessage(), $e->retryable);
+                continue;
+            } catch (\Throwable $e) {
+                $job->fail(get_class($e) . ': ' . $e->getMessage(), true);
+                continue;
+            }
+            if (!$job->isAnswered()) {
+                $job->done($result);
+            }
+        }
+    }
+
+    private function askForJobs(bool $now): void
+    {
+        $n = $this->topUp($now);
+        if ($n > 0) {
+            $this->output->write(Frames::encode(['type' => 'want', 'n' => $n]));
+        }
+    }
+
+    private function topUp(bool $now): int
+    {
+        if ($this->master->reason() !== null || $this->jobLimit === 0) {
+            return 0;
+        }
+        $have = $this->jobCredit + $this->jobsHeld;
+        $free = max(0, $this->jobLimit - $have);
+        if ($free === 0 || (!$now && $have > intdiv($this->jobLimit, 2))) {
+            return 0;
+        }
+        $this->jobCredit += $free;
+        return $free;
     }
 
     /**

@@ -14,8 +14,8 @@ final class MasterLink
 {
     public const STOP_REQUESTED = 'stop requested';
     public const MASTER_GONE = 'master gone';
-    /** Longest line kept from the master; its frames are tiny. */
-    private const MAX_LINE = 65536;
+    /** Longest line kept from the master: a `job` frame carries up to 1 MiB. */
+    private const MAX_LINE = 2097152;
 
     /** @var resource */
     private $stream;
@@ -26,6 +26,8 @@ final class MasterLink
     private $onMasterGone;
 
     public int $groupCount;
+    /** @var list<array{0: int, 1: mixed}> jobs received and not taken yet */
+    private array $jobs = [];
 
     /**
      * @param resource              $stream       stdin
@@ -106,8 +108,41 @@ final class MasterLink
         }
     }
 
+    /**
+     * The next job received, or null. Waits up to `seconds` for one (reading
+     * stdin) unless the worker must stop.
+     *
+     * @return null|array{0: int, 1: mixed}
+     */
+    public function takeJob(float $seconds): ?array
+    {
+        $deadline = microtime(true) + $seconds;
+        $this->poll();
+        while ($this->jobs === [] && $this->reason === null && !$this->eof) {
+            $left = $deadline - microtime(true);
+            if ($left <= 0) {
+                return null;
+            }
+            $read = [$this->stream];
+            $write = $except = null;
+            $sec = (int) floor($left);
+            @stream_select($read, $write, $except, $sec, (int) (($left - $sec) * 1000000));
+            $this->poll();
+        }
+        return array_shift($this->jobs);
+    }
+
     private function line(string $line): void
     {
+        if (str_starts_with($line, "\x1e") && str_contains(substr($line, 0, 64), '"job"')) {
+            $obj = json_decode(substr($line, 1));
+            if ($obj instanceof \stdClass && ($obj->type ?? null) === 'job') {
+                if (is_int($obj->id ?? null)) {
+                    $this->jobs[] = [$obj->id, $obj->payload ?? null];
+                }
+                return;
+            }
+        }
         $frame = Frames::parseMasterLine($line);
         if ($frame === null) {
             return;

@@ -9,6 +9,8 @@ require __DIR__ . '/../autoload.php';
 
 use Distarch\Worker\Frames;
 use Distarch\Worker\Handler;
+use Distarch\Worker\Job;
+use Distarch\Worker\JobError;
 use Psr\Log\LoggerInterface;
 
 $handler = Handler::fromEnv();
@@ -34,6 +36,15 @@ $handler->run(function (Handler $handler, LoggerInterface $logger): void {
             while (!$handler->mustStop()) {
                 $handler->ping();
             }
+            break;
+        case 'jobs':
+            // Job pools: echo each payload; fail (not retryable) one with `fail`.
+            $handler->serve(function (Job $job): mixed {
+                if ($job->payload instanceof \stdClass && isset($job->payload->fail)) {
+                    throw new JobError((string) $job->payload->fail, false);
+                }
+                return $job->payload;
+            });
             break;
         case 'group_count':
             while ($handler->sleep(0.02, false)) {

@@ -41,12 +41,25 @@ async def amain(aw: aio.AsyncWorker) -> None:
         while not worker.must_stop():
             worker.ping()
             await asyncio.sleep(0)
+    elif action == "jobs":
+        await asyncio.get_running_loop().run_in_executor(None, echo_jobs, worker)
     elif action == "group_count":
         while await aw.sleep(0.02):
             if worker.group_count != seen:
                 seen = worker.group_count
                 worker.info("group_count", count=seen)
     await aw.stopped()
+
+
+def echo_jobs(worker: distarch_worker.Worker) -> None:
+    """Job pools: echo each payload; fail (not retryable) one with ``fail``."""
+
+    def handle(job: distarch_worker.Job) -> object:
+        if isinstance(job.payload, dict) and "fail" in job.payload:
+            raise distarch_worker.JobError(str(job.payload["fail"]), retryable=False)
+        return job.payload
+
+    worker.serve(handle, concurrency=2)
 
 
 def main(worker: distarch_worker.Worker) -> None:
@@ -62,6 +75,8 @@ def main(worker: distarch_worker.Worker) -> None:
     elif action == "ping":
         while not worker.must_stop():
             worker.ping()
+    elif action == "jobs":
+        echo_jobs(worker)
     elif action == "group_count":
         while worker.sleep(0.02):
             if worker.group_count != seen:

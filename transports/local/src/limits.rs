@@ -52,11 +52,12 @@ impl Throttle {
             return Some(p);
         }
         if !self.warned.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "[master] WARN distarch: local: the open-file limit ({}) leaves room for {} \
+            tracing::warn!(
+                "local: the open-file limit ({}) leaves room for {} \
                  running instances at once; further starts wait for a free slot (raise the \
                  hard limit, `ulimit -Hn`, to start them all at once)",
-                self.limit, self.count
+                self.limit,
+                self.count
             );
         }
         self.slots.clone().acquire_owned().await.ok()

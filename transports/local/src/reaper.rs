@@ -68,8 +68,8 @@ pub fn install_reaper_with_gc(gc_args: Vec<String>) -> io::Result<()> {
         .stack_size(64 * 1024)
         .spawn(move || {
             unix::wait_child(pid);
-            eprintln!(
-                "[master] WARN distarch: the reaper process (pid {pid}) is gone; workers \
+            tracing::warn!(
+                "the reaper process (pid {pid}) is gone; workers \
                  started from now on get the parent-death signal, but what they start \
                  may outlive a killed master"
             );

@@ -69,8 +69,8 @@ impl LocalTransport {
                 Some(Arc::new(cg))
             }
             Err(why) => {
-                eprintln!(
-                    "[master] WARN distarch: local: cgroup v2 is not usable ({why}); instances \
+                tracing::warn!(
+                    "local: cgroup v2 is not usable ({why}); instances \
                      run in process groups only, so what a worker starts with setsid or a \
                      double fork may outlive it"
                 );

@@ -11,7 +11,8 @@
 #   j ID TEXT          write TEXT (no newline) to the instance's stdin
 #   e ID               close the instance's stdin; if the worker has not ended
 #                      after GRACE, its group gets SIGTERM, and SIGKILL after KILL
-#   t ID SIG           send SIG to the instance's process group, if it still runs
+#   t ID SIG           send SIG (a name such as TERM, or a number) to the
+#                      instance's process group, if it still runs
 #   c ID o|e N         N more bytes of stdout|stderr may be sent
 #   k                  keepalive from the master
 # Agent -> master: records, each written whole while holding the output lock:
@@ -71,7 +72,7 @@ for a in gawk awk mawk nawk; do
 done
 # Runners set their own USR2 trap; until they do, the signal must not
 # kill them (a signal ignored here can still be trapped in a subshell).
-trap "" PIPE USR2
+trap "" PIPE USR1 USR2
 cat <"$D/m" &
 exec >"$D/m" 8<>"$D/l"
 echo >&8
@@ -107,21 +108,20 @@ relay() {
     done
 }
 # Run by setsid in the worker's place once it leads its own session and process
-# group: its pid goes to `g` at once (for the end of the run), to the master
-# and then to `p` (only now may `t` signal the group; nothing signals it while
-# it holds the output lock, unless the master is gone anyway).
-LEADER='printf "%s\n" "$$" >"$1/g"; until read -r _ <&8; do :; done
-printf "%s p %s\n" "$2" "$$" >&9; echo >&8; printf "%s\n" "$$" >"$1/p"
-exec 8>&- 9>&-; shift 2; exec "$@"'
+# group: only now may the group be signalled, so only now is its pid written to
+# `p` and the runner (RUNNER_PID) told with SIGUSR1; the runner sends the record.
+# (The leader never takes the output lock: a signal to the group could kill it
+# while it holds it.)
+LEADER='printf "%s\n" "$$" >"$1/p"; kill -USR1 "$3"; exec 9>&- 8>&-; shift 3; exec "$@"'
 # Run by the parent awk's system(): the words come in the environment (an eval
 # of fixed text: only a number is spliced in), and leave it before the worker.
 RUN='i=0; set --
 while [ "$i" -lt "$DISTARCH_SSH_N" ]; do
     eval "set -- \"\$@\" \"\$DISTARCH_SSH_$i\"; unset DISTARCH_SSH_$i"; i=$((i + 1))
 done
-d=$DISTARCH_SSH_D id=$DISTARCH_SSH_ID L=$DISTARCH_SSH_LEADER
-unset DISTARCH_SSH_N DISTARCH_SSH_D DISTARCH_SSH_ID DISTARCH_SSH_LEADER DISTARCH_SSH_RUN
-exec setsid /bin/sh -c "$L" distarch-ssh "$d" "$id" "$@"'
+d=$DISTARCH_SSH_D id=$DISTARCH_SSH_ID r=$DISTARCH_SSH_R L=$DISTARCH_SSH_LEADER
+unset DISTARCH_SSH_N DISTARCH_SSH_D DISTARCH_SSH_ID DISTARCH_SSH_R DISTARCH_SSH_LEADER DISTARCH_SSH_RUN
+exec setsid /bin/sh -c "$L" distarch-ssh "$d" "$id" "$r" "$@"'
 PARENT='BEGIN { r = system(ENVIRON["DISTARCH_SSH_RUN"]); print r > (ENVIRON["DISTARCH_SSH_D"] "/st"); exit 0 }'
 gone() { ! kill -0 "-$1" 2>/dev/null; }
 wait_gone() {
@@ -141,17 +141,13 @@ stop_group() {
     wait_gone "$1" "$3" && return 0
     kill -KILL "-$1" 2>/dev/null
 }
-# esc DIR GRACE KILL: stop_group, once the group may be signalled (or the master
-# is gone and it exists); nothing if the worker never got that far.
+# esc DIR GRACE KILL: stop_group, once the group may be signalled; nothing if
+# the worker never got that far.
 esc() {
     q=
     while :; do
         [ -d "$1" ] && [ ! -e "$1/x" ] || return 0
-        if [ -s "$1/p" ]; then
-            read -r q <"$1/p"
-        elif [ -e "$D/gone" ] && [ -s "$1/g" ]; then
-            read -r q <"$1/g"
-        fi
+        [ -s "$1/p" ] && read -r q <"$1/p"
         case $q in '' | *[!0-9]*) ;; *) break ;; esac
         sleep 0.1 2>/dev/null || sleep 1
     done
@@ -164,6 +160,15 @@ run() {
     d=$D/$id
     p= st=125 how= gone_= intr=
     a1= a2=
+    # The leader's SIGUSR1: the worker's pid is in `p`; tell the master at once
+    # (in the trap: a `wait` that had not begun yet would not return for it).
+    trap 'intr=1
+        if [ -s "$d/p" ]; then
+            read -r q <"$d/p"
+            lock
+            printf "%s p %s\n" "$id" "$q"
+            unlock
+        fi' USR1
     trap 'exec 3>&-; intr=1; gone_=1
         [ -n "$p" ] && { esc "$d" "$g" "$k" >/dev/null & }
         [ -e "$D/gone" ] && [ -n "$a2" ] && kill "$a1" "$a2" 2>/dev/null' USR2
@@ -181,8 +186,9 @@ run() {
             relay "$id" e 5
         ) <"$d/e" &
         a2=$!
+        R=$(exec /bin/sh -c 'echo "$PPID"')
         (
-            trap - PIPE USR2
+            trap - PIPE USR1 USR2
             if [ -n "$w" ]; then
                 cd -- "$w" || exit 126
             fi
@@ -198,10 +204,10 @@ run() {
                     i=$((i + 1))
                 done
                 export DISTARCH_SSH_N="$i" DISTARCH_SSH_D="$d" DISTARCH_SSH_ID="$id" \
-                    DISTARCH_SSH_LEADER="$LEADER" DISTARCH_SSH_RUN="$RUN"
+                    DISTARCH_SSH_R="$R" DISTARCH_SSH_LEADER="$LEADER" DISTARCH_SSH_RUN="$RUN"
                 exec "$A" "$PARENT"
             fi
-            exec setsid /bin/sh -c "$LEADER" distarch-ssh "$d" "$id" "$@"
+            exec setsid /bin/sh -c "$LEADER" distarch-ssh "$d" "$id" "$R" "$@"
         ) 9>&1 <"$d/i" >"$d/o" 2>"$d/e" 3>&- 4>&- 5>&- &
         p=$!
         if [ -n "$gone_" ] || [ -e "$D/gone" ]; then
@@ -209,21 +215,21 @@ run() {
             gone_=1
             esc "$d" "$g" "$k" >/dev/null &
         fi
-        # `wait` returns early (128 + USR2) when the trap runs; the shell keeps
-        # the worker's status for the next `wait` if it ended meanwhile.
+        # `wait` returns early (128 + USR1|USR2) when a trap runs; the shell
+        # keeps the worker's status for the next `wait` if it ended meanwhile.
         while :; do
             intr=
             wait "$p"
             st=$?
             if [ -n "$intr" ] && [ "$st" -gt 128 ]; then
-                case $(kill -l "$st" 2>/dev/null) in USR2) continue ;; esac
+                case $(kill -l "$st" 2>/dev/null) in USR1 | USR2) continue ;; esac
             fi
             break
         done
         : >"$d/x"
         # What is left of the worker's group (children it started) ends too.
         q=
-        [ -s "$d/g" ] && read -r q <"$d/g"
+        [ -s "$d/p" ] && read -r q <"$d/p"
         case $q in
         '' | *[!0-9]*) ;;
         *)
@@ -334,7 +340,7 @@ while IFS= read -r line; do
     e) [ -f "$d/r" ] && read -r q <"$d/r" && kill -USR2 "$q" 2>/dev/null ;;
     t)
         if [ -f "$d/p" ] && [ ! -e "$d/x" ] && read -r q <"$d/p"; then
-            case $r in TERM | KILL | INT | HUP | QUIT | USR1 | USR2) kill -"$r" "-$q" 2>/dev/null ;; esac
+            case $r in '' | *[!A-Z0-9]*) ;; *) kill -"$r" "-$q" 2>/dev/null ;; esac
         fi
         ;;
     c)

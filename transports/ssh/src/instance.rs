@@ -4,7 +4,9 @@
 
 use crate::agent::{Agent, Registered, WINDOW};
 use async_trait::async_trait;
-use distarch_core::{ExitStatus, Instance, InstanceError, InstanceIo, SpawnError};
+use distarch_core::{
+    config::StopSignal, ExitStatus, Instance, InstanceError, InstanceIo, SpawnError,
+};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -121,6 +123,11 @@ impl Instance for SshInstance {
 
     async fn terminate(&mut self) -> Result<(), InstanceError> {
         self.signal("TERM")
+    }
+
+    async fn stop_with_signal(&mut self, signal: StopSignal) -> Result<(), InstanceError> {
+        // By name: the host's signal numbers need not be Linux's.
+        self.signal(&signal.name())
     }
 
     async fn kill(&mut self) -> Result<(), InstanceError> {

@@ -8,10 +8,11 @@
 //! small POSIX sh agent ([`command::AGENT`]) in one session channel: the remote
 //! login shell runs once per host, not once per instance. Every instance is then a
 //! request to that agent, which starts the worker with `setsid` (its pid is its
-//! process group), relays its stdout and stderr line by line tagged with its id,
-//! with a credit window per stream (a flooding worker waits alone), writes its
+//! process group), relays its stdout and stderr in counted chunks tagged with its
+//! id, with a credit window per stream (a flooding worker waits alone), writes its
 //! stdin, signals its group on request (only while it has not been reaped) and
-//! reports its exit status after its last line. No value reaches a shell parser:
+//! reports how it ended (an exit code, or the signal that killed it) after its
+//! last output. No value reaches a shell parser:
 //! values travel on the agent's stdin and are used only as `"$@"` words. When the
 //! master goes (the channel ends, or no keepalive for two periods), the agent
 //! closes every worker's stdin, then after the stop grace sends SIGTERM to its

@@ -86,6 +86,39 @@ async fn an_exit_code_of_128_plus_n_is_not_taken_for_signal_n() {
 }
 
 #[tokio::test]
+async fn the_groups_stop_signal_reaches_the_remote_worker() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    let script = "trap 'echo got USR1; exit 7' USR1; echo up; while :; do sleep 0.1; done";
+    let mut instance = t
+        .spawn(&spec(
+            &settings,
+            &fx.server(s).entry(),
+            &["sh", "-c", script],
+        ))
+        .await
+        .unwrap();
+    let io = instance.take_io().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(io.stdout));
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("up"));
+    let usr1 = distarch_core::config::StopSignal::parse("USR1").unwrap();
+    instance.stop_with_signal(usr1).await.unwrap();
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("got USR1")
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), instance.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Exited(7));
+    instance.cleanup().await;
+}
+
+#[tokio::test]
 async fn terminate_and_kill_reach_the_whole_remote_process_group() {
     let mut fx = SshFixture::new();
     let s = fx.start("127.0.0.1");

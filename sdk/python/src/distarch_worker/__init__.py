@@ -24,6 +24,7 @@ docs/protocol.md in the distarch repository is the normative description::
 """
 
 from ._env import VARIABLES, Identity, WorkerError
+from ._jobs import DEFAULT_JOB_CREDIT, Job, JobError
 from ._frames import LEVELS, PROTOCOL_VERSION, encode_frame, parse_master_line
 from ._logging import DistarchHandler, install_logging
 from ._run import (
@@ -36,7 +37,10 @@ from ._stop import MASTER_GONE_EXIT_CODE, StopReason
 from ._worker import SDK_NAME, Worker, __version__
 
 __all__ = [
+    "DEFAULT_JOB_CREDIT",
     "DistarchHandler",
+    "Job",
+    "JobError",
     "FAILURE_EXIT_CODE",
     "Identity",
     "LEVELS",

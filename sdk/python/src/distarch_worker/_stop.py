@@ -7,12 +7,16 @@ import os
 import threading
 from typing import Callable, List, Optional
 
+import json
+
 from ._frames import parse_master_line
+from ._jobs import Inbox
 
 #: Exit code when the SDK ends the process because the master is gone.
 MASTER_GONE_EXIT_CODE = 3
-#: Longest line kept from the master; its frames are tiny.
-_MAX_MASTER_LINE = 64 * 1024
+#: Longest line kept from the master: control frames are tiny, a ``job`` frame
+#: carries one input record (at most 1 MiB).
+_MAX_MASTER_LINE = 2 * 1024 * 1024
 
 
 class StopReason(enum.Enum):
@@ -34,6 +38,8 @@ class StopSignal:
         self._callbacks: List[Callable[[], None]] = []
         self.group_count = group_count
         self.exit_grace: Optional[float] = 5.0
+        #: Where ``job`` frames go (job pools).
+        self.inbox: Optional[Inbox] = None
 
     @property
     def reason(self) -> Optional[StopReason]:
@@ -64,12 +70,24 @@ class StopSignal:
 
     def feed(self, line: bytes) -> None:
         """Acts on one line from the master."""
+        if self.inbox is not None and line.startswith(b"\x1e") and b'"job"' in line[:64]:
+            try:
+                obj = json.loads(line[1:].decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                return
+            if isinstance(obj, dict) and obj.get("type") == "job":
+                job_id = obj.get("id")
+                if isinstance(job_id, int) and not isinstance(job_id, bool):
+                    self.inbox.push(job_id, obj.get("payload"))
+                return
         frame = parse_master_line(line)
         if frame is None:
             return
         kind, count = frame
         if kind == "stop":
             self.raise_(StopReason.STOP_REQUESTED)
+            if self.inbox is not None:
+                self.inbox.close()
         elif kind == "group_count" and count is not None:
             self.group_count = count
 
@@ -100,6 +118,8 @@ def listen(fd: int, signal: StopSignal) -> None:
     if pending:
         signal.feed(pending)
     signal.raise_(StopReason.MASTER_GONE)
+    if signal.inbox is not None:
+        signal.inbox.close()
     grace = signal.exit_grace
     if grace is not None:
         threading.Event().wait(grace)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, BinaryIO, Dict, Mapping, Optional, TextIO, cast
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, Optional, TextIO, cast
 
 from ._env import Identity
+from ._jobs import DEFAULT_JOB_CREDIT, Inbox, Job, iterate, serve
 from ._frames import hello_frame, log_frame
 from ._output import LineStream, Output
 from ._stop import StopReason, StopSignal, listen
@@ -37,6 +38,8 @@ class Worker:
         self._identity = identity
         self._stop = StopSignal(identity.group_count)
         self._stop.exit_grace = master_gone_exit
+        self._inbox = Inbox()
+        self._stop.inbox = self._inbox
         if capture_stdout and sys.stdout is not None:
             sys.stdout.flush()  # what was printed before us goes out first
         # Unbuffered fd 1 by default: one write call per line.
@@ -225,6 +228,20 @@ class Worker:
     def print(self, text: str) -> None:
         """Writes ``text`` as a plain line (an ``info`` log for the master)."""
         self._out.write_line((text + "\n").encode("utf-8", "replace"))
+
+    # Jobs -------------------------------------------------------------------
+
+    def jobs(self, credit: int = DEFAULT_JOB_CREDIT) -> Iterator[Job]:
+        """The jobs the master hands out (job pools, docs/protocol.md §12), holding
+        at most ``credit`` at a time; it ends on ``stop`` or when the master is gone.
+        Answer each with ``job.done(result)`` or ``job.fail(error, retryable)``."""
+        return iterate(self, credit)
+
+    def serve(self, handler: Callable[[Job], Any], concurrency: int = 1) -> None:
+        """Runs ``handler(job)`` on every job, on ``concurrency`` threads, until
+        ``stop``: its return value is the result, a raised :class:`JobError` (or any
+        exception, retryable) the failure."""
+        serve(self, handler, concurrency)
 
     def _on_stop(self, callback: Any) -> None:
         self._stop.on_raise(callback)
