@@ -276,3 +276,35 @@ fn a_master_writing_to_a_full_device_stops_and_exits_non_zero() {
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
+
+#[test]
+fn workers_start_with_default_signal_actions_even_when_the_master_ignores_them() {
+    // A shell running the master in the background ignores SIGINT and SIGQUIT for
+    // it; a worker inheriting that could not trap them (a shell cannot trap a
+    // signal ignored at its start), so `stop_signal = "SIGINT"` would not reach it.
+    let token = unique_token("sigdfl");
+    let d = Distarch::new().config(&format!(
+        "[groups.g]\ncommand = {}\ninstances = 1\n",
+        sh("grep SigIgn /proc/self/status", &token)
+    ));
+    let out = std::process::Command::new("sh")
+        .args(["-c", "trap '' INT QUIT; exec \"$0\" launch"])
+        .arg(distarch_bin())
+        .current_dir(d.dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let mask = stdout
+        .lines()
+        .find_map(|l| l.split("SigIgn:").nth(1))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no SigIgn line:\n{stdout}"));
+    // Bits are signal numbers minus one: SIGINT is 2, SIGQUIT 3.
+    assert_eq!(
+        mask & 0b110,
+        0,
+        "SIGINT or SIGQUIT ignored in the worker: {mask:#x}"
+    );
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}

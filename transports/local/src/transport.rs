@@ -143,8 +143,9 @@ impl LocalTransport {
         let setup = ChildSetup {
             parent_death: !reaper::is_alive(),
             nice: spec.priority,
+            default_signals: unix::ignores_stop_signals(),
         };
-        if setup.parent_death || setup.nice.is_some() {
+        if setup.parent_death || setup.nice.is_some() || setup.default_signals {
             unix::set_child_setup(&mut command, setup);
         }
         let mut child = command.spawn().map_err(|e| {

@@ -35,12 +35,41 @@ pub(crate) struct ChildSetup {
     pub(crate) parent_death: bool,
     /// Nice value to set.
     pub(crate) nice: Option<i32>,
+    /// Reset [`STOP_SIGNALS`] to their default action (see [`ignores_stop_signals`]).
+    pub(crate) default_signals: bool,
+}
+
+/// The signals a worker may be stopped with (or expect to have by default).
+const STOP_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+];
+
+/// Whether this process ignores one of [`STOP_SIGNALS`] (a master started in the
+/// background by a shell ignores SIGINT and SIGQUIT; `nohup` ignores SIGHUP). An
+/// ignored signal stays ignored across exec, and a shell worker cannot even trap it,
+/// so its children must reset it. Handled signals need nothing: exec resets them.
+pub(crate) fn ignores_stop_signals() -> bool {
+    STOP_SIGNALS.iter().any(|&sig| {
+        // SAFETY: sigaction with a null new action only reads the current one into
+        // a zeroed struct owned here.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        }
+    })
 }
 
 /// Runs in the child between fork and exec. Only async-signal-safe calls are made.
 fn child_setup(master_pid: i32, setup: ChildSetup) -> io::Result<()> {
-    // SAFETY: prctl/getppid/setpriority are async-signal-safe system calls with
-    // integer arguments; nothing is allocated between fork and exec.
+    // SAFETY: prctl/getppid/setpriority/signal are async-signal-safe system calls
+    // with integer arguments; nothing is allocated between fork and exec.
     unsafe {
         if setup.parent_death {
             if libc::prctl(
@@ -61,6 +90,16 @@ fn child_setup(master_pid: i32, setup: ChildSetup) -> io::Result<()> {
         if let Some(nice) = setup.nice {
             if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+        }
+        // The worker starts with the default action for the signals it may be
+        // stopped with, even when the master was started with them ignored (run in
+        // the background by a shell: SIGINT and SIGQUIT ignored; a shell worker
+        // cannot trap a signal ignored at its start). Handlers are reset by exec;
+        // only "ignored" would be inherited.
+        if setup.default_signals {
+            for sig in STOP_SIGNALS {
+                libc::signal(sig, libc::SIG_DFL);
             }
         }
     }
