@@ -78,6 +78,17 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+impl ConfigErrors {
+    /// `value` when `errors` is empty, else every one of them.
+    pub fn or_value<T>(errors: Vec<ConfigError>, value: T) -> Result<T, ConfigErrors> {
+        if errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
 impl From<ConfigError> for ConfigErrors {
     fn from(e: ConfigError) -> Self {
         ConfigErrors(vec![e])

@@ -326,11 +326,7 @@ pub fn build_plan_limited(
             count,
         });
     }
-    if errors.is_empty() {
-        Ok(plan)
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    ConfigErrors::or_value(errors, plan)
 }
 
 fn validate_group(path: &str, group: &GroupConfig, errors: &mut Vec<ConfigError>) {

@@ -183,11 +183,7 @@ impl DockerSettings {
             .into_iter()
             .map(|(key, message)| ConfigError::new(format!("{}.{key}", placement.path()), message))
             .collect();
-        if errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        ConfigErrors::or_value(errors, settings)
     }
 
     /// Checks values that deserialization cannot; returns every problem, each with

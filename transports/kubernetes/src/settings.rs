@@ -170,11 +170,7 @@ impl KubernetesSettings {
             .into_iter()
             .map(|e| e.under(&path))
             .collect();
-        if errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        ConfigErrors::or_value(errors, settings)
     }
 
     /// Checks values that serde cannot (names, numbers); every problem, with keys
