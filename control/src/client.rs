@@ -163,6 +163,18 @@ impl Client {
         path: &str,
         mut on_line: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), ClientError> {
+        self.line_batches(path, |batch| batch.iter().all(|line| on_line(line)))
+            .await
+    }
+
+    /// `GET` a stream of lines, handed over in batches: `on_batch` gets the
+    /// non-empty lines that arrived together (one read), so that a printer can
+    /// write them at once; it returns false to stop. Returns when the stream ends.
+    pub async fn line_batches(
+        &self,
+        path: &str,
+        mut on_batch: impl FnMut(&[&[u8]]) -> bool,
+    ) -> Result<(), ClientError> {
         let mut body = self.send(Method::GET, path, None).await?;
         let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -172,17 +184,21 @@ impl Client {
             };
             pending.extend_from_slice(data);
             let mut start = 0;
+            let mut batch: Vec<&[u8]> = Vec::new();
             while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
                 let line = &pending[start..start + n];
                 start += n + 1;
-                if !line.is_empty() && !on_line(line) {
-                    return Ok(());
+                if !line.is_empty() {
+                    batch.push(line);
                 }
+            }
+            if !batch.is_empty() && !on_batch(&batch) {
+                return Ok(());
             }
             pending.drain(..start);
         }
         if !pending.is_empty() {
-            on_line(&pending);
+            on_batch(&[&pending]);
         }
         Ok(())
     }

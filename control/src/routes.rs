@@ -102,11 +102,10 @@ pub(crate) async fn route(req: Request<hyper::body::Incoming>, ctx: Arc<Ctx>) ->
     let c = &ctx.control;
     match (req.method().clone(), path) {
         (Method::GET, "/run") => {
-            let instances = c.snapshot();
-            let running = instances.iter().filter(|i| i.state.is_live()).count();
+            let (instances, running) = c.counts();
             ok(&RunStatus {
                 descriptor: ctx.descriptor.clone(),
-                instances: instances.len(),
+                instances,
                 running,
             })
         }
@@ -280,14 +279,14 @@ fn ndjson(body: Body) -> Response<Body> {
 
 /// A stream of JSON lines: `buffered` first, then every live event the filter wants
 /// (every event when `filter` is `None`). A client that stops reading is dropped.
-fn follow(c: &Control, filter: Option<LogFilter>, buffered: Vec<Event>) -> Response<Body> {
+fn follow(c: &Control, filter: Option<LogFilter>, buffered: Vec<Arc<Event>>) -> Response<Body> {
     follow_from(c.events(), filter, buffered, Formatter::Json)
 }
 
 fn follow_from(
     mut live: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
     filter: Option<LogFilter>,
-    buffered: Vec<Event>,
+    buffered: Vec<Arc<Event>>,
     format: Formatter,
 ) -> Response<Body> {
     let (mut tx, body) = Channel::<Bytes, Infallible>::new(STREAM_FRAMES);

@@ -58,8 +58,21 @@ fn launch(tmp: &Path, rt: &Path, run: &str, config: &str) -> Child {
     cmd.spawn().expect("launch")
 }
 
-/// Waits for the master; returns (wall time since `start`, peak RSS KiB).
-fn reap(child: Child, start: Instant) -> (Duration, u64) {
+/// What a master cost: wall time since its start, peak RSS (KiB), CPU time (its own
+/// and its reaped workers', as wait4 counts it).
+struct Cost {
+    wall: Duration,
+    rss: u64,
+    cpu: Duration,
+}
+
+fn cpu_time(usage: &libc::rusage) -> Duration {
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Waits for the master; returns what it cost.
+fn reap(child: Child, start: Instant) -> Cost {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in; the pid is our own child.
@@ -67,7 +80,11 @@ fn reap(child: Child, start: Instant) -> (Duration, u64) {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4 failed");
     std::mem::forget(child);
-    (start.elapsed(), usage.ru_maxrss as u64)
+    Cost {
+        wall: start.elapsed(),
+        rss: usage.ru_maxrss as u64,
+        cpu: cpu_time(&usage),
+    }
 }
 
 fn ps_json(rt: &Path, run: &str) -> Option<serde_json::Value> {
@@ -137,14 +154,7 @@ fn part_ps(tmp: &Path, rt: &Path, n: u64, samples: u64) {
 }
 
 /// Runs the flood; with `clients`, 10 `ps` loops and 10 `logs -f` run meanwhile.
-fn flood(
-    tmp: &Path,
-    rt: &Path,
-    run: &str,
-    n: u64,
-    lines: u64,
-    clients: bool,
-) -> (Duration, u64, u64) {
+fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: bool) -> (Cost, u64) {
     let worker = dir().join("distarch-test-worker");
     let config = format!(
         "[launcher.control]\nlog_buffer = 65536\n[groups.flood]\ncommand = [{:?}, \"flood\", \"{lines}\"]\ninstances = {n}\ntimeout = \"0s\"\n",
@@ -183,12 +193,12 @@ fn flood(
     }
     let start = Instant::now();
     let master = launch(tmp, rt, run, &config);
-    let (took, rss) = reap(master, start);
+    let cost = reap(master, start);
     done.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    (took, rss, requests.load(Ordering::Relaxed))
+    (cost, requests.load(Ordering::Relaxed))
 }
 
 fn main() {
@@ -204,27 +214,39 @@ fn main() {
     let mut quiet = Vec::new();
     let mut busy = Vec::new();
     for round in 0..2 {
-        let q = flood(tmp.path(), &rt, &format!("quiet{round}"), n, lines, false);
-        let b = flood(tmp.path(), &rt, &format!("busy{round}"), n, lines, true);
+        let (q, _) = flood(tmp.path(), &rt, &format!("quiet{round}"), n, lines, false);
+        let (b, asked) = flood(tmp.path(), &rt, &format!("busy{round}"), n, lines, true);
         println!(
-            "  round {round}: no client {} (peak RSS {} MiB) | 20 clients {} (peak RSS {} MiB, {} client requests)",
-            ms(q.0),
-            q.1 / 1024,
-            ms(b.0),
-            b.1 / 1024,
-            b.2
+            "  round {round}: no client {} (CPU {}, peak RSS {} MiB) | 20 clients {} (CPU {}, peak RSS {} MiB, {asked} client requests)",
+            ms(q.wall),
+            ms(q.cpu),
+            q.rss / 1024,
+            ms(b.wall),
+            ms(b.cpu),
+            b.rss / 1024,
         );
-        quiet.push(q.0);
-        busy.push(b.0);
+        quiet.push((q.wall, q.cpu));
+        busy.push((b.wall, b.cpu));
     }
-    let (q, b) = (
-        median(quiet.clone()).min(quiet[0]),
-        median(busy.clone()).min(busy[0]),
-    );
+    let best = |v: &[(Duration, Duration)]| {
+        (
+            v.iter().map(|c| c.0).min().unwrap_or_default(),
+            v.iter().map(|c| c.1).min().unwrap_or_default(),
+        )
+    };
+    let (q, q_cpu) = best(&quiet);
+    let (b, b_cpu) = best(&busy);
     let slowdown = (b.as_secs_f64() / q.as_secs_f64() - 1.0) * 100.0;
+    let cpu_more = (b_cpu.as_secs_f64() / q_cpu.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "  best of rounds: no client {} | 20 clients {} | slowdown {slowdown:+.1} %",
+        "  best of rounds: no client {} | 20 clients {} | wall slowdown {slowdown:+.1} % | CPU {} -> {} ({cpu_more:+.1} %)",
         ms(q),
-        ms(b)
+        ms(b),
+        ms(q_cpu),
+        ms(b_cpu)
+    );
+    println!(
+        "  (CPU: the master's and its workers', from wait4; the clients are processes on the same {} cores, so their own CPU is in the wall figure)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 }

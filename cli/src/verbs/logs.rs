@@ -55,9 +55,14 @@ async fn print_stream(run: &str, path: &str) -> Result<i32, VerbError> {
     let stdout = std::io::stdout();
     found
         .client()
-        .lines(path, |line| {
-            let mut out = stdout.lock();
-            out.write_all(line).is_ok() && out.write_all(b"\n").is_ok() && out.flush().is_ok()
+        .line_batches(path, |batch| {
+            // One write per batch, not per line: a follower of a flood costs the
+            // machine as little as it can.
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            batch
+                .iter()
+                .all(|line| out.write_all(line).is_ok() && out.write_all(b"\n").is_ok())
+                && out.flush().is_ok()
         })
         .await?;
     Ok(0)

@@ -42,13 +42,19 @@ pub async fn ps(args: PsArgs) -> Result<i32, VerbError> {
         return Ok(0);
     };
     let found = locate(&run).await?;
-    let instances: Vec<InstanceSnapshot> = found.client().get("/instances").await?;
-    // A master without job pools (or from before them) has none to show.
-    let jobs: Vec<JobStats> = found.client().get("/jobs").await.unwrap_or_default();
     if args.output.output == OutputFormat::Json {
+        let instances: Vec<InstanceSnapshot> = found.client().get("/instances").await?;
         print_json(&instances);
         return Ok(0);
     }
+    let (all, pools) = (found.client(), found.client());
+    let (instances, jobs) = tokio::join!(
+        all.get::<Vec<InstanceSnapshot>>("/instances"),
+        pools.get::<Vec<JobStats>>("/jobs"),
+    );
+    let instances = instances?;
+    // A master without job pools (or from before them) has none to show.
+    let jobs = jobs.unwrap_or_default();
     let rows: Vec<Vec<String>> = instances
         .iter()
         .map(|i| {

@@ -2,6 +2,7 @@
 //! and reload.
 
 use super::engine::{After, Engine};
+use super::launcher_diff::LauncherChanges;
 use super::state::InstanceState;
 use super::{ControlError, ReloadOutcome, ScaleOutcome, Waiting};
 use crate::config::Config;
@@ -224,12 +225,11 @@ impl Engine {
             ControlError::Config(lines.join("\n"))
         })?;
         let mut outcome = ReloadOutcome::default();
-        if config.launcher != self.config.launcher {
-            outcome.notes.push(
-                "launcher settings are not reloaded; they change when the run is started again"
-                    .into(),
-            );
-        }
+        let launcher = LauncherChanges::between(&self.parts.launcher, &config.launcher);
+        outcome.notes = launcher.notes();
+        let old_launcher = self.parts.launcher.clone();
+        LauncherChanges::apply(&mut self.parts.launcher, &config.launcher);
+        let new_launcher = self.parts.launcher.clone();
         let mut waiting = Waiting {
             ids: Vec::new(),
             ended: Vec::new(),
@@ -276,7 +276,10 @@ impl Engine {
                 outcome.added.push(name.to_string());
                 continue;
             };
-            if old.planned.config == group.config && old.planned.argv == group.argv {
+            if old.planned.config == group.config
+                && old.planned.argv == group.argv
+                && !LauncherChanges::affects(&old_launcher, &new_launcher, &group.config)
+            {
                 outcome.unchanged.push(name.to_string());
                 continue;
             }

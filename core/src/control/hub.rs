@@ -16,13 +16,13 @@ const FEED_CAPACITY: usize = 1024;
 /// followers read it.
 #[derive(Debug)]
 pub struct FeedEvent {
-    event: Event,
+    event: Arc<Event>,
     json: OnceLock<Vec<u8>>,
     text: OnceLock<Vec<u8>>,
 }
 
 impl FeedEvent {
-    fn new(event: Event) -> Self {
+    fn new(event: Arc<Event>) -> Self {
         FeedEvent {
             event,
             json: OnceLock::new(),
@@ -66,8 +66,8 @@ pub(crate) struct Hub {
 
 /// A follower's view of the feed: the buffered events first, then the live ones.
 pub struct Followed {
-    /// Buffered events, oldest first.
-    pub buffered: Vec<Event>,
+    /// Buffered events, oldest first (shared with the buffer, not copied).
+    pub buffered: Vec<Arc<Event>>,
     /// Every event from now on. A follower that falls more than a few thousand
     /// batches behind gets `Lagged` and should give up.
     pub live: broadcast::Receiver<Arc<FeedEvent>>,
@@ -111,18 +111,23 @@ impl Hub {
     /// Takes one event into account (on the event pump's thread).
     pub(crate) fn observe(&self, event: &Event) {
         lock(&self.instances).observe(event);
-        // The feed is sent to under the log lock, so that a follower that takes the
-        // buffer and subscribes under the same lock misses nothing and sees nothing
-        // twice.
+        // One copy of the event, shared by the buffer and the feed. The feed is sent
+        // to under the log lock, so that a follower that takes the buffer and
+        // subscribes under the same lock misses nothing and sees nothing twice.
         let mut logs = lock(&self.logs);
-        logs.observe(event);
-        if self.feed.receiver_count() > 0 {
-            let _ = self.feed.send(Arc::new(FeedEvent::new(event.clone())));
+        let followed = self.feed.receiver_count() > 0;
+        if !followed && !logs.keeps(event) {
+            return;
+        }
+        let shared = Arc::new(event.clone());
+        logs.observe(&shared);
+        if followed {
+            let _ = self.feed.send(Arc::new(FeedEvent::new(shared)));
         }
     }
 
     /// The buffered logs the filter wants.
-    pub(crate) fn logs(&self, filter: &LogFilter) -> Vec<Event> {
+    pub(crate) fn logs(&self, filter: &LogFilter) -> Vec<Arc<Event>> {
         lock(&self.logs).select(filter)
     }
 

@@ -4,6 +4,7 @@
 
 use crate::events::{Event, LogLines, LogRecord};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// What a client asks of the buffered logs.
@@ -35,46 +36,46 @@ impl LogFilter {
     }
 }
 
-/// One buffered event and its size.
-#[derive(Debug)]
-enum Kept {
-    Lines(LogLines),
-    Record(LogRecord),
-}
-
-impl Kept {
-    fn bytes(&self) -> usize {
-        match self {
-            Kept::Lines(l) => l.iter().map(|(t, _)| t.len() + 1).sum(),
-            Kept::Record(r) => r.message.len() + 1,
-        }
-    }
-
-    fn time(&self) -> SystemTime {
-        match self {
-            Kept::Lines(l) => l.time,
-            Kept::Record(r) => r.time,
-        }
-    }
-
-    fn event(&self) -> Event {
-        match self {
-            Kept::Lines(l) => Event::Lines(l.clone()),
-            Kept::Record(r) => Event::Log(r.clone()),
-        }
+/// The instance whose buffer keeps `event` (0 for the master's own lines), or None
+/// when the event holds no output.
+fn buffer_of(event: &Event) -> Option<u64> {
+    match event {
+        Event::Lines(l) => Some(l.instance.id),
+        Event::Log(r) => Some(r.instance.as_ref().map_or(0, |l| l.id)),
+        _ => None,
     }
 }
 
+/// The bytes of output an event holds (what the buffer's bound counts).
+fn output_bytes(event: &Event) -> usize {
+    match event {
+        Event::Lines(l) => l.iter().map(|(t, _)| t.len() + 1).sum(),
+        Event::Log(r) => r.message.len() + 1,
+        _ => 0,
+    }
+}
+
+fn time_of(event: &Event) -> Option<SystemTime> {
+    match event {
+        Event::Lines(l) => Some(l.time),
+        Event::Log(r) => Some(r.time),
+        _ => None,
+    }
+}
+
+/// One instance's buffer: (arrival number, event, its bytes), oldest first. The
+/// events are shared with the live feed and with every reader of the buffer, so a
+/// follower that asks for the whole buffer costs pointers, not copies.
 #[derive(Debug, Default)]
 struct Ring {
-    kept: VecDeque<(u64, Kept, usize)>,
+    kept: VecDeque<(u64, Arc<Event>, usize)>,
     bytes: usize,
 }
 
 impl Ring {
-    fn push(&mut self, seq: u64, kept: Kept, limit: usize) {
-        let size = kept.bytes();
-        self.kept.push_back((seq, kept, size));
+    fn push(&mut self, seq: u64, event: Arc<Event>, limit: usize) {
+        let size = output_bytes(&event);
+        self.kept.push_back((seq, event, size));
         self.bytes += size;
         while self.bytes > limit {
             match self.kept.pop_front() {
@@ -103,25 +104,25 @@ impl LogBuffers {
         }
     }
 
+    /// True when [`LogBuffers::observe`] would keep this event.
+    pub(crate) fn keeps(&self, event: &Event) -> bool {
+        self.limit > 0 && buffer_of(event).is_some()
+    }
+
     /// Keeps the lines of `event`, if it has any.
-    pub(crate) fn observe(&mut self, event: &Event) {
+    pub(crate) fn observe(&mut self, event: &Arc<Event>) {
         if self.limit == 0 {
             return;
         }
-        let (id, kept) = match event {
-            Event::Lines(l) => (l.instance.id, Kept::Lines(l.clone())),
-            Event::Log(r) => (
-                r.instance.as_ref().map_or(0, |l| l.id),
-                Kept::Record(r.clone()),
-            ),
-            _ => return,
+        let Some(id) = buffer_of(event) else {
+            return;
         };
         self.seq += 1;
         let limit = self.limit;
         self.rings
             .entry(id)
             .or_default()
-            .push(self.seq, kept, limit);
+            .push(self.seq, event.clone(), limit);
     }
 
     /// Forgets an instance's buffer.
@@ -130,21 +131,23 @@ impl LogBuffers {
     }
 
     /// The buffered events the filter wants, oldest first, cut to `tail` lines.
-    pub(crate) fn select(&self, filter: &LogFilter) -> Vec<Event> {
-        let mut picked: Vec<(u64, Event)> = Vec::new();
+    pub(crate) fn select(&self, filter: &LogFilter) -> Vec<Arc<Event>> {
+        let mut picked: Vec<(u64, Arc<Event>)> = Vec::new();
         for ring in self.rings.values() {
-            for (seq, kept, _) in &ring.kept {
-                if filter.since.is_some_and(|s| kept.time() < s) {
+            for (seq, event, _) in &ring.kept {
+                if filter
+                    .since
+                    .is_some_and(|s| time_of(event).is_some_and(|t| t < s))
+                {
                     continue;
                 }
-                let event = kept.event();
-                if filter.wants(&event) {
-                    picked.push((*seq, event));
+                if filter.wants(event) {
+                    picked.push((*seq, event.clone()));
                 }
             }
         }
         picked.sort_by_key(|(seq, _)| *seq);
-        let mut events: Vec<Event> = picked.into_iter().map(|(_, e)| e).collect();
+        let mut events: Vec<Arc<Event>> = picked.into_iter().map(|(_, e)| e).collect();
         if let Some(tail) = filter.tail {
             cut_to_tail(&mut events, tail);
         }
@@ -153,22 +156,22 @@ impl LogBuffers {
 }
 
 /// Keeps only the last `tail` lines of `events` (a batch may be cut in the middle).
-fn cut_to_tail(events: &mut Vec<Event>, tail: usize) {
+fn cut_to_tail(events: &mut Vec<Arc<Event>>, tail: usize) {
     let mut left = tail;
     let mut start = events.len();
     while start > 0 && left > 0 {
-        let n = match &events[start - 1] {
+        let n = match &*events[start - 1] {
             Event::Lines(l) => l.len(),
             _ => 1,
         };
         start -= 1;
         if n > left {
-            if let Event::Lines(l) = &events[start] {
+            if let Event::Lines(l) = &*events[start] {
                 let mut cut = LogLines::new(l.time, l.instance.clone(), l.level, l.stream);
                 for (text, truncated) in l.iter().skip(n - left) {
                     cut.push(text.as_bytes(), truncated);
                 }
-                events[start] = Event::Lines(cut);
+                events[start] = Arc::new(Event::Lines(cut));
             }
             left = 0;
         } else {
@@ -183,21 +186,20 @@ mod tests {
     use super::*;
     use crate::events::{InstanceLabel, LogStream};
     use distarch_protocol::Level;
-    use std::sync::Arc;
 
-    fn lines(id: u64, texts: &[&str]) -> Event {
+    fn lines(id: u64, texts: &[&str]) -> Arc<Event> {
         let label = Arc::new(InstanceLabel::new("g".into(), "h".into(), id, id, 2, 0));
         let mut l = LogLines::new(SystemTime::now(), label, Level::Info, LogStream::Stdout);
         for t in texts {
             l.push(t.as_bytes(), false);
         }
-        Event::Lines(l)
+        Arc::new(Event::Lines(l))
     }
 
-    fn texts(events: &[Event]) -> Vec<String> {
+    fn texts(events: &[Arc<Event>]) -> Vec<String> {
         let mut out = Vec::new();
         for e in events {
-            if let Event::Lines(l) = e {
+            if let Event::Lines(l) = &**e {
                 out.extend(l.iter().map(|(t, _)| t.to_string()));
             }
         }

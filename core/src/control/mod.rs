@@ -7,6 +7,7 @@
 mod commands;
 mod engine;
 mod hub;
+mod launcher_diff;
 mod logs;
 mod state;
 
@@ -150,13 +151,19 @@ impl Control {
         self.hub.instances(|i| i.all())
     }
 
+    /// How many instances the run has, and how many of them are live (cheaper
+    /// than counting a [`Control::snapshot`]).
+    pub fn counts(&self) -> (usize, usize) {
+        self.hub.instances(|i| i.counts())
+    }
+
     /// The progress of every job pool of the run (empty when it has none).
     pub fn jobs(&self) -> Vec<crate::jobs::JobStats> {
         self.hub.jobs()
     }
 
     /// The buffered output the filter wants.
-    pub fn logs(&self, filter: &LogFilter) -> Vec<Event> {
+    pub fn logs(&self, filter: &LogFilter) -> Vec<Arc<Event>> {
         self.hub.logs(filter)
     }
 

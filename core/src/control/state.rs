@@ -195,6 +195,12 @@ impl Instances {
         self.by_id.get(&id)
     }
 
+    /// How many instances there are, and how many of them are live.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let live = self.by_id.values().filter(|i| i.state.is_live()).count();
+        (self.by_id.len(), live)
+    }
+
     /// Every instance, by id.
     pub(crate) fn all(&self) -> Vec<InstanceSnapshot> {
         self.by_id

@@ -127,6 +127,46 @@ fn reload_starts_new_groups_stops_removed_ones_rolls_changed_ones_and_leaves_the
 }
 
 #[test]
+fn reload_applies_the_launcher_defaults_instances_start_with_and_names_the_rest() {
+    let token = unique_token("ctlrelaunch");
+    let groups = format!(
+        "{}{}",
+        group("uses", "serve", 1, "", &token),
+        group("own", "serve", 1, "stop_grace = \"7s\"", &token),
+    );
+    let s = Steer::launch(&groups, "rellaunch", &[], 2);
+    // ids: own 1, uses 2.
+    let own_pid = pid_of(&s, 1);
+    let new = format!("[launcher]\nstop_grace = \"3s\"\nlog_level = \"info\"\n{groups}");
+    std::fs::write(s.d.path("new.toml"), &new).unwrap();
+    let outcome = s.json(&["reload", "rellaunch", "-c", "new.toml"]);
+    // `uses` takes the launcher's stop_grace: rolled; `own` sets its own: untouched.
+    assert_eq!(outcome["changed"], serde_json::json!(["uses"]), "{outcome}");
+    assert_eq!(
+        outcome["unchanged"],
+        serde_json::json!(["own"]),
+        "{outcome}"
+    );
+    let notes = outcome["notes"].to_string();
+    assert!(notes.contains("applied launcher.stop_grace"), "{notes}");
+    assert!(
+        notes.contains("launcher.log_level changed but is not reloaded"),
+        "{notes}"
+    );
+    s.master
+        .expect_lines("[uses] [localhost] [2/1] INFO serving", 2, WAIT);
+    assert_eq!(
+        pid_of(&s, 1),
+        own_pid,
+        "a group with its own stop_grace was rolled"
+    );
+    assert_eq!(s.cli(&["stop", "rellaunch"]).code, 0);
+    let mut master = s.master;
+    assert_eq!(master.wait(LIMIT).code, 0);
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
+
+#[test]
 fn service_mode_restarts_without_limit_and_only_ends_on_request() {
     let token = unique_token("ctlsvc");
     let config = format!(
