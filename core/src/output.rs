@@ -391,25 +391,46 @@ fn instance_fields(obj: &mut Map<String, Value>, i: &InstanceLabel) {
     obj.insert("restart".into(), json!(i.restart));
 }
 
+/// Appends every line of a batch as a JSON object line. The lines of a batch share
+/// everything but their text, so the shared fields are serialised once: the
+/// objects are those of a `serde_json` map (keys in sorted order), written as
+/// `{<fields before "message">,"message":<text>,<fields after>[,"truncated":true]}`.
+fn format_json_lines(buf: &mut Vec<u8>, lines: &LogLines) {
+    let mut before = Map::new();
+    before.insert("level".into(), json!(lines.level.as_str()));
+    instance_fields(&mut before, &lines.instance);
+    let restart = before.remove("restart").unwrap_or(Value::Null);
+    let mut after = Map::new();
+    after.insert("restart".into(), restart);
+    after.insert("stream".into(), json!(stream_name(lines.stream)));
+    after.insert("time".into(), json!(timestamp(lines.time)));
+    // `{"group":…,"level":"info"` and `"restart":…,"time":"…"`: the objects
+    // without their closing and opening braces.
+    let mut head = serde_json::to_vec(&Value::Object(before)).unwrap_or_default();
+    head.pop();
+    let tail = serde_json::to_vec(&Value::Object(after)).unwrap_or_default();
+    let tail = tail
+        .get(1..tail.len().saturating_sub(1))
+        .unwrap_or_default();
+    for (line, truncated) in lines.iter() {
+        buf.extend_from_slice(&head);
+        buf.extend_from_slice(b",\"message\":");
+        let _ = serde_json::to_writer(&mut *buf, line);
+        buf.push(b',');
+        buf.extend_from_slice(tail);
+        if truncated {
+            buf.extend_from_slice(b",\"truncated\":true");
+        }
+        buf.extend_from_slice(b"}\n");
+    }
+}
+
 /// Appends `event` as one JSON object line (nothing for events that are not shown).
 pub fn format_json(buf: &mut Vec<u8>, event: &Event) {
     let mut obj = Map::new();
     match event {
         Event::Lines(lines) => {
-            let time = timestamp(lines.time);
-            for (line, truncated) in lines.iter() {
-                let mut obj = Map::new();
-                obj.insert("time".into(), json!(time));
-                obj.insert("level".into(), json!(lines.level.as_str()));
-                instance_fields(&mut obj, &lines.instance);
-                obj.insert("stream".into(), json!(stream_name(lines.stream)));
-                obj.insert("message".into(), json!(line));
-                if truncated {
-                    obj.insert("truncated".into(), json!(true));
-                }
-                let _ = serde_json::to_writer(&mut *buf, &Value::Object(obj));
-                buf.push(b'\n');
-            }
+            format_json_lines(buf, lines);
             return;
         }
         Event::Log(r) => {

@@ -44,7 +44,30 @@ fn ms(d: Duration) -> String {
 
 /// `distarch ARGS` with the bench's runtime directory.
 fn distarch(rt: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(dir().join("distarch"));
+    client(rt, args, Clients::Normal)
+}
+
+/// Who the flood's clients compete with.
+#[derive(Clone, Copy, PartialEq)]
+enum Clients {
+    /// No client.
+    None,
+    /// Clients at the same priority as the flood.
+    Normal,
+    /// Clients at `nice 19`, as if they ran on other cores or machines: what is
+    /// left of the slowdown is the master's own cost of serving them.
+    Niced,
+}
+
+/// `distarch ARGS` as a client of the given kind.
+fn client(rt: &Path, args: &[&str], kind: Clients) -> Command {
+    let mut cmd = if kind == Clients::Niced {
+        let mut c = Command::new("nice");
+        c.args(["-n", "19"]).arg(dir().join("distarch"));
+        c
+    } else {
+        Command::new(dir().join("distarch"))
+    };
     cmd.args(args).env("XDG_RUNTIME_DIR", rt);
     cmd.stdin(Stdio::null()).stderr(Stdio::null());
     cmd
@@ -88,7 +111,11 @@ fn reap(child: Child, start: Instant) -> Cost {
 }
 
 fn ps_json(rt: &Path, run: &str) -> Option<serde_json::Value> {
-    let out = distarch(rt, &["ps", run, "-o", "json"]).output().ok()?;
+    ps_json_as(rt, run, Clients::Normal)
+}
+
+fn ps_json_as(rt: &Path, run: &str, kind: Clients) -> Option<serde_json::Value> {
+    let out = client(rt, &["ps", run, "-o", "json"], kind).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -153,8 +180,8 @@ fn part_ps(tmp: &Path, rt: &Path, n: u64, samples: u64) {
     );
 }
 
-/// Runs the flood; with `clients`, 10 `ps` loops and 10 `logs -f` run meanwhile.
-fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: bool) -> (Cost, u64) {
+/// Runs the flood; with clients, 10 `ps` loops and 10 `logs -f` run meanwhile.
+fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: Clients) -> (Cost, u64) {
     let worker = dir().join("distarch-test-worker");
     let config = format!(
         "[launcher.control]\nlog_buffer = 65536\n[groups.flood]\ncommand = [{:?}, \"flood\", \"{lines}\"]\ninstances = {n}\ntimeout = \"0s\"\n",
@@ -163,7 +190,7 @@ fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: bool) ->
     let done = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
-    if clients {
+    if clients != Clients::None {
         for k in 0..20 {
             let (done, requests, rt, run) = (
                 done.clone(),
@@ -174,12 +201,12 @@ fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: bool) ->
             threads.push(std::thread::spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     if k % 2 == 0 {
-                        if ps_json(&rt, &run).is_some() {
+                        if ps_json_as(&rt, &run, clients).is_some() {
                             requests.fetch_add(1, Ordering::Relaxed);
                         }
                     } else {
                         // A follower reads until the run ends.
-                        let mut cmd = distarch(&rt, &["logs", &run, "-f", "-o", "json"]);
+                        let mut cmd = client(&rt, &["logs", &run, "-f", "-o", "json"], clients);
                         if let Ok(out) = cmd.stdout(Stdio::null()).status() {
                             if out.success() {
                                 requests.fetch_add(1, Ordering::Relaxed);
@@ -213,40 +240,79 @@ fn main() {
     println!("flood: {n} instances x {lines} lines, master output to /dev/null");
     let mut quiet = Vec::new();
     let mut busy = Vec::new();
+    let mut niced = Vec::new();
     for round in 0..2 {
-        let (q, _) = flood(tmp.path(), &rt, &format!("quiet{round}"), n, lines, false);
-        let (b, asked) = flood(tmp.path(), &rt, &format!("busy{round}"), n, lines, true);
-        println!(
-            "  round {round}: no client {} (CPU {}, peak RSS {} MiB) | 20 clients {} (CPU {}, peak RSS {} MiB, {asked} client requests)",
-            ms(q.wall),
-            ms(q.cpu),
-            q.rss / 1024,
-            ms(b.wall),
-            ms(b.cpu),
-            b.rss / 1024,
+        let (q, _) = flood(
+            tmp.path(),
+            &rt,
+            &format!("quiet{round}"),
+            n,
+            lines,
+            Clients::None,
         );
-        quiet.push((q.wall, q.cpu));
-        busy.push((b.wall, b.cpu));
+        let (b, asked) = flood(
+            tmp.path(),
+            &rt,
+            &format!("busy{round}"),
+            n,
+            lines,
+            Clients::Normal,
+        );
+        let (c, asked_niced) = flood(
+            tmp.path(),
+            &rt,
+            &format!("nice{round}"),
+            n,
+            lines,
+            Clients::Niced,
+        );
+        println!(
+            "  round {round}: no client {} | 20 clients {} ({asked} requests) | 20 clients at nice 19 {} ({asked_niced} requests)",
+            cost(&q),
+            cost(&b),
+            cost(&c),
+        );
+        quiet.push(q);
+        busy.push(b);
+        niced.push(c);
     }
-    let best = |v: &[(Duration, Duration)]| {
-        (
-            v.iter().map(|c| c.0).min().unwrap_or_default(),
-            v.iter().map(|c| c.1).min().unwrap_or_default(),
-        )
-    };
-    let (q, q_cpu) = best(&quiet);
-    let (b, b_cpu) = best(&busy);
-    let slowdown = (b.as_secs_f64() / q.as_secs_f64() - 1.0) * 100.0;
-    let cpu_more = (b_cpu.as_secs_f64() / q_cpu.as_secs_f64() - 1.0) * 100.0;
+    let (q, b, c) = (best(&quiet), best(&busy), best(&niced));
+    let more = |x: Duration, base: Duration| (x.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "  best of rounds: no client {} | 20 clients {} | wall slowdown {slowdown:+.1} % | CPU {} -> {} ({cpu_more:+.1} %)",
-        ms(q),
-        ms(b),
-        ms(q_cpu),
-        ms(b_cpu)
+        "  best of rounds, wall: no client {} | 20 clients {} ({:+.1} %) | 20 clients at nice 19 {} ({:+.1} %)",
+        ms(q.0),
+        ms(b.0),
+        more(b.0, q.0),
+        ms(c.0),
+        more(c.0, q.0)
     );
     println!(
-        "  (CPU: the master's and its workers', from wait4; the clients are processes on the same {} cores, so their own CPU is in the wall figure)",
+        "  best of rounds, CPU: no client {} | 20 clients {} ({:+.1} %) | 20 clients at nice 19 {} ({:+.1} %)",
+        ms(q.1),
+        ms(b.1),
+        more(b.1, q.1),
+        ms(c.1),
+        more(c.1, q.1)
+    );
+    println!(
+        "  (CPU: the master's and its workers', from wait4; the clients are processes on the same {} cores, so their own CPU is in the wall figure unless niced)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+}
+
+fn cost(c: &Cost) -> String {
+    format!(
+        "{} (CPU {}, peak RSS {} MiB)",
+        ms(c.wall),
+        ms(c.cpu),
+        c.rss / 1024
+    )
+}
+
+/// The best wall time and the best CPU time of the rounds.
+fn best(v: &[Cost]) -> (Duration, Duration) {
+    (
+        v.iter().map(|c| c.wall).min().unwrap_or_default(),
+        v.iter().map(|c| c.cpu).min().unwrap_or_default(),
+    )
 }
