@@ -27,6 +27,7 @@ mod logs;
 pub mod pod;
 mod ratelimit;
 mod settings;
+mod splice;
 mod start;
 mod status;
 mod transport;
