@@ -18,12 +18,17 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadHalf, SimplexStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// How long the attach's first lines wait for the log to reach them, after which
 /// the log is given up (a log that lags that much loses the rest of the start, not
 /// the attach); and how long lines the log passed on ahead of the attach are looked
 /// for in what the attach delivers.
 const CATCH_UP: Duration = Duration::from_secs(5);
+/// How long a log line is held before it is passed on, so that the attach, when it
+/// carries the same line, passes it first (with its stream) in the usual case of a
+/// log a little behind or even with the attach.
+const HOLD: Duration = Duration::from_millis(300);
 /// How many of the log's latest lines are kept to find the attach's first line in
 /// (the log is ahead of the attach by a few lines at most).
 const SEEN: usize = 1000;
@@ -222,7 +227,7 @@ where
     let log_task = tokio::spawn(lines(Source::Log, log, tx.clone()));
     tokio::spawn(lines(Source::Stdout, stdout, tx.clone()));
     tokio::spawn(lines(Source::Stderr, stderr, tx));
-    tokio::spawn(run(Splicer::new(), rx, Some(log_task), out_w, err_w));
+    tokio::spawn(run(Splicer::new(), rx, Some(log_task), (out_w, err_w)));
     (out_r, err_r)
 }
 
@@ -249,47 +254,60 @@ async fn lines<R: AsyncRead + Unpin>(
     }
 }
 
+type Writers = (
+    tokio::io::WriteHalf<SimplexStream>,
+    tokio::io::WriteHalf<SimplexStream>,
+);
+
+async fn write(w: &mut Writers, passed: Vec<Out>) {
+    for (dest, line) in passed {
+        let w = match dest {
+            Dest::Stdout => &mut w.0,
+            Dest::Stderr => &mut w.1,
+        };
+        // A reader that is gone only loses its own lines.
+        let _ = w.write_all(&line).await;
+    }
+}
+
+/// Waits until `at`, or forever.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run(
     mut splicer: Splicer,
     mut rx: mpsc::Receiver<(Source, Option<Vec<u8>>)>,
     mut log_task: Option<tokio::task::JoinHandle<()>>,
-    mut out: tokio::io::WriteHalf<SimplexStream>,
-    mut err: tokio::io::WriteHalf<SimplexStream>,
+    mut w: Writers,
 ) {
     let mut attach_open = 2;
-    let mut log_open = log_task.is_some();
-    let mut deadline: Option<tokio::time::Instant> = None;
-    while attach_open > 0 || (log_open && splicer.wants_log()) {
-        if !(splicer.waiting() || splicer.skipping()) {
-            deadline = None;
-        } else if deadline.is_none() {
-            deadline = Some(tokio::time::Instant::now() + CATCH_UP);
+    let mut log_open = true;
+    // The log's lines, held for HOLD before they are passed on, and its end.
+    let mut held: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+    let mut log_end_held = false;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        // Held log lines go on once due, or at once when the attach leads.
+        let now = Instant::now();
+        let mut passed = Vec::new();
+        while let Some((due, _)) = held.front() {
+            if *due > now && !splicer.waiting() && splicer.wants_log() {
+                break;
+            }
+            if let Some((_, line)) = held.pop_front() {
+                passed.extend(splicer.line(Source::Log, line));
+            }
         }
-        let give_up = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        let passed = tokio::select! {
-            msg = rx.recv() => match msg {
-                Some((source, Some(line))) => splicer.line(source, line),
-                Some((source, None)) => {
-                    if source == Source::Log {
-                        log_open = false;
-                    } else {
-                        attach_open -= 1;
-                    }
-                    splicer.end(source)
-                }
-                None => break,
-            },
-            () = give_up => {
-                deadline = None;
-                splicer.give_up()
-            }
-        };
+        if held.is_empty() && log_end_held {
+            log_end_held = false;
+            passed.extend(splicer.end(Source::Log));
+        }
         if !splicer.wants_log() {
+            held.clear();
             if let Some(task) = log_task.take() {
                 // The attach has taken over: the log request is no longer needed.
                 tracing::debug!(
@@ -300,24 +318,48 @@ async fn run(
                 log_open = false;
             }
         }
-        for (dest, line) in passed {
-            let w = match dest {
-                Dest::Stdout => &mut out,
-                Dest::Stderr => &mut err,
-            };
-            // A reader that is gone only loses its own lines.
-            let _ = w.write_all(&line).await;
+        write(&mut w, passed).await;
+        let log_pending = splicer.wants_log() && (log_open || !held.is_empty() || log_end_held);
+        if attach_open == 0 && !log_pending {
+            break;
         }
-    }
-    for (dest, line) in splicer.give_up() {
-        let w = match dest {
-            Dest::Stdout => &mut out,
-            Dest::Stderr => &mut err,
+        if !(splicer.waiting() || splicer.skipping()) {
+            deadline = None;
+        } else if deadline.is_none() {
+            deadline = Some(Instant::now() + CATCH_UP);
+        }
+        let passed = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some((Source::Log, Some(line))) => {
+                    if splicer.wants_log() {
+                        held.push_back((Instant::now() + HOLD, line));
+                    }
+                    Vec::new()
+                }
+                Some((Source::Log, None)) => {
+                    log_open = false;
+                    log_end_held = true;
+                    Vec::new()
+                }
+                Some((source, Some(line))) => splicer.line(source, line),
+                Some((source, None)) => {
+                    attach_open -= 1;
+                    splicer.end(source)
+                }
+                None => break,
+            },
+            () = until(held.front().map(|(due, _)| *due)) => Vec::new(),
+            () = until(deadline) => {
+                deadline = None;
+                splicer.give_up()
+            }
         };
-        let _ = w.write_all(&line).await;
+        write(&mut w, passed).await;
     }
-    let _ = out.shutdown().await;
-    let _ = err.shutdown().await;
+    let leftover = splicer.give_up();
+    write(&mut w, leftover).await;
+    let _ = w.0.shutdown().await;
+    let _ = w.1.shutdown().await;
 }
 
 #[cfg(test)]
