@@ -69,7 +69,10 @@ fn terminate_delivers_sigterm_with_the_grace() {
 #[test]
 fn attach_output_keeps_stderr_apart() {
     let d = engine();
-    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    // Pods reported running 1.5 s after their container started, as a real kubelet
+    // does (later than that under load): the worker's start is written before the
+    // attach can connect.
+    let t = KubeTarget::fake(&d, IMAGE, &["--running-lag", "1500"]);
     check_attach_output(&t);
 }
 
