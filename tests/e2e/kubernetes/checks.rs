@@ -247,8 +247,8 @@ pub fn check_terminate_delivers_sigterm(t: &KubeTarget) {
 /// (`hello` and `ready` frames, a stdout and a stderr line, written before the
 /// attach can have connected: a real kubelet reports the container running only
 /// after it started) is seen from its start (taken from the log, stderr among it as
-/// `info`); once stdin carried the stop frame (so the attach is connected), its
-/// stderr line is `warn`, its stdout line `info` and its `status` frame is shown.
+/// `info`); once stdin carried the stop frame (Ctrl-C; so the attach is connected),
+/// its stderr line is `warn`, its stdout line `info` and its `status` frame is shown.
 pub fn check_attach_output(t: &KubeTarget) {
     let run = run_id("kat");
     let worker = "printf '\\\\036{\\\"type\\\":\\\"hello\\\",\\\"protocol\\\":1}\\\\n'; \
@@ -258,13 +258,17 @@ pub fn check_attach_output(t: &KubeTarget) {
                   printf '\\\\036{\\\"type\\\":\\\"status\\\",\\\"text\\\":\\\"stopping now\\\"}\\\\n'; \
                   echo late-out; exit 0";
     let cfg = format!(
-        "[launcher]\nmax_running_time = \"3s\"\nstop_grace = \"20s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"{worker}\"]\nplacements.k8s = {}\n",
+        "[launcher]\nstop_grace = \"20s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"{worker}\"]\nplacements.k8s = {}\n",
         t.placement(2, ", output = \"attach\"")
     );
-    let out = Distarch::new()
-        .config(&cfg)
-        .run(&["launch", "--run-id", &run], LIMIT);
-    assert_eq!(out.code, 0, "{out}");
+    let d = Distarch::new().config(&cfg);
+    let mut running = d.spawn(&["launch", "--run-id", &run]);
+    // Stopped (stop frames on stdin) once both are seen ready, however long their
+    // pods took to start.
+    running.expect_lines("distarch: ready", 2, LIMIT);
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
     out.assert_count("distarch: ready", 2);
     out.assert_count(" early-out", 2);
     out.assert_count(" early-err", 2);
