@@ -15,10 +15,11 @@
 //! line comes through the attach), and the lines it still holds, which it had
 //! before that point, go on when due unless their twins arrive.
 //!
-//! Never lost: lines written before the attach connected (from the log) and after
+//! Not lost: lines written before the attach connected (from the log) and after
 //! (from the attach). Shown twice: a line whose attach copy comes more than
-//! [`HOLD`] after its log copy. Lines written exactly as the attach connected that
-//! repeat an earlier line verbatim may be taken for their twins.
+//! [`HOLD`] after its log copy. The one confusion: a line the attach carries that
+//! repeats verbatim a line written just before the attach connected (and still
+//! held) is taken for its twin, so the held lines after that one are dropped.
 //!
 //! [`Splicer`] decides, line by line, without I/O; [`splice`] runs it over the three
 //! streams.
