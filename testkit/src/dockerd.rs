@@ -8,6 +8,7 @@
 //! engine to every test of a binary that runs at the same time, started on first
 //! use and stopped when the last user drops it.
 
+use crate::daemon::{self, free_port, group_members};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, Weak};
@@ -96,17 +97,13 @@ impl Dockerd {
     /// and starts it again with the same data root and socket; returns once the
     /// API answers again.
     pub fn restart(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        daemon::kill(self.child.id(), "-TERM");
         let stopped =
             crate::wait_until(STOP_LIMIT, || matches!(self.child.try_wait(), Ok(Some(_))));
         assert!(stopped, "dockerd did not stop within {STOP_LIMIT:?}");
         let _ = self.child.wait();
         for pid in group_members(self.child.id()) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
+            daemon::kill(pid, "-KILL");
         }
         self.child = spawn_dockerd(self.dir.path(), &self.args);
         self.wait_up();
@@ -124,12 +121,9 @@ impl Dockerd {
         });
         let exited = matches!(d.child.try_wait(), Ok(Some(_)));
         if !up || exited {
-            let log = std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             panic!(
                 "dockerd did not come up within {START_LIMIT:?} (exited: {exited}); log:\n{}",
-                tail.join("\n")
+                daemon::log_tail(&d.dir.path().join("dockerd.log"), 30)
             );
         }
     }
@@ -138,13 +132,7 @@ impl Dockerd {
     /// stopped when the last `Arc` is dropped.
     pub fn shared() -> Arc<Dockerd> {
         static SHARED: Mutex<Weak<Dockerd>> = Mutex::new(Weak::new());
-        let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(d) = slot.upgrade() {
-            return d;
-        }
-        let d = Arc::new(Dockerd::start());
-        *slot = Arc::downgrade(&d);
-        d
+        daemon::shared(&SHARED, Dockerd::start)
     }
 
     /// The engine address, `unix:///tmp/dkdXXXX/docker.sock` (for `host = ...` or
@@ -246,68 +234,20 @@ impl Drop for Dockerd {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.remove_all_containers();
-            let pid = self.child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let stopped =
-                crate::wait_until(STOP_LIMIT, || matches!(self.child.try_wait(), Ok(Some(_))));
-            if !stopped {
-                let _ = self.child.kill();
-            }
-            let _ = self.child.wait();
         }
         // Whatever is left of its process group (containerd) goes too.
-        for pid in group_members(self.child.id()) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
+        daemon::stop_group(&mut self.child, STOP_LIMIT);
         // dockerd may leave mounts (e.g. `exec/netns/default`) that would keep the
         // temp dir from being deleted.
-        for point in mounts_under(self.dir.path()) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&point)
-                .stderr(Stdio::null())
-                .status();
-        }
+        daemon::unmount_under(self.dir.path());
     }
 }
 
 /// Starts dockerd with `args`, its log appended to `dir/dockerd.log`, in a process
 /// group of its own.
 fn spawn_dockerd(dir: &Path, args: &[std::ffi::OsString]) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("dockerd.log"))
-        .expect("dockerd log");
-    let log2 = log.try_clone().expect("dockerd log");
-    let mut cmd = Command::new("dockerd");
-    cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.spawn()
+    daemon::spawn_logged(Path::new("dockerd"), args, &dir.join("dockerd.log"))
         .expect("start dockerd (is docker.io installed? scripts/test.sh installs it)")
-}
-
-/// Mount points at or below `dir`, deepest first.
-pub(crate) fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut points: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|p| p.starts_with(&prefix))
-        .map(str::to_string)
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    points
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, in
@@ -408,15 +348,6 @@ fn make_certs(dir: &Path) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// Live processes whose process group is `pgid`.
-pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
-    crate::procs::processes()
-        .into_iter()
-        .filter(|p| p.pgid == pgid && !p.zombie)
-        .map(|p| p.pid)
-        .collect()
 }
 
 /// A unix socket in front of an engine's socket that the test controls: it

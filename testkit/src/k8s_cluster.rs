@@ -14,7 +14,8 @@
 //! its mounts and cgroups. `K8sCluster::shared()` hands one cluster to the tests of a
 //! binary that run at the same time.
 
-use crate::dockerd::{free_port, group_members, mounts_under, Dockerd};
+use crate::daemon::{self, free_port, kill, stop_group};
+use crate::dockerd::Dockerd;
 use crate::image::ImageBuilder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,13 +162,7 @@ impl K8sCluster {
     /// stopped when the last `Arc` is dropped.
     pub fn shared() -> Arc<K8sCluster> {
         static SHARED: Mutex<Weak<K8sCluster>> = Mutex::new(Weak::new());
-        let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = slot.upgrade() {
-            return c;
-        }
-        let c = Arc::new(K8sCluster::start());
-        *slot = Arc::downgrade(&c);
-        c
+        daemon::shared(&SHARED, K8sCluster::start)
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -306,17 +301,8 @@ impl K8sCluster {
     }
 
     fn spawn(&self, name: &'static str, program: &Path, args: &[String]) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .expect("component log");
-        let log2 = log.try_clone().expect("component log");
-        let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd
-            .spawn()
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = daemon::spawn_logged(program, args, &log)
             .unwrap_or_else(|e| panic!("start {name} ({}): {e}", program.display()));
         self.procs
             .lock()
@@ -333,10 +319,7 @@ impl K8sCluster {
 
     /// The last lines of a component's log.
     pub fn log_tail(&self, name: &str, n: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-            .unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        daemon::log_tail(&self.dir.path().join(format!("{name}.log")), n)
     }
 
     fn check_alive(&self) {
@@ -373,7 +356,7 @@ impl K8sCluster {
     fn stop(&self, name: &str) {
         let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut child) = procs.remove(name) {
-            stop_child(&mut child);
+            stop_group(&mut child, STOP_LIMIT);
         }
     }
 
@@ -717,27 +700,6 @@ fn remove_cgroup(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn stop_child(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(None)) {
-        kill(child.id(), "-TERM");
-        let stopped = crate::wait_until(STOP_LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
-        if !stopped {
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-    }
-    for pid in group_members(child.id()) {
-        kill(pid, "-KILL");
-    }
-}
-
 impl Drop for K8sCluster {
     fn drop(&mut self) {
         // The kubelet first (nothing restarts containers any more), then whatever
@@ -761,13 +723,7 @@ impl Drop for K8sCluster {
         ] {
             self.stop(name);
         }
-        for point in mounts_under(self.dir.path()) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&point)
-                .stderr(Stdio::null())
-                .status();
-        }
+        daemon::unmount_under(self.dir.path());
         for ctl in CGROUP_CONTROLLERS {
             remove_cgroup(Path::new(&format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup)));
         }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod apiserver;
+mod daemon;
 pub mod dockerd;
 pub mod image;
 pub mod k8s_cluster;

@@ -69,8 +69,31 @@ fn terminate_delivers_sigterm_with_the_grace() {
 #[test]
 fn attach_output_keeps_stderr_apart() {
     let d = engine();
-    let t = KubeTarget::fake(&d, IMAGE, &[]);
+    // Pods reported running 1.5 s after their container started, as a real kubelet
+    // does (later than that under load): the worker's start is written before the
+    // attach can connect.
+    let t = KubeTarget::fake(&d, IMAGE, &["--running-lag", "1500"]);
     check_attach_output(&t);
+}
+
+#[test]
+fn attach_output_of_a_worker_that_ended_before_the_attach_comes_from_its_log() {
+    // The worker has ended before its pod is reported running: there is nothing to
+    // attach to, its output is all in the log.
+    let d = engine();
+    let t = KubeTarget::fake(&d, IMAGE, &["--running-lag", "1500"]);
+    let run = run_id("kae");
+    let cfg = format!(
+        "[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"echo quick-out; echo quick-err >&2; exit 3\"]\nplacements.k8s = {}\n",
+        t.placement(1, ", output = \"attach\"")
+    );
+    let out = Distarch::new()
+        .config(&cfg)
+        .run(&["launch", "--run-id", &run], LIMIT);
+    out.assert_count("INFO quick-out", 1);
+    out.assert_count("INFO quick-err", 1);
+    out.assert_count("exit code 3", 1);
+    assert_run_gone(&t, &run);
 }
 
 #[test]

@@ -243,24 +243,39 @@ pub fn check_terminate_delivers_sigterm(t: &KubeTarget) {
     assert_run_gone(t, &run);
 }
 
-/// `output = "attach"`: stdout and stderr come apart over the attach stream
-/// (stderr lines are `warn`), and stdin carries the stop frame to a worker that
-/// speaks the protocol (its first line is a `hello` frame; after a second, as output
-/// sent before the attach is made is not seen).
+/// `output = "attach"`: a worker that speaks the protocol from its first byte
+/// (`hello` and `ready` frames, a stdout and a stderr line, written before the
+/// attach can have connected: a real kubelet reports the container running only
+/// after it started) is seen from its start (taken from the log, stderr among it as
+/// `info`); once stdin carried the stop frame (Ctrl-C; so the attach is connected),
+/// its stderr line is `warn`, its stdout line `info` and its `status` frame is shown.
 pub fn check_attach_output(t: &KubeTarget) {
     let run = run_id("kat");
+    let worker = "printf '\\\\036{\\\"type\\\":\\\"hello\\\",\\\"protocol\\\":1}\\\\n'; \
+                  printf '\\\\036{\\\"type\\\":\\\"ready\\\"}\\\\n'; \
+                  echo early-out; echo early-err >&2; read line; \
+                  echo late-err >&2; \
+                  printf '\\\\036{\\\"type\\\":\\\"status\\\",\\\"text\\\":\\\"stopping now\\\"}\\\\n'; \
+                  echo late-out; exit 0";
     let cfg = format!(
-        "[launcher]\nmax_running_time = \"3s\"\nstop_grace = \"10s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 1; printf '\\\\036{{\\\"type\\\":\\\"hello\\\",\\\"protocol\\\":1}}\\\\n'; echo to-stdout; echo to-stderr >&2; read line; echo got-a-line; exit 0\"]\nplacements.k8s = {}\n",
-        t.placement(1, ", output = \"attach\"")
+        "[launcher]\nstop_grace = \"20s\"\n[groups.g]\ncommand = [\"/bin/sh\", \"-c\", \"{worker}\"]\nplacements.k8s = {}\n",
+        t.placement(2, ", output = \"attach\"")
     );
-    let out = Distarch::new()
-        .config(&cfg)
-        .run(&["launch", "--run-id", &run], LIMIT);
-    assert_eq!(out.code, 0, "{out}");
-    out.assert_has("INFO to-stdout");
-    out.assert_has("WARN to-stderr");
-    out.assert_has("INFO got-a-line");
-    out.assert_has("exit code 0");
+    let d = Distarch::new().config(&cfg);
+    let mut running = d.spawn(&["launch", "--run-id", &run]);
+    // Stopped (stop frames on stdin) once both are seen ready, however long their
+    // pods took to start.
+    running.expect_lines("distarch: ready", 2, LIMIT);
+    running.signal("INT");
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 130, "{out}");
+    out.assert_count("distarch: ready", 2);
+    out.assert_count(" early-out", 2);
+    out.assert_count(" early-err", 2);
+    out.assert_count("WARN late-err", 2);
+    out.assert_count("INFO distarch: status: stopping now", 2);
+    out.assert_count("INFO late-out", 2);
+    out.assert_count("ended after a stop request: exit code 0", 2);
     assert_run_gone(t, &run);
 }
 

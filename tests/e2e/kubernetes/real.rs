@@ -53,10 +53,7 @@ pub fn suite() {
             check_owner_garbage_collection(&c);
         });
         let b = s.spawn(|| {
-            // Not check_attach_output: against this real API server (v1.35) the
-            // attach stream delivers stdin but no stdout/stderr to kube's client
-            // (kubectl attach on the same pod shows them): an open defect of
-            // `output = "attach"`, see docs/transports/kubernetes.md.
+            check_attach_output(&t);
             check_master_sigkill_then_gc(&t);
             check_mixed_group(&t, &d);
             check_clear_errors(&t);

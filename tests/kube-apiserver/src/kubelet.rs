@@ -338,6 +338,14 @@ async fn run(
         return;
     }
     let started = now();
+    if !server.running_lag.is_zero() {
+        // As a real kubelet: the container runs (and writes) before it is reported.
+        let mut asked = del.clone();
+        tokio::select! {
+            () = tokio::time::sleep(server.running_lag) => {}
+            () = deletion_asked(&mut asked) => {}
+        }
+    }
     update(&|p| {
         let st = p.status.get_or_insert_with(Default::default);
         st.phase = Some("Running".into());

@@ -7,7 +7,7 @@
 //!
 //! Usage: `distarch-fake-apiserver --docker unix:///path/docker.sock [--listen
 //! 127.0.0.1:0] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]...
-//! [--id ID] [--throttle N] [--expire-watches SECS]`. It prints `listening on http://ADDR` on stdout once it accepts
+//! [--id ID] [--throttle N] [--expire-watches SECS] [--running-lag MS]`. It prints `listening on http://ADDR` on stdout once it accepts
 //! connections. SIGTERM or SIGINT removes its containers and exits.
 #![forbid(unsafe_code)]
 
@@ -40,6 +40,7 @@ struct Args {
     id: String,
     throttle: u64,
     expire_watches: Option<u64>,
+    running_lag: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         id: format!("fake-{}", std::process::id()),
         throttle: 0,
         expire_watches: None,
+        running_lag: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,8 +87,14 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|_| format!("--expire-watches wants seconds, got {v:?}"))?,
                 );
             }
+            "--running-lag" => {
+                let v = value()?;
+                a.running_lag = v
+                    .parse()
+                    .map_err(|_| format!("--running-lag wants milliseconds, got {v:?}"))?;
+            }
             "--help" | "-h" => {
-                println!("usage: distarch-fake-apiserver --docker unix:///PATH [--listen ADDR] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]... [--id ID] [--throttle N] [--expire-watches SECS]");
+                println!("usage: distarch-fake-apiserver --docker unix:///PATH [--listen ADDR] [--namespace NS]... [--forbid VERB:RESOURCE]... [--node-label K=V]... [--id ID] [--throttle N] [--expire-watches SECS] [--running-lag MS]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -191,6 +199,7 @@ async fn main() {
         id: args.id,
         throttle: std::sync::atomic::AtomicU64::new(args.throttle),
         expire_watches: args.expire_watches.map(Duration::from_secs),
+        running_lag: Duration::from_millis(args.running_lag),
     });
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();

@@ -39,6 +39,9 @@ pub struct Server {
     /// Fault injection: every watch ends after this long with `410 Gone` (as when
     /// etcd compacted the version it watches from): the client must re-list.
     pub expire_watches: Option<std::time::Duration>,
+    /// How long after its container started a pod is reported `Running` (a real
+    /// kubelet reports it some hundred milliseconds to seconds later).
+    pub running_lag: std::time::Duration,
 }
 
 /// Shared handle.

@@ -9,7 +9,9 @@
 //! environment, an owner reference to the owner object), waits on the shared watch
 //! until its container runs (failing fast with the reason on image pull errors or
 //! when the scheduler cannot place it), attaches to its stdin through the API server
-//! and follows its log for output. The exit code comes from the container status.
+//! and follows its log for output (or, with `output = "attach"`, attaches its
+//! stdout and stderr too, the log giving what came before the attach: splice.rs).
+//! The exit code comes from the container status.
 //! Stop deletes the pod with `gracePeriodSeconds` = the kill grace, kill deletes it
 //! with 0. When the attach closes (master gone), the container's stdin reaches EOF
 //! and SDK workers exit; deleting the owner cascades to every pod of the run, and
@@ -27,6 +29,7 @@ mod logs;
 pub mod pod;
 mod ratelimit;
 mod settings;
+mod splice;
 mod start;
 mod status;
 mod transport;

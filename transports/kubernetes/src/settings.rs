@@ -121,8 +121,8 @@ pub enum OutputSource {
     /// attach; stdout and stderr arrive merged, as one stream).
     #[default]
     Logs,
-    /// The attach stream: stdout and stderr apart, but output written before the
-    /// attach connected is not seen.
+    /// The attach stream: stdout and stderr apart; output written before the
+    /// attach connected is taken from the log (merged, as stdout).
     Attach,
 }
 

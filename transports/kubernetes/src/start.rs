@@ -110,7 +110,8 @@ async fn warning_event(events: &Api<Event>, name: &str) -> Option<String> {
 pub type FailedCall = (&'static str, &'static str);
 
 /// Connects the pod's stdio: stdin through an attach (kept open; closing it is the
-/// worker's EOF), output through the attach or the followed container log.
+/// worker's EOF), output through the followed container log, or with
+/// `output_from_attach` through the attach, its start taken from the log.
 pub async fn attach_stdio(
     pods: &Api<Pod>,
     name: &str,
@@ -136,12 +137,12 @@ pub async fn attach_stdio(
             Ok(a) => attached = Some(a),
             Err(e) => {
                 // A worker that ended at once cannot be attached to any more; its
-                // output is still in the log.
+                // output is still in the log (all of it, stderr merged in).
                 let ended = match pods.get(name).await {
                     Ok(pod) => matches!(progress(&pod), Progress::Ended(_)),
                     Err(_) => false,
                 };
-                if !ended || output_from_attach {
+                if !ended {
                     // A WebSocket GET: the API server authorizes it as `get`.
                     return Err((("get", "pods/attach"), e));
                 }
@@ -153,26 +154,6 @@ pub async fn attach_stdio(
             Some(w) => Box::new(w),
             None => Box::new(tokio::io::sink()),
         };
-    if output_from_attach {
-        let stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin> =
-            match attached.as_mut().and_then(|a| a.stdout()) {
-                Some(r) => Box::new(r),
-                None => Box::new(tokio::io::empty()),
-            };
-        let stderr = attached
-            .as_mut()
-            .and_then(|a| a.stderr())
-            .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
-        return Ok((
-            InstanceIo {
-                stdin,
-                stdout,
-                stderr,
-            },
-            attached,
-            None,
-        ));
-    }
     let log = crate::logs::follow(
         pods.clone(),
         name.to_string(),
@@ -181,14 +162,33 @@ pub async fn attach_stdio(
     )
     .await
     .map_err(|e| (("get", "pods/log"), e))?;
-    let (stdout, log_done) = crate::eof::EofSignal::new(log);
+    let attached_output = attached
+        .as_mut()
+        .filter(|_| output_from_attach)
+        .and_then(|a| Some((a.stdout()?, a.stderr()?)));
+    let Some((out, err)) = attached_output else {
+        let (stdout, log_done) = crate::eof::EofSignal::new(log);
+        return Ok((
+            InstanceIo {
+                stdin,
+                stdout: Box::new(stdout),
+                stderr: None,
+            },
+            attached,
+            Some(log_done),
+        ));
+    };
+    // The attach carries stdout and stderr apart, but only from when it connected:
+    // the log gives what came before (see splice.rs).
+    let (stdout, stderr) = crate::splice::splice(log, out, err);
+    let (stdout, out_done) = crate::eof::EofSignal::new(stdout);
     Ok((
         InstanceIo {
             stdin,
             stdout: Box::new(stdout),
-            stderr: None,
+            stderr: Some(Box::new(stderr)),
         },
         attached,
-        Some(log_done),
+        Some(out_done),
     ))
 }
