@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Response bodies.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -30,7 +30,10 @@ pub type Reloader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 /// Largest request body (a whole configuration).
 const MAX_REQUEST: usize = 8 * 1024 * 1024;
 /// Frames a follow stream may hold for a client that is not reading.
-const STREAM_FRAMES: usize = 64;
+const STREAM_FRAMES: usize = 16;
+/// Events already waiting are sent to a follower together, up to about this many
+/// bytes per frame.
+const FRAME_BATCH: usize = 64 * 1024;
 /// How long a follower may keep a full stream before it is dropped.
 const STALLED_FOLLOWER: Duration = Duration::from_secs(5);
 
@@ -291,36 +294,58 @@ fn follow_from(
 ) -> Response<Body> {
     let (mut tx, body) = Channel::<Bytes, Infallible>::new(STREAM_FRAMES);
     tokio::spawn(async move {
-        // The buffer goes out one event at a time, so that a client that does not
-        // read holds at most STREAM_FRAMES of it in memory.
+        // The buffer goes out in frames of about FRAME_BATCH bytes, so that a client
+        // that does not read holds at most STREAM_FRAMES of them in memory.
+        let mut buf = Vec::new();
         for e in buffered {
-            let mut buf = Vec::new();
             format.write(&mut buf, &e);
-            if !buf.is_empty() && !push(&mut tx, buf).await {
+            if buf.len() >= FRAME_BATCH && !push(&mut tx, std::mem::take(&mut buf)).await {
                 return;
             }
+        }
+        if !buf.is_empty() && !push(&mut tx, buf).await {
+            return;
         }
         // An empty line tells the client the stream is live (and keeps proxies open).
         if !push(&mut tx, b"\n".to_vec()).await {
             return;
         }
+        let wanted = |event: &FeedEvent| filter.as_ref().is_none_or(|f| f.wants(event.event()));
         loop {
+            let mut frame = Vec::new();
             match live.recv().await {
-                Ok(event) => {
-                    if filter.as_ref().is_some_and(|f| !f.wants(event.event())) {
-                        continue;
-                    }
-                    let bytes = format.live(&event);
-                    if !bytes.is_empty() && !push(&mut tx, bytes.to_vec()).await {
-                        tracing::warn!("control: dropped a follower that stopped reading");
-                        return;
-                    }
-                }
+                Ok(event) if wanted(&event) => frame.extend_from_slice(format.live(&event)),
+                Ok(_) => continue,
                 Err(RecvError::Lagged(_)) => {
                     tracing::warn!("control: dropped a follower that fell behind");
                     return;
                 }
                 Err(RecvError::Closed) => return,
+            }
+            // What else is already there goes in the same frame (one write to the
+            // client instead of one per event, which is what a flood costs).
+            let mut ended = false;
+            while frame.len() < FRAME_BATCH {
+                match live.try_recv() {
+                    Ok(event) if wanted(&event) => frame.extend_from_slice(format.live(&event)),
+                    Ok(_) => {}
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(_)) => {
+                        tracing::warn!("control: dropped a follower that fell behind");
+                        return;
+                    }
+                    Err(TryRecvError::Closed) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if !frame.is_empty() && !push(&mut tx, frame).await {
+                tracing::warn!("control: dropped a follower that stopped reading");
+                return;
+            }
+            if ended {
+                return;
             }
         }
     });
