@@ -40,6 +40,7 @@ mod report;
 mod signals;
 mod sink;
 mod spec_builder;
+mod stamp;
 mod supervisor;
 pub mod template;
 pub mod trace;

@@ -5,6 +5,7 @@
 use crate::config::{LogFormat, TimeZone};
 use crate::events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopStep};
 use crate::sink::EventSink;
+use crate::stamp::{stamp, Stamps};
 use distarch_protocol::Level;
 use serde_json::{json, Map, Value};
 use std::io::Write;
@@ -29,7 +30,9 @@ pub struct LogWriter<W: Write + Send + 'static> {
     /// Set once a write failed: nothing more is written (or buffered).
     broken: bool,
     /// Text lines start with their time in this zone (`None`: no timestamps).
-    timestamps: Option<TimeZone>,
+    stamps: Option<Stamps>,
+    /// The timestamp of the event being written (reused).
+    time: Vec<u8>,
     /// Only events this accepts are written (a group's own file).
     filter: Option<EventFilter>,
     /// Start errors already printed (text output says each reason once).
@@ -49,7 +52,8 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             buf: Vec::with_capacity(FLUSH_AT * 2),
             on_error: None,
             broken: false,
-            timestamps: None,
+            stamps: None,
+            time: Vec::new(),
             filter: None,
             start_errors: Default::default(),
         }
@@ -58,7 +62,7 @@ impl<W: Write + Send + 'static> LogWriter<W> {
     /// Starts each text line with its time (RFC 3339, milliseconds) in `zone`
     /// (`None`: no timestamps). JSON lines always carry a `time`.
     pub fn with_timestamps(mut self, zone: Option<TimeZone>) -> Self {
-        self.timestamps = zone;
+        self.stamps = zone.map(Stamps::new);
         self
     }
 
@@ -87,10 +91,16 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             }
         }
         match self.format {
-            LogFormat::Text => match self.start_errors.shorten(event) {
-                Some(shorter) => format_text_at(&mut self.buf, &shorter, self.timestamps),
-                None => format_text_at(&mut self.buf, event, self.timestamps),
-            },
+            LogFormat::Text => {
+                self.time.clear();
+                if let Some(stamps) = &mut self.stamps {
+                    stamps.push(&mut self.time, event_time(event));
+                }
+                match self.start_errors.shorten(event) {
+                    Some(shorter) => format_text_with(&mut self.buf, &shorter, &self.time),
+                    None => format_text_with(&mut self.buf, event, &self.time),
+                }
+            }
             LogFormat::Json => format_json(&mut self.buf, event),
         }
         if self.buf.len() >= FLUSH_AT {
@@ -287,30 +297,22 @@ fn event_time(event: &Event) -> SystemTime {
     }
 }
 
-/// `t` as RFC 3339 with milliseconds in `zone`, and a space.
-pub fn stamp(t: SystemTime, zone: TimeZone) -> String {
-    match zone {
-        TimeZone::Utc => format!("{} ", humantime::format_rfc3339_millis(t)),
-        TimeZone::Local => format!(
-            "{} ",
-            chrono::DateTime::<chrono::Local>::from(t)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
-        ),
-    }
-}
-
 /// Appends `event` as a text line, each line starting with its time in `zone`
 /// when one is given (nothing for events that are not shown).
 pub fn format_text_at(buf: &mut Vec<u8>, event: &Event, zone: Option<TimeZone>) {
     let time = zone.map(|z| stamp(event_time(event), z));
-    let time = time.as_deref().unwrap_or("");
+    format_text_with(buf, event, time.as_deref().unwrap_or("").as_bytes());
+}
+
+/// Appends `event` as a text line, each line starting with `time`.
+fn format_text_with(buf: &mut Vec<u8>, event: &Event, time: &[u8]) {
     match event {
         Event::Log(record) => return format_text_record(buf, record, time),
         Event::Lines(lines) => return format_text_lines(buf, lines, time),
         _ => {}
     }
     if let Some((instance, level, text)) = describe(event) {
-        buf.extend_from_slice(time.as_bytes());
+        buf.extend_from_slice(time);
         prefix(buf, instance);
         let _ = write!(buf, "{} distarch: ", level_tag(level));
         push_single_line(buf, &text);
@@ -318,11 +320,11 @@ pub fn format_text_at(buf: &mut Vec<u8>, event: &Event, zone: Option<TimeZone>) 
     }
 }
 
-fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &str) {
+fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &[u8]) {
     let prefix = lines.instance.text_prefix().as_bytes();
     let tag = level_tag(lines.level).as_bytes();
     for (line, truncated) in lines.iter() {
-        buf.extend_from_slice(time.as_bytes());
+        buf.extend_from_slice(time);
         buf.extend_from_slice(prefix);
         buf.extend_from_slice(tag);
         buf.push(b' ');
@@ -334,8 +336,8 @@ fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &str) {
     }
 }
 
-fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord, time: &str) {
-    buf.extend_from_slice(time.as_bytes());
+fn format_text_record(buf: &mut Vec<u8>, r: &LogRecord, time: &[u8]) {
+    buf.extend_from_slice(time);
     prefix(buf, r.instance.as_deref());
     buf.extend_from_slice(level_tag(r.level).as_bytes());
     // The master's own lines read like its other lines: `LEVEL distarch: text`.

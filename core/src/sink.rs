@@ -1,6 +1,7 @@
 //! Where events go: an [`EventSink`] runs on its own thread, fed by a bounded channel.
 
 use crate::events::Event;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
@@ -83,6 +84,12 @@ pub(crate) fn pump(mut rx: mpsc::Receiver<Vec<Event>>, mut sink: Box<dyn EventSi
 pub trait EventObserver: Send + 'static {
     /// Takes one event into account.
     fn observe(&mut self, event: &Event);
+    /// Takes one event into account, with a handle to keep it: an observer that
+    /// hands events to a thread of its own (the log files) keeps the `Arc` instead
+    /// of copying the event. By default the same as [`EventObserver::observe`].
+    fn observe_shared(&mut self, event: &Arc<Event>) {
+        self.observe(event);
+    }
     /// Called when no event is waiting: a good time to flush buffered output.
     fn flush(&mut self) {}
 }
@@ -114,8 +121,11 @@ impl Observed {
 
 impl EventSink for Observed {
     fn event(&mut self, event: Event) {
+        // One allocation per event (a batch of lines is one event), so that an
+        // observer may keep it without copying its text.
+        let event = Arc::new(event);
         for o in &mut self.observers {
-            o.observe(&event);
+            o.observe_shared(&event);
         }
     }
 

@@ -1,15 +1,16 @@
 //! The run's log files: the launcher's (everything) and each group's (its own
-//! instances' lines and the master's lines about them).
+//! instances' lines and the master's lines about them), as written on the file
+//! thread (see [`crate::writer`]).
 
 use crate::rotate::RotatingFile;
 use distarch_core::protocol::Level;
-use distarch_core::{Config, Event, EventObserver, LogFileConfig, LogWriter, TimeZone};
+use distarch_core::{Config, Event, LogFileConfig, LogWriter, TimeZone};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What is called when writing a file fails (once per file until it is reopened).
-type ErrorHook = Arc<dyn Fn(&std::path::Path, &std::io::Error) + Send + Sync>;
+pub(crate) type ErrorHook = Arc<dyn Fn(&std::path::Path, &std::io::Error) + Send + Sync>;
 
 /// A log file that cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +42,14 @@ impl Reopen {
 
 /// One open file and what it takes.
 struct File {
+    /// The config key that names it.
+    key: String,
     config: LogFileConfig,
     writer: LogWriter<RotatingFile>,
 }
 
-/// Every log file of a run, as one [`EventObserver`].
-pub struct LogFiles {
+/// Every log file of a run, written by the file thread.
+pub(crate) struct Files {
     files: Vec<File>,
     reopen: Reopen,
     seen: u64,
@@ -71,15 +74,15 @@ fn event_group(event: &Event) -> Option<&str> {
     Some(&label.group)
 }
 
-impl LogFiles {
+impl Files {
     /// Opens every file `config` names (none: an empty set). `level` is the least
     /// severe level written, `zone` the time zone of text timestamps.
-    pub fn open(
+    pub(crate) fn open(
         config: &Config,
         level: Level,
         zone: TimeZone,
-        on_error: impl Fn(&std::path::Path, &std::io::Error) + Send + Sync + 'static,
-    ) -> Result<LogFiles, LogFileError> {
+        on_error: ErrorHook,
+    ) -> Result<Files, LogFileError> {
         let mut wanted: Vec<(String, Option<String>, &LogFileConfig)> = Vec::new();
         if let Some(f) = &config.launcher.log_file {
             wanted.push(("launcher.log_file".into(), None, f));
@@ -89,21 +92,23 @@ impl LogFiles {
                 wanted.push((format!("groups.{name}.log_file"), Some(name.clone()), f));
             }
         }
-        let on_error: ErrorHook = Arc::new(on_error);
         let mut files = Vec::new();
         for (key, group, f) in wanted {
-            let out = RotatingFile::open(f).map_err(|source| LogFileError {
-                key,
-                path: f.path.clone(),
-                source,
-            })?;
+            let out = match RotatingFile::open(f) {
+                Ok(out) => out,
+                Err(source) => {
+                    let path = f.path.clone();
+                    return Err(LogFileError { key, path, source });
+                }
+            };
             let writer = writer_for(f, out, level, zone, group, on_error.clone());
             files.push(File {
+                key,
                 config: f.clone(),
                 writer,
             });
         }
-        Ok(LogFiles {
+        Ok(Files {
             files,
             reopen: Reopen::default(),
             seen: 0,
@@ -111,14 +116,33 @@ impl LogFiles {
         })
     }
 
-    /// True when no file is configured.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+    /// The config key and the path of each file.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (&str, &std::path::Path)> {
+        self.files
+            .iter()
+            .map(|f| (f.key.as_str(), f.config.path.as_path()))
     }
 
     /// A handle that makes these files open again.
-    pub fn reopen_handle(&self) -> Reopen {
+    pub(crate) fn reopen_handle(&self) -> Reopen {
         self.reopen.clone()
+    }
+
+    /// Formats `event` into the buffer of each file that takes it (a full buffer
+    /// is written at once).
+    pub(crate) fn write_event(&mut self, event: &Event) {
+        self.reopen_if_asked();
+        for file in &mut self.files {
+            file.writer.write_event(event);
+        }
+    }
+
+    /// Writes what is buffered.
+    pub(crate) fn flush(&mut self) {
+        self.reopen_if_asked();
+        for file in &mut self.files {
+            file.writer.flush_now();
+        }
     }
 
     fn reopen_if_asked(&mut self) {
@@ -153,20 +177,4 @@ fn writer_for(
         writer = writer.with_filter(move |event| event_group(event) == Some(group.as_str()));
     }
     writer
-}
-
-impl EventObserver for LogFiles {
-    fn observe(&mut self, event: &Event) {
-        self.reopen_if_asked();
-        for file in &mut self.files {
-            file.writer.write_event(event);
-        }
-    }
-
-    fn flush(&mut self) {
-        self.reopen_if_asked();
-        for file in &mut self.files {
-            file.writer.flush_now();
-        }
-    }
 }

@@ -6,11 +6,16 @@
 //! fed by a [`distarch_core::LogWriter`], so files hold exactly the lines standard
 //! output would (text or JSON, timestamps on by default), written whole: a file is
 //! rotated only between whole writes, so no line is ever split across two files.
-//! [`LogFiles`] is an [`distarch_core::EventObserver`]; a [`Reopen`] handle makes
-//! it open every file again (after `logrotate` moved them, on SIGHUP or `reload`).
+//! [`LogFiles`] is an [`distarch_core::EventObserver`] that hands each event to a
+//! thread of its own (see [`writer`]): the files are formatted and written beside
+//! standard output, not after it, through a bounded queue (a slow disk slows the
+//! run down; no line is dropped). A [`Reopen`] handle makes it open every file
+//! again (after `logrotate` moved them, on SIGHUP or `reload`).
 
 mod files;
 mod rotate;
+pub mod writer;
 
-pub use files::{LogFileError, LogFiles, Reopen};
+pub use files::{LogFileError, Reopen};
 pub use rotate::RotatingFile;
+pub use writer::LogFiles;

@@ -47,11 +47,11 @@ fn files_rotate_by_size_keep_whole_lines_and_group_files_get_their_group() {
     config.groups.insert("web".into(), web);
     let mut files =
         LogFiles::open(&config, Level::Debug, TimeZone::Utc, |_, e| panic!("{e}")).unwrap();
-    // Batches of 100 lines, flushed one by one (as the event pump does when idle).
+    // Batches of 100 lines, written one by one (as the file thread does when idle).
     for batch in 0..20 {
         files.observe(&lines("web", batch * 100, 100));
         files.observe(&lines("db", 0, 1));
-        files.flush();
+        files.sync();
     }
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let mut kept = Vec::new();
@@ -89,11 +89,11 @@ fn reopen_writes_to_a_new_file_after_the_old_one_was_moved() {
     let mut files =
         LogFiles::open(&config, Level::Debug, TimeZone::Utc, |_, e| panic!("{e}")).unwrap();
     files.observe(&lines("g", 0, 3));
-    files.flush();
+    files.sync();
     std::fs::rename(dir.path().join("run.log"), dir.path().join("moved.log")).unwrap();
     files.reopen_handle().request();
     files.observe(&lines("g", 3, 3));
-    files.flush();
+    files.sync();
     let moved = std::fs::read_to_string(dir.path().join("moved.log")).unwrap();
     let new = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
     assert_eq!(numbers(&moved), [0, 1, 2]);
