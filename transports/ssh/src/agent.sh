@@ -82,11 +82,16 @@ exec >"$D/m" 8<>"$D/l"
 echo >&8
 lock() { until read -r _ <&8; do :; done; }
 unlock() { echo >&8; }
-# count STATS FILE: the bytes dd copied into FILE, from its STATS (GNU and BSD
-# dd say it first on their third line; busybox's does not, so `wc -c` does).
+# count STATS FILE: the bytes dd copied into FILE (n), from its STATS (GNU and
+# BSD dd say it first on their third line; busybox's does not, so `wc -c` does),
+# and the reads it made (r: full + partial records, their first line).
 count() {
-    n=
-    { read -r _ && read -r _ && read -r n _; } <"$1"
+    n= r=
+    { read -r r _ && read -r _ && read -r n _; } <"$1"
+    case $r in
+    *[0-9]+[0-9]*) r=$((${r%%+*} + ${r#*+})) ;;
+    *) r=0 ;;
+    esac
     case $n in
     '' | *[!0-9]*)
         n=$(wc -c <"$2")
@@ -101,7 +106,7 @@ count() {
 # per read, so a line is handed on as soon as it is written. A read that fills
 # the pipe means the worker writes faster than that: spool mode, below.
 relay() {
-    f=$d/b$2 c=$W full= ep=0 g=$SPOOL_START
+    f=$d/b$2 c=$W full= ep=0 tk= g=$SPOOL_START
     exec 6<&0
     while :; do
         while [ "$c" -le 0 ]; do
@@ -133,10 +138,10 @@ relay() {
 # the spool holds when the copier is done or a tick finds it grown: one record
 # of up to SPOOL_MAX bytes for a few processes, instead of two processes per
 # pipe-full. Every read of the copier lands in the spool at once, so nothing
-# waits longer than a tick (0.05 s, doubling up to 0.8 s while the spool stays
-# the same). Back-pressure stays per stream: the copier reads no more than the
-# credit allows, then the worker waits. G doubles while generations fill up
-# without an idle tick; a generation with one goes back to quiet mode.
+# waits longer than two ticks (a tick: 0.05 s, doubling up to 0.8 s while the
+# spool stays the same). Back-pressure stays per stream: the copier reads no
+# more than the credit allows, then the worker waits. G doubles while
+# generations come in without an idle tick; after one with one, quiet mode.
 spool() {
     s=$d/s$2
     [ "$g" -gt "$c" ] && g=$((c / 65536 * 65536))
@@ -146,17 +151,21 @@ spool() {
         echo d >&"$3"
     } <&6 &
     iv=0.05
-    if [ ! -f "$s.t" ]; then
-        ep=$((ep + 1))
+    if [ -z "$tk" ]; then
+        ep=$((ep + 1)) tk=1
         echo "$ep $iv" >"$s.t"
         tick "$3" "$s.t" "$ep" </dev/null >/dev/null 2>&1 6<&- &
     fi
-    o=0 done= idle= quiet=0
+    o=0 done= idle= quiet=0 age=0
     while :; do
         read -r x <&"$3" || return 1
         case $x in
         d) done=1 ;;
-        t) ;;
+        t)
+            # A generation younger than a tick is likely to be done soon.
+            age=$((age + 1))
+            [ "$age" -ge 2 ] || continue
+            ;;
         '' | *[!0-9]*) continue ;;
         *)
             c=$((c + x))
@@ -190,14 +199,14 @@ spool() {
         [ -n "$done" ] && break
     done
     # A generation that came in without an idle tick leaves the worker flooding
-    # still; after one that did not (it paused, or its output ended), quiet mode,
-    # which also sees the end of the stream.
-    if [ -z "$idle" ] && [ "$o" -ge "$g" ]; then
+    # still; after one that did not (it paused), quiet mode. So does the end of
+    # the stream (fewer reads than asked for), which quiet mode then sees.
+    if [ -z "$idle" ] && [ "$r" -ge $((g / 4096)) ]; then
         g=$((g * 2))
         [ "$g" -gt "$SPOOL_MAX" ] && g=$SPOOL_MAX
     else
-        full= g=$SPOOL_START
-        rm -f "$s.t"
+        full= g=$SPOOL_START tk=
+        echo 0 >"$s.t"
     fi
     return 0
 }
