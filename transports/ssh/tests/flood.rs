@@ -162,3 +162,38 @@ async fn a_connection_dropped_in_the_middle_of_a_flood_leaves_nothing_behind() {
     assert!(left.is_empty(), "{left:?}");
     drop(io.stdin);
 }
+
+#[tokio::test]
+async fn the_last_lines_of_a_flood_arrive_while_the_worker_goes_on_running() {
+    let mut fx = SshFixture::new();
+    let s = fx.start("127.0.0.1");
+    fx.trust(s);
+    let t = SshTransport::new();
+    let settings = settings(&fx, json!({}));
+    // The flood stops in the middle of a spool generation and the worker stays:
+    // nothing may wait for the rest of that generation.
+    let script = format!("seq 1 {LINES}; echo tail; exec sleep 1000");
+    let mut worker = t
+        .spawn(&spec(&settings, &fx.server(s).entry(), &["sh", "-c", &script]))
+        .await
+        .unwrap();
+    let io = worker.take_io().unwrap();
+    let mut lines = BufReader::new(io.stdout).lines();
+    let all = tokio::time::timeout(Duration::from_secs(30), async {
+        for i in 1..=LINES {
+            let line = lines.next_line().await.unwrap();
+            assert_eq!(line, Some(i.to_string()));
+        }
+        lines.next_line().await.unwrap()
+    })
+    .await
+    .expect("the end of the flood was held back");
+    assert_eq!(all.as_deref(), Some("tail"));
+    worker.kill().await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Signaled(9));
+    drop(io.stdin);
+}
