@@ -62,16 +62,26 @@ fn spec(
     id: usize,
     argv: &[&str],
 ) -> InstanceSpec {
+    spec_for(&SshTransport::new(), settings, target, id, argv)
+}
+
+fn spec_for(
+    transport: &dyn Transport,
+    settings: &Arc<serde_json::Map<String, serde_json::Value>>,
+    target: String,
+    id: usize,
+    argv: &[&str],
+) -> InstanceSpec {
     let mut spec = InstanceSpec::builder(argv.iter().copied())
         .run_id("bench")
         .id(id as u64)
         .target(target)
         .stop_times(Duration::from_secs(1), Duration::from_secs(1))
         .plan(
-            &SshTransport::new(),
+            transport,
             &serde_json::Value::Object(settings.as_ref().clone()),
         )
-        .expect("the bench's ssh settings plan");
+        .expect("the bench's settings plan");
     spec.group_count = (HOSTS * PER_HOST) as u64;
     spec
 }
@@ -219,6 +229,17 @@ fn cpu_now(fx: &SshFixture) -> (f64, f64) {
         .map(|i| cpu_of(&fx.server(i).pid().to_string()).1)
         .sum();
     (own + children, server)
+}
+
+/// Processes started on this machine since boot (/proc/stat `processes`): every
+/// fork, the bench's hosts' included, and other users' too.
+fn forks_now() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 async fn settle() {
@@ -444,30 +465,44 @@ async fn throughput() {
     let argv = ["sh", "-c", worker.as_str()];
     let ssh_settings = settings_for(&fx, &[0]);
     let local_settings = Arc::new(serde_json::Map::new());
-    let specs = |settings: &Arc<serde_json::Map<String, serde_json::Value>>, target: String| {
+    let ssh: Arc<dyn Transport> = Arc::new(SshTransport::new());
+    let local: Arc<dyn Transport> = Arc::new(LocalTransport::new());
+    let specs = |transport: &Arc<dyn Transport>,
+                 settings: &Arc<serde_json::Map<String, serde_json::Value>>,
+                 target: String| {
         (1..=FLOODERS)
-            .map(|i| spec(settings, target.clone(), i, &argv))
+            .map(|i| spec_for(transport.as_ref(), settings, target.clone(), i, &argv))
             .collect::<Vec<_>>()
     };
-    let ssh: Arc<dyn Transport> = Arc::new(SshTransport::new());
     // Warm the connection so the figure is the stream, not the handshake.
     let (_, _) = flood(
         ssh.clone(),
-        specs(&ssh_settings, fx.server(0).entry())[..1].to_vec(),
+        specs(&ssh, &ssh_settings, fx.server(0).entry())[..1].to_vec(),
     )
     .await;
-    let (t_ssh, n_ssh) = flood(ssh.clone(), specs(&ssh_settings, fx.server(0).entry())).await;
-    let local: Arc<dyn Transport> = Arc::new(LocalTransport::new());
-    let (t_local, n_local) = flood(local, specs(&local_settings, "localhost".into())).await;
+    let forks = forks_now();
+    let (t_ssh, n_ssh) = flood(
+        ssh.clone(),
+        specs(&ssh, &ssh_settings, fx.server(0).entry()),
+    )
+    .await;
+    let forks_ssh = forks_now() - forks;
+    let forks = forks_now();
+    let (t_local, n_local) = flood(
+        local.clone(),
+        specs(&local, &local_settings, "localhost".into()),
+    )
+    .await;
+    let forks_local = forks_now() - forks;
     println!("## Throughput: {FLOODERS} instances x {LINES} lines of 60 bytes, read through the transport");
-    println!("| transport | time | lines | lines/s | ratio to local |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for (name, t, n) in [
-        ("ssh (one host)", t_ssh, n_ssh),
-        ("local", t_local, n_local),
+    println!("| transport | time | lines | lines/s | ratio to local | processes started on the machine (all of it) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, t, n, forks) in [
+        ("ssh (one host)", t_ssh, n_ssh, forks_ssh),
+        ("local", t_local, n_local, forks_local),
     ] {
         println!(
-            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x |",
+            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x | {forks} |",
             t.as_secs_f64(),
             n as f64 / t.as_secs_f64(),
             t.as_secs_f64() / t_local.as_secs_f64()
@@ -528,20 +563,21 @@ async fn throughput_through_master(bin: &str) {
     // (The server's figure from sshd's reaped children is left out: it stays
     // near zero here however busy the agent was, so something under sshd is not
     // reaped by its parent.)
-    let before = cpu_now(&fx).0;
+    let (before, forks) = (cpu_now(&fx).0, forks_now());
     let (t_ssh, n_ssh) = launch_flood(bin, &ssh).await;
-    let middle = cpu_now(&fx).0;
+    let (middle, forks_middle) = (cpu_now(&fx).0, forks_now());
     let (t_local, n_local) = launch_flood(bin, "transport = \"local\"").await;
     let (cpu_ssh, cpu_local) = (middle - before, cpu_now(&fx).0 - middle);
+    let (forks_ssh, forks_local) = (forks_middle - forks, forks_now() - forks_middle);
     println!("## Throughput through the master: `distarch launch`, {FLOODERS} instances x {LINES} lines, its output read from a pipe");
-    println!("| placement | time (launch to exit) | output lines | lines/s | ratio to local | CPU of the master (+ local workers) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (name, t, n, cpu) in [
-        ("ssh (one host)", t_ssh, n_ssh, cpu_ssh),
-        ("local", t_local, n_local, cpu_local),
+    println!("| placement | time (launch to exit) | output lines | lines/s | ratio to local | CPU of the master (+ local workers) | processes started on the machine (all of it) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, t, n, cpu, forks) in [
+        ("ssh (one host)", t_ssh, n_ssh, cpu_ssh, forks_ssh),
+        ("local", t_local, n_local, cpu_local, forks_local),
     ] {
         println!(
-            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x | {:.2} s |",
+            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x | {:.2} s | {forks} |",
             t.as_secs_f64(),
             n as f64 / t.as_secs_f64(),
             t.as_secs_f64() / t_local.as_secs_f64(),

@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Bytes of one stream the agent may send before the master grants more (it
 /// grants as it hands a quarter of that to the instance's reader): enough for
-/// the agent's relay to send spool generations of up to 1 MiB (see agent.sh).
-pub(crate) const WINDOW: usize = 1024 * 1024;
+/// the agent's relay to send spool generations of up to 1 MiB (see agent.sh)
+/// while the master still holds part of the one before.
+pub(crate) const WINDOW: usize = 2 * 1024 * 1024;
 /// The agent's hello record (protocol 2: output in counted chunks).
 const HELLO: &[u8] = b"0 h 2";
 /// The largest chunk the agent sends (one spool generation, at most 1 MiB, see

@@ -74,6 +74,9 @@ done
 # (GNU, busybox); elsewhere every read is relayed on its own.
 SPOOL= SPOOL_START=262144 SPOOL_MAX=1048576
 dd if=/dev/null of=/dev/null iflag=skip_bytes,count_bytes count=0 2>/dev/null && SPOOL=1
+# Whether dd's statistics end with a byte count (GNU, BSD; not busybox).
+DDB=
+case $(dd if=/dev/null of=/dev/null 2>&1) in *' bytes '*) DDB=1 ;; esac
 # Runners set their own USR2 trap; until they do, the signal must not
 # kill them (a signal ignored here can still be trapped in a subshell).
 trap "" PIPE USR1 USR2
@@ -82,16 +85,11 @@ exec >"$D/m" 8<>"$D/l"
 echo >&8
 lock() { until read -r _ <&8; do :; done; }
 unlock() { echo >&8; }
-# count STATS FILE: the bytes dd copied into FILE (n), from its STATS (GNU and
-# BSD dd say it first on their third line; busybox's does not, so `wc -c` does),
-# and the reads it made (r: full + partial records, their first line).
+# count STATS FILE: the bytes dd copied into FILE, from its STATS (GNU and BSD
+# dd say it first on their third line; busybox's does not, so `wc -c` does).
 count() {
-    n= r=
-    { read -r r _ && read -r _ && read -r n _; } <"$1"
-    case $r in
-    *[0-9]+[0-9]*) r=$((${r%%+*} + ${r#*+})) ;;
-    *) r=0 ;;
-    esac
+    n=
+    { read -r _ && read -r _ && read -r n _; } <"$1"
     case $n in
     '' | *[!0-9]*)
         n=$(wc -c <"$2")
@@ -138,7 +136,7 @@ relay() {
 # the spool holds when the copier is done or a tick finds it grown: one record
 # of up to SPOOL_MAX bytes for a few processes, instead of two processes per
 # pipe-full. Every read of the copier lands in the spool at once, so nothing
-# waits longer than two ticks (a tick: 0.05 s, doubling up to 0.8 s while the
+# waits longer than two ticks (a tick: 0.1 s, doubling up to 0.8 s while the
 # spool stays the same). Back-pressure stays per stream: the copier reads no
 # more than the credit allows, then the worker waits. G doubles while
 # generations come in without an idle tick; after one with one, quiet mode.
@@ -146,21 +144,34 @@ spool() {
     s=$d/s$2
     [ "$g" -gt "$c" ] && g=$((c / 65536 * 65536))
     : >"$s"
-    {
-        dd bs=4096 count=$((g / 4096)) of="$s" conv=notrunc 2>"$s.n"
-        echo d >&"$3"
-    } <&6 &
-    iv=0.05
+    # Its statistics on stderr are the relay's events: the read count, and
+    # (where dd says it) the byte count; the last of them means it is done.
+    dd bs=4096 count=$((g / 4096)) of="$s" conv=notrunc <&6 2>&"$3" &
+    iv=0.1
     if [ -z "$tk" ]; then
         ep=$((ep + 1)) tk=1
         echo "$ep $iv" >"$s.t"
         tick "$3" "$s.t" "$ep" </dev/null >/dev/null 2>&1 6<&- &
     fi
-    o=0 done= idle= quiet=0 age=0
+    o=0 done= idle= quiet=0 age=0 r=0 n=
     while :; do
         read -r x <&"$3" || return 1
         case $x in
-        d) done=1 ;;
+        *'records in')
+            x=${x%% *}
+            case $x in *[0-9]+[0-9]*) r=$((${x%%+*} + ${x#*+})) ;; esac
+            continue
+            ;;
+        *'records out')
+            [ -n "$DDB" ] && continue
+            n=$(wc -c <"$s")
+            n=${n##*[!0-9]}
+            done=1
+            ;;
+        [0-9]*' bytes '*)
+            n=${x%% *}
+            done=1
+            ;;
         t)
             # A generation younger than a tick is likely to be done soon.
             age=$((age + 1))
@@ -172,9 +183,7 @@ spool() {
             continue
             ;;
         esac
-        if [ -n "$done" ]; then
-            count "$s.n" "$s"
-        else
+        if [ -z "$done" ]; then
             n=$(wc -c <"$s")
             n=${n##*[!0-9]}
         fi
@@ -187,13 +196,13 @@ spool() {
             o=$((o + t))
             c=$((c - t))
             quiet=0
-            [ "$iv" = 0.05 ] || { iv=0.05 && echo "$ep $iv" >"$s.t"; }
+            [ "$iv" = 0.1 ] || { iv=0.1 && echo "$ep $iv" >"$s.t"; }
         elif [ -z "$done" ]; then
             # (Two quiet ticks in a row: a busy host may not run the worker
             # for one.)
             quiet=$((quiet + 1))
             [ "$quiet" -ge 2 ] && idle=1
-            case $iv in 0.05) iv=0.1 ;; 0.1) iv=0.2 ;; 0.2) iv=0.4 ;; 0.4) iv=0.8 ;; *) iv=0.8 ;; esac
+            case $iv in 0.1) iv=0.2 ;; 0.2) iv=0.4 ;; *) iv=0.8 ;; esac
             echo "$ep $iv" >"$s.t"
         fi
         [ -n "$done" ] && break
@@ -213,7 +222,7 @@ spool() {
 # tick FD FLAG EPISODE: a `t` event on FD after each interval FLAG names, as
 # long as FLAG holds EPISODE.
 tick() {
-    v=0.05
+    v=0.1
     while sleep "$v" 2>/dev/null || sleep 1; do
         read -r x v <"$2" 2>/dev/null && [ "$x" = "$3" ] || exit 0
         echo t >&"$1" || exit 0

@@ -174,7 +174,11 @@ async fn the_last_lines_of_a_flood_arrive_while_the_worker_goes_on_running() {
     // nothing may wait for the rest of that generation.
     let script = format!("seq 1 {LINES}; echo tail; exec sleep 1000");
     let mut worker = t
-        .spawn(&spec(&settings, &fx.server(s).entry(), &["sh", "-c", &script]))
+        .spawn(&spec(
+            &settings,
+            &fx.server(s).entry(),
+            &["sh", "-c", &script],
+        ))
         .await
         .unwrap();
     let io = worker.take_io().unwrap();
