@@ -302,10 +302,10 @@ async fn main() {
         None => println!("(stop figure skipped: pass the distarch binary as the second argument)"),
     }
     println!();
-    throughput().await;
+    throughput(rounds).await;
     if let Some(bin) = std::env::args().nth(2) {
         println!();
-        throughput_through_master(&bin).await;
+        throughput_through_master(&bin, rounds).await;
     }
 }
 
@@ -457,7 +457,7 @@ async fn flood(transport: Arc<dyn Transport>, specs: Vec<InstanceSpec>) -> (Dura
     (started.elapsed(), lines)
 }
 
-async fn throughput() {
+async fn throughput(rounds: usize) {
     let fx = servers("");
     let worker = format!(
         "yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}"
@@ -480,21 +480,30 @@ async fn throughput() {
         specs(&ssh, &ssh_settings, fx.server(0).entry())[..1].to_vec(),
     )
     .await;
-    let forks = forks_now();
-    let (t_ssh, n_ssh) = flood(
-        ssh.clone(),
-        specs(&ssh, &ssh_settings, fx.server(0).entry()),
-    )
-    .await;
-    let forks_ssh = forks_now() - forks;
-    let forks = forks_now();
-    let (t_local, n_local) = flood(
-        local.clone(),
-        specs(&local, &local_settings, "localhost".into()),
-    )
-    .await;
-    let forks_local = forks_now() - forks;
-    println!("## Throughput: {FLOODERS} instances x {LINES} lines of 60 bytes, read through the transport");
+    let (mut ts, mut tl, mut n_ssh, mut n_local, mut forks_ssh, mut forks_local) =
+        (Vec::new(), Vec::new(), 0, 0, 0, 0);
+    for _ in 0..rounds.max(1) {
+        let forks = forks_now();
+        let (t, n) = flood(
+            ssh.clone(),
+            specs(&ssh, &ssh_settings, fx.server(0).entry()),
+        )
+        .await;
+        forks_ssh = forks_now() - forks;
+        ts.push(t);
+        n_ssh = n;
+        let forks = forks_now();
+        let (t, n) = flood(
+            local.clone(),
+            specs(&local, &local_settings, "localhost".into()),
+        )
+        .await;
+        forks_local = forks_now() - forks;
+        tl.push(t);
+        n_local = n;
+    }
+    let (t_ssh, t_local) = (median(ts), median(tl));
+    println!("## Throughput: {FLOODERS} instances x {LINES} lines of 60 bytes, read through the transport (median of {}; processes: the last round)", rounds.max(1));
     println!("| transport | time | lines | lines/s | ratio to local | processes started on the machine (all of it) |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (name, t, n, forks) in [
@@ -513,10 +522,10 @@ async fn throughput() {
 
 /// `distarch launch` with a group of FLOODERS flooding workers placed as `placement`;
 /// returns the time until it exited and the worker lines it printed.
-async fn launch_flood(bin: &str, placement: &str) -> (Duration, usize) {
+async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[groups.flood]\ncommand = [\"sh\", \"-c\", \"yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}\"]\nplacements.p = {{ {placement}, instances = {FLOODERS} }}\n"
+        "[groups.flood]\ncommand = [\"sh\", \"-c\", \"yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {lines}\"]\nplacements.p = {{ {placement}, instances = {FLOODERS} }}\n"
     );
     let path = dir.path().join("distarch.toml");
     std::fs::write(&path, config).unwrap();
@@ -551,7 +560,7 @@ async fn launch_flood(bin: &str, placement: &str) -> (Duration, usize) {
     (elapsed, lines)
 }
 
-async fn throughput_through_master(bin: &str) {
+async fn throughput_through_master(bin: &str, rounds: usize) {
     let fx = servers("");
     let ssh = format!(
         "transport = \"ssh\", hosts = [{:?}], identity_files = [{:?}], known_hosts = {:?}, ssh_config = \"none\"",
@@ -559,29 +568,45 @@ async fn throughput_through_master(bin: &str) {
         fx.client_key.display().to_string(),
         fx.known_hosts.display().to_string(),
     );
+    let local = "transport = \"local\"";
     // Client CPU: this process and its reaped children, the master among them.
     // (The server's figure from sshd's reaped children is left out: it stays
     // near zero here however busy the agent was, so something under sshd is not
     // reaped by its parent.)
-    let (before, forks) = (cpu_now(&fx).0, forks_now());
-    let (t_ssh, n_ssh) = launch_flood(bin, &ssh).await;
-    let (middle, forks_middle) = (cpu_now(&fx).0, forks_now());
-    let (t_local, n_local) = launch_flood(bin, "transport = \"local\"").await;
-    let (cpu_ssh, cpu_local) = (middle - before, cpu_now(&fx).0 - middle);
-    let (forks_ssh, forks_local) = (forks_middle - forks, forks_now() - forks_middle);
-    println!("## Throughput through the master: `distarch launch`, {FLOODERS} instances x {LINES} lines, its output read from a pipe");
-    println!("| placement | time (launch to exit) | output lines | lines/s | ratio to local | CPU of the master (+ local workers) | processes started on the machine (all of it) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (name, t, n, cpu, forks) in [
-        ("ssh (one host)", t_ssh, n_ssh, cpu_ssh, forks_ssh),
-        ("local", t_local, n_local, cpu_local, forks_local),
-    ] {
+    let (mut runs, mut setups) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    let (mut cpu, mut forks) = ([0.0; 2], [0; 2]);
+    let mut n = [0; 2];
+    for _ in 0..rounds.max(1) {
+        for (i, placement) in [&ssh, &local.to_string()].into_iter().enumerate() {
+            // The same run with one line per worker: launch, connection and
+            // agent start, and exit, without the flood.
+            setups[i].push(launch_flood(bin, placement, 1).await.0);
+            let (before, f) = (cpu_now(&fx).0, forks_now());
+            let (t, lines) = launch_flood(bin, placement, LINES).await;
+            cpu[i] += cpu_now(&fx).0 - before;
+            forks[i] += forks_now() - f;
+            runs[i].push(t);
+            n[i] = lines;
+        }
+    }
+    let per = rounds.max(1) as f64;
+    let t = runs.map(median);
+    let setup = setups.map(median);
+    let flood = [0, 1].map(|i| t[i].saturating_sub(setup[i]).as_secs_f64());
+    println!("## Throughput through the master: `distarch launch`, {FLOODERS} instances x {LINES} lines, its output read from a pipe (median of {})", rounds.max(1));
+    println!("| placement | time (launch to exit) | output lines | ratio to local | same run, 1 line per worker | difference: the flood | ratio to local | CPU of the master (+ local workers) | processes started on the machine (all of it) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (i, name) in ["ssh (one host)", "local"].into_iter().enumerate() {
         println!(
-            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x | {:.2} s | {forks} |",
-            t.as_secs_f64(),
-            n as f64 / t.as_secs_f64(),
-            t.as_secs_f64() / t_local.as_secs_f64(),
-            cpu
+            "| {name} | {:.2} s | {} | {:.2}x | {:.2} s | {:.2} s | {:.2}x | {:.2} s | {} |",
+            t[i].as_secs_f64(),
+            n[i],
+            t[i].as_secs_f64() / t[1].as_secs_f64(),
+            setup[i].as_secs_f64(),
+            flood[i],
+            flood[i] / flood[1],
+            cpu[i] / per,
+            forks[i] / rounds.max(1) as u64,
         );
     }
     println!("(load average now: {})", load());
