@@ -26,10 +26,12 @@
 # (so its pid is its process group), relays its stdout and stderr with one relay
 # each, holds its stdin fifo open until told to close it, reaps it and reports
 # how it ended after its last output. A relay hands on whatever one read of the
-# stream returns (`dd count=1`: at most 64 KiB, and never more than the credit
-# the master granted; when that is used up the relay waits, so a flooding worker
-# waits, alone), as one `ID o N` record: a few processes per chunk rather than
-# per line, and bytes pass unchanged (NULs, a last line without a newline).
+# stream returns (`dd count=1`: at most 64 KiB) as one `ID o N` record; once a
+# read comes back full (the worker floods), it spools: a copier `dd` moves up to
+# 1 MiB into a file while the relay sends what is there as one record (see
+# `relay` and `spool`). Never more than the credit the master granted; when that
+# is used up the relay waits, so a flooding worker waits, alone. Bytes pass
+# unchanged (NULs, a last line without a newline).
 # Records of all instances share one fifo to the channel; a chunk is larger than
 # one atomic pipe write, so every writer takes the output lock first (a fifo
 # holding one token line) and gives it back after the whole record.
