@@ -19,13 +19,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Bytes of one stream the agent may send before the master grants more.
-pub(crate) const WINDOW: usize = 256 * 1024;
+/// Bytes of one stream the agent may send before the master grants more (it
+/// grants as it hands a quarter of that to the instance's reader): enough for
+/// the agent's relay to send spool generations of up to 1 MiB (see agent.sh)
+/// while the master still holds part of the one before.
+pub(crate) const WINDOW: usize = 2 * 1024 * 1024;
 /// The agent's hello record (protocol 2: output in counted chunks).
 const HELLO: &[u8] = b"0 h 2";
-/// The largest chunk the agent sends (one read of a pipe, see agent.sh); a
-/// larger count means the stream is not the agent's.
-const MAX_CHUNK: usize = 1024 * 1024;
+/// The largest chunk the agent sends (one spool generation, at most 1 MiB, see
+/// agent.sh); a larger count means the stream is not the agent's.
+const MAX_CHUNK: usize = 4 * 1024 * 1024;
 /// How much of the agent's stdout before its hello line (a login shell's start-up
 /// files may print something) is skipped before giving up.
 const HELLO_SEARCH_LIMIT: usize = 64 * 1024;

@@ -26,10 +26,12 @@
 # (so its pid is its process group), relays its stdout and stderr with one relay
 # each, holds its stdin fifo open until told to close it, reaps it and reports
 # how it ended after its last output. A relay hands on whatever one read of the
-# stream returns (`dd count=1`: at most 64 KiB, and never more than the credit
-# the master granted; when that is used up the relay waits, so a flooding worker
-# waits, alone), as one `ID o N` record: a few processes per chunk rather than
-# per line, and bytes pass unchanged (NULs, a last line without a newline).
+# stream returns (`dd count=1`: at most 64 KiB) as one `ID o N` record; once a
+# read comes back full (the worker floods), it spools: a copier `dd` moves up to
+# 1 MiB into a file while the relay sends what is there as one record (see
+# `relay` and `spool`). Never more than the credit the master granted; when that
+# is used up the relay waits, so a flooding worker waits, alone. Bytes pass
+# unchanged (NULs, a last line without a newline).
 # Records of all instances share one fifo to the channel; a chunk is larger than
 # one atomic pipe write, so every writer takes the output lock first (a fifo
 # holding one token line) and gives it back after the whole record.
@@ -70,6 +72,13 @@ for a in gawk awk mawk nawk; do
         ;;
     esac
 done
+# Spool mode (see `spool`) needs a dd that copies a byte range of a file
+# (GNU, busybox); elsewhere every read is relayed on its own.
+SPOOL= SPOOL_START=262144 SPOOL_MAX=1048576
+dd if=/dev/null of=/dev/null iflag=skip_bytes,count_bytes count=0 2>/dev/null && SPOOL=1
+# Whether dd's statistics end with a byte count (GNU, BSD; not busybox).
+DDB=
+case $(dd if=/dev/null of=/dev/null 2>&1) in *' bytes '*) DDB=1 ;; esac
 # Runners set their own USR2 trap; until they do, the signal must not
 # kill them (a signal ignored here can still be trapped in a subshell).
 trap "" PIPE USR1 USR2
@@ -78,33 +87,147 @@ exec >"$D/m" 8<>"$D/l"
 echo >&8
 lock() { until read -r _ <&8; do :; done; }
 unlock() { echo >&8; }
+# count STATS FILE: the bytes dd copied into FILE, from its STATS (GNU and BSD
+# dd say it first on their third line; busybox's does not, so `wc -c` does).
+count() {
+    n=
+    { read -r _ && read -r _ && read -r n _; } <"$1"
+    case $n in
+    '' | *[!0-9]*)
+        n=$(wc -c <"$2")
+        n=${n##*[!0-9]}
+        ;;
+    esac
+    n=${n:-0}
+}
 # relay ID o|e FD: sends this shell's stdin (one of the worker's streams) as
-# records, each of what one read returns; FD delivers the master's grants.
+# records; FD delivers the master's grants (numbers) and, in spool mode, the
+# relay's own events (`t` tick, `d` copier done). Quiet mode: one `dd count=1`
+# per read, so a line is handed on as soon as it is written. A read that fills
+# the pipe means the worker writes faster than that: spool mode, below.
 relay() {
-    f=$d/b$2 c=$W
+    f=$d/b$2 c=$W full= ep=0 tk= g=$SPOOL_START
+    exec 6<&0
     while :; do
         while [ "$c" -le 0 ]; do
             read -r x <&"$3" || return 1
+            case $x in '' | *[!0-9]*) continue ;; esac
             c=$((c + x))
         done
+        if [ -n "$full" ] && [ "$c" -ge 65536 ]; then
+            spool "$1" "$2" "$3" || return "$?"
+            continue
+        fi
         b=$c
         [ "$b" -gt 65536 ] && b=65536
         dd bs="$b" count=1 of="$f" 2>"$f.n" || return 1
-        # GNU and BSD dd say the byte count first on their third line.
-        n=
-        { read -r _ && read -r _ && read -r n _; } <"$f.n"
-        case $n in
-        '' | *[!0-9]*)
-            n=$(wc -c <"$f")
-            n=${n##*[!0-9]}
-            ;;
-        esac
-        [ "${n:-0}" -gt 0 ] || return 0
+        count "$f.n" "$f"
+        [ "$n" -gt 0 ] || return 0
         lock
         printf '%s %s %s\n' "$1" "$2" "$n"
         cat "$f"
         unlock
         c=$((c - n))
+        full=
+        [ -n "$SPOOL" ] && [ "$n" -eq 65536 ] && full=1
+    done
+}
+# Spool mode, one generation: a copier (`dd bs=4096 count=G/4096`: at most G
+# bytes, within the credit and at most SPOOL_MAX) moves the worker's output
+# into a spool file as fast as the worker writes it, while the relay sends what
+# the spool holds when the copier is done or a tick finds it grown: one record
+# of up to SPOOL_MAX bytes for a few processes, instead of two processes per
+# pipe-full. Every read of the copier lands in the spool at once, so nothing
+# waits longer than two ticks (a tick: 0.1 s, doubling up to 0.8 s while the
+# spool stays the same). Back-pressure stays per stream: the copier reads no
+# more than the credit allows, then the worker waits. G doubles while
+# generations come in without an idle tick; after one with one, quiet mode.
+spool() {
+    s=$d/s$2
+    [ "$g" -gt "$c" ] && g=$((c / 65536 * 65536))
+    : >"$s"
+    # Its statistics on stderr are the relay's events: the read count, and
+    # (where dd says it) the byte count; the last of them means it is done.
+    dd bs=4096 count=$((g / 4096)) of="$s" conv=notrunc <&6 2>&"$3" &
+    iv=0.1
+    if [ -z "$tk" ]; then
+        ep=$((ep + 1)) tk=1
+        echo "$ep $iv" >"$s.t"
+        tick "$3" "$s.t" "$ep" </dev/null >/dev/null 2>&1 6<&- &
+    fi
+    o=0 done= idle= quiet=0 age=0 r=0 n=
+    while :; do
+        read -r x <&"$3" || return 1
+        case $x in
+        *'records in')
+            x=${x%% *}
+            case $x in *[0-9]+[0-9]*) r=$((${x%%+*} + ${x#*+})) ;; esac
+            continue
+            ;;
+        *'records out')
+            [ -n "$DDB" ] && continue
+            n=$(wc -c <"$s")
+            n=${n##*[!0-9]}
+            done=1
+            ;;
+        [0-9]*' bytes '*)
+            n=${x%% *}
+            done=1
+            ;;
+        t)
+            # A generation younger than a tick is likely to be done soon.
+            age=$((age + 1))
+            [ "$age" -ge 2 ] || continue
+            ;;
+        '' | *[!0-9]*) continue ;;
+        *)
+            c=$((c + x))
+            continue
+            ;;
+        esac
+        if [ -z "$done" ]; then
+            n=$(wc -c <"$s")
+            n=${n##*[!0-9]}
+        fi
+        t=$((${n:-0} - o))
+        if [ "$t" -gt 0 ]; then
+            lock
+            printf '%s %s %s\n' "$1" "$2" "$t"
+            dd if="$s" bs=65536 skip="$o" count="$t" iflag=skip_bytes,count_bytes 2>/dev/null
+            unlock
+            o=$((o + t))
+            c=$((c - t))
+            quiet=0
+            [ "$iv" = 0.1 ] || { iv=0.1 && echo "$ep $iv" >"$s.t"; }
+        elif [ -z "$done" ]; then
+            # (Two quiet ticks in a row: a busy host may not run the worker
+            # for one.)
+            quiet=$((quiet + 1))
+            [ "$quiet" -ge 2 ] && idle=1
+            case $iv in 0.1) iv=0.2 ;; 0.2) iv=0.4 ;; *) iv=0.8 ;; esac
+            echo "$ep $iv" >"$s.t"
+        fi
+        [ -n "$done" ] && break
+    done
+    # A generation that came in without an idle tick leaves the worker flooding
+    # still; after one that did not (it paused), quiet mode. So does the end of
+    # the stream (fewer reads than asked for), which quiet mode then sees.
+    if [ -z "$idle" ] && [ "$r" -ge $((g / 4096)) ]; then
+        g=$((g * 2))
+        [ "$g" -gt "$SPOOL_MAX" ] && g=$SPOOL_MAX
+    else
+        full= g=$SPOOL_START tk=
+        echo 0 >"$s.t"
+    fi
+    return 0
+}
+# tick FD FLAG EPISODE: a `t` event on FD after each interval FLAG names, as
+# long as FLAG holds EPISODE.
+tick() {
+    v=0.1
+    while sleep "$v" 2>/dev/null || sleep 1; do
+        read -r x v <"$2" 2>/dev/null && [ "$x" = "$3" ] || exit 0
+        echo t >&"$1" || exit 0
     done
 }
 # Run by setsid in the worker's place once it leads its own session and process

@@ -194,11 +194,21 @@ mod tests {
     /// until the agent reports the end of instance 7; returns its records, each
     /// output chunk as `ID o|e ` and its bytes.
     fn agent_under(program: &str, args: &[&str], path: Option<&str>, input: &str) -> Vec<String> {
+        agent_with_window(program, args, path, input, 65536)
+    }
+
+    fn agent_with_window(
+        program: &str,
+        args: &[&str],
+        path: Option<&str>,
+        input: &str,
+        window: usize,
+    ) -> Vec<String> {
         use std::io::{BufRead, Read, Write};
         let mut command = std::process::Command::new(program);
         command
             .args(args)
-            .args(["-c", AGENT, "distarch-ssh", "0", "65536"])
+            .args(["-c", AGENT, "distarch-ssh", "0", &window.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped());
         if let Some(path) = path {
@@ -336,5 +346,42 @@ mod tests {
             &start(&["sh", "-c", "kill -TERM $$"], vec![]),
         );
         assert_eq!(out.last().unwrap(), "7 k 15", "{out:?}");
+    }
+
+    #[test]
+    fn a_flood_of_both_streams_arrives_whole_in_order_and_apart_under_dash_and_busybox() {
+        // Both streams flood at once (spool mode: records of many pipe-fulls),
+        // then the worker exits with 3; a window large enough that no grant is
+        // needed.
+        let script = "seq 1 200000 | sed 's/^/err /' >&2 & seq 1 200000; wait; exit 3";
+        let lines = start(&["sh", "-c", script], vec![]);
+        let expected_out: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+        let expected_err: String = (1..=200_000).map(|i| format!("err {i}\n")).collect();
+        let bb = busybox_only();
+        let bb_path = bb.path().to_str().unwrap();
+        for (program, args, path) in [
+            ("dash", &[][..], None),
+            ("busybox", &["sh"][..], None),
+            ("/bin/busybox", &["sh"][..], Some(bb_path)),
+        ] {
+            let out = agent_with_window(program, args, path, &lines, 1 << 30);
+            let (mut stdout, mut stderr, mut biggest) = (String::new(), String::new(), 0);
+            for record in &out[1..out.len() - 1] {
+                if let Some(bytes) = record.strip_prefix("7 o ") {
+                    stdout.push_str(bytes);
+                    biggest = biggest.max(bytes.len());
+                } else if let Some(bytes) = record.strip_prefix("7 e ") {
+                    stderr.push_str(bytes);
+                }
+            }
+            assert!(stdout == expected_out, "{program} {path:?}: stdout differs");
+            assert!(stderr == expected_err, "{program} {path:?}: stderr differs");
+            assert_eq!(out.last().unwrap(), "7 x 3", "{program} {path:?}");
+            // Some record carried more than one pipe-full: the spool was used.
+            assert!(
+                biggest > 65536,
+                "{program} {path:?}: largest record {biggest}"
+            );
+        }
     }
 }

@@ -20,13 +20,15 @@
 use distarch_testkit::sshd;
 
 use distarch_core::{InstanceSpec, Transport};
-use distarch_transport_local::LocalTransport;
 use distarch_transport_ssh::SshTransport;
 use sshd::SshFixture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
+
+mod throughput;
+use throughput::{throughput, throughput_through_master};
 
 const HOSTS: usize = 3;
 const PER_HOST: usize = 30;
@@ -34,14 +36,14 @@ const FAN_OUT: usize = 32;
 /// The worker: says `ready` as a protocol frame, then waits for stdin to close.
 const WORKER: &str = r#"printf '\036{"type":"ready"}\n'; exec cat >/dev/null"#;
 const SLOW_BASHRC: &str = "sleep 0.3\n";
-const LINES: usize = 250_000;
-const FLOODERS: usize = 4;
+pub(crate) const LINES: usize = 250_000;
+pub(crate) const FLOODERS: usize = 4;
 
 fn is_ready(line: &str) -> bool {
     line.starts_with('\u{1e}') && line.contains(r#""type":"ready""#)
 }
 
-fn settings_for(
+pub(crate) fn settings_for(
     fx: &SshFixture,
     hosts: &[usize],
 ) -> Arc<serde_json::Map<String, serde_json::Value>> {
@@ -56,7 +58,17 @@ fn settings_for(
     )
 }
 
-fn spec(
+pub(crate) fn spec(
+    settings: &Arc<serde_json::Map<String, serde_json::Value>>,
+    target: String,
+    id: usize,
+    argv: &[&str],
+) -> InstanceSpec {
+    spec_for(&SshTransport::new(), settings, target, id, argv)
+}
+
+pub(crate) fn spec_for(
+    transport: &dyn Transport,
     settings: &Arc<serde_json::Map<String, serde_json::Value>>,
     target: String,
     id: usize,
@@ -68,10 +80,10 @@ fn spec(
         .target(target)
         .stop_times(Duration::from_secs(1), Duration::from_secs(1))
         .plan(
-            &SshTransport::new(),
+            transport,
             &serde_json::Value::Object(settings.as_ref().clone()),
         )
-        .expect("the bench's ssh settings plan");
+        .expect("the bench's settings plan");
     spec.group_count = (HOSTS * PER_HOST) as u64;
     spec
 }
@@ -213,7 +225,7 @@ fn cpu_of(pid: &str) -> (f64, f64) {
 
 /// Client CPU (this process and its reaped children) and server CPU (what the sshd
 /// listeners reaped: connection processes, sessions, workers).
-fn cpu_now(fx: &SshFixture) -> (f64, f64) {
+pub(crate) fn cpu_now(fx: &SshFixture) -> (f64, f64) {
     let (own, children) = cpu_of("self");
     let server: f64 = (0..HOSTS)
         .map(|i| cpu_of(&fx.server(i).pid().to_string()).1)
@@ -226,12 +238,12 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-fn load() -> String {
+pub(crate) fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -240,7 +252,7 @@ fn load() -> String {
         .to_string()
 }
 
-fn servers(bashrc: &str) -> SshFixture {
+pub(crate) fn servers(bashrc: &str) -> SshFixture {
     let mut fx = SshFixture::new().with_bashrc(bashrc);
     for i in 0..HOSTS {
         fx.start(&format!("127.0.0.{}", i + 1));
@@ -281,10 +293,10 @@ async fn main() {
         None => println!("(stop figure skipped: pass the distarch binary as the second argument)"),
     }
     println!();
-    throughput().await;
+    throughput(rounds).await;
     if let Some(bin) = std::env::args().nth(2) {
         println!();
-        throughput_through_master(&bin).await;
+        throughput_through_master(&bin, rounds).await;
     }
 }
 
@@ -399,154 +411,4 @@ async fn stop_figure(fx: &SshFixture, name: &str, bin: &str) {
         status.code().unwrap_or(-1),
         gone.as_secs_f64()
     );
-}
-
-async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
-    let io = instance.take_io().unwrap();
-    // stdin stays open until the output ends: over SSH, closing it means "the
-    // master is done with you" (stop_grace, then SIGTERM).
-    let stdin = io.stdin;
-    let mut out = io.stdout;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut lines = 0;
-    loop {
-        let n = out.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-    }
-    drop(stdin);
-    let _ = instance.wait().await;
-    instance.cleanup().await;
-    lines
-}
-
-async fn flood(transport: Arc<dyn Transport>, specs: Vec<InstanceSpec>) -> (Duration, usize) {
-    let started = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for spec in specs {
-        let transport = transport.clone();
-        set.spawn(async move { read_all(transport.spawn(&spec).await.expect("spawn")).await });
-    }
-    let mut lines = 0;
-    while let Some(n) = set.join_next().await {
-        lines += n.unwrap();
-    }
-    (started.elapsed(), lines)
-}
-
-async fn throughput() {
-    let fx = servers("");
-    let worker = format!(
-        "yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}"
-    );
-    let argv = ["sh", "-c", worker.as_str()];
-    let ssh_settings = settings_for(&fx, &[0]);
-    let local_settings = Arc::new(serde_json::Map::new());
-    let specs = |settings: &Arc<serde_json::Map<String, serde_json::Value>>, target: String| {
-        (1..=FLOODERS)
-            .map(|i| spec(settings, target.clone(), i, &argv))
-            .collect::<Vec<_>>()
-    };
-    let ssh: Arc<dyn Transport> = Arc::new(SshTransport::new());
-    // Warm the connection so the figure is the stream, not the handshake.
-    let (_, _) = flood(
-        ssh.clone(),
-        specs(&ssh_settings, fx.server(0).entry())[..1].to_vec(),
-    )
-    .await;
-    let (t_ssh, n_ssh) = flood(ssh.clone(), specs(&ssh_settings, fx.server(0).entry())).await;
-    let local: Arc<dyn Transport> = Arc::new(LocalTransport::new());
-    let (t_local, n_local) = flood(local, specs(&local_settings, "localhost".into())).await;
-    println!("## Throughput: {FLOODERS} instances x {LINES} lines of 60 bytes, read through the transport");
-    println!("| transport | time | lines | lines/s | ratio to local |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for (name, t, n) in [
-        ("ssh (one host)", t_ssh, n_ssh),
-        ("local", t_local, n_local),
-    ] {
-        println!(
-            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x |",
-            t.as_secs_f64(),
-            n as f64 / t.as_secs_f64(),
-            t.as_secs_f64() / t_local.as_secs_f64()
-        );
-    }
-    println!("(load average now: {})", load());
-}
-
-/// `distarch launch` with a group of FLOODERS flooding workers placed as `placement`;
-/// returns the time until it exited and the worker lines it printed.
-async fn launch_flood(bin: &str, placement: &str) -> (Duration, usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[groups.flood]\ncommand = [\"sh\", \"-c\", \"yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}\"]\nplacements.p = {{ {placement}, instances = {FLOODERS} }}\n"
-    );
-    let path = dir.path().join("distarch.toml");
-    std::fs::write(&path, config).unwrap();
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(bin)
-        .arg("launch")
-        .arg("-c")
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut lines = 0;
-    let mut last = Vec::new();
-    loop {
-        let n = out.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-        last = buf[..n].to_vec();
-    }
-    let status = child.wait().await.unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        status.success(),
-        "distarch launch failed ({status}): ...{}",
-        String::from_utf8_lossy(&last[last.len().saturating_sub(300)..])
-    );
-    (elapsed, lines)
-}
-
-async fn throughput_through_master(bin: &str) {
-    let fx = servers("");
-    let ssh = format!(
-        "transport = \"ssh\", hosts = [{:?}], identity_files = [{:?}], known_hosts = {:?}, ssh_config = \"none\"",
-        fx.server(0).entry(),
-        fx.client_key.display().to_string(),
-        fx.known_hosts.display().to_string(),
-    );
-    // Client CPU: this process and its reaped children, the master among them.
-    // (The server's figure from sshd's reaped children is left out: it stays
-    // near zero here however busy the agent was, so something under sshd is not
-    // reaped by its parent.)
-    let before = cpu_now(&fx).0;
-    let (t_ssh, n_ssh) = launch_flood(bin, &ssh).await;
-    let middle = cpu_now(&fx).0;
-    let (t_local, n_local) = launch_flood(bin, "transport = \"local\"").await;
-    let (cpu_ssh, cpu_local) = (middle - before, cpu_now(&fx).0 - middle);
-    println!("## Throughput through the master: `distarch launch`, {FLOODERS} instances x {LINES} lines, its output read from a pipe");
-    println!("| placement | time (launch to exit) | output lines | lines/s | ratio to local | CPU of the master (+ local workers) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (name, t, n, cpu) in [
-        ("ssh (one host)", t_ssh, n_ssh, cpu_ssh),
-        ("local", t_local, n_local, cpu_local),
-    ] {
-        println!(
-            "| {name} | {:.2} s | {n} | {:.0} | {:.2}x | {:.2} s |",
-            t.as_secs_f64(),
-            n as f64 / t.as_secs_f64(),
-            t.as_secs_f64() / t_local.as_secs_f64(),
-            cpu
-        );
-    }
-    println!("(load average now: {})", load());
 }
