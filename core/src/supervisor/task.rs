@@ -85,7 +85,7 @@ impl InstanceTask {
     /// Runs the instance until it has ended for good; returns its report. What its
     /// transport logs through `tracing` meanwhile is labelled with the instance
     /// (see [`crate::trace`]).
-    pub(crate) async fn run(self) -> InstanceReport {
+    pub(crate) fn run(self) -> impl std::future::Future<Output = InstanceReport> {
         use tracing::Instrument;
         let span = crate::trace::instance_span(
             &self.group_name,
@@ -94,35 +94,39 @@ impl InstanceTask {
             self.spec.group_id,
             self.spec.group_count,
         );
-        self.run_inner().instrument(span).await
+        self.run_inner().instrument(span)
     }
 
-    async fn run_inner(mut self) -> InstanceReport {
-        let mut reported = Reported::default();
-        let outcome = self.wait_for_dependencies().await.err();
-        let (outcome, restarts) = match outcome {
-            Some(o) => (o, 0),
-            None => self.run_starts(&mut reported).await,
-        };
-        self.progress.settle(self.spec.id);
-        let success = matches!(&outcome, Outcome::Exited(s) if s.success())
-            || matches!(&outcome, Outcome::Stopped { exit, .. } if exit.success());
-        self.progress.update(&self.group_name, |c| {
-            c.ended_unstarted += u64::from(!reported.started);
-            c.ended_unready += u64::from(!reported.ready);
-            if success {
-                c.completed += 1;
-            } else {
-                c.ended_failed += 1;
+    // Not an `async fn`: the body is an `async move` block, so that the task is
+    // held once in the future instead of twice (as an argument and as a local).
+    fn run_inner(mut self) -> impl std::future::Future<Output = InstanceReport> {
+        async move {
+            let mut reported = Reported::default();
+            let outcome = self.wait_for_dependencies().await.err();
+            let (outcome, restarts) = match outcome {
+                Some(o) => (o, 0),
+                None => self.run_starts(&mut reported).await,
+            };
+            self.progress.settle(self.spec.id);
+            let success = matches!(&outcome, Outcome::Exited(s) if s.success())
+                || matches!(&outcome, Outcome::Stopped { exit, .. } if exit.success());
+            self.progress.update(&self.group_name, |c| {
+                c.ended_unstarted += u64::from(!reported.started);
+                c.ended_unready += u64::from(!reported.ready);
+                if success {
+                    c.completed += 1;
+                } else {
+                    c.ended_failed += 1;
+                }
+            });
+            InstanceReport {
+                id: self.spec.id,
+                group: self.group_name.clone(),
+                group_id: self.spec.group_id,
+                host: self.host.clone(),
+                restarts,
+                outcome,
             }
-        });
-        InstanceReport {
-            id: self.spec.id,
-            group: self.group_name.clone(),
-            group_id: self.spec.group_id,
-            host: self.host.clone(),
-            restarts,
-            outcome,
         }
     }
 
