@@ -99,6 +99,7 @@ impl InstanceTask {
 
     // Not an `async fn`: the body is an `async move` block, so that the task is
     // held once in the future instead of twice (as an argument and as a local).
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
     fn run_inner(mut self) -> impl std::future::Future<Output = InstanceReport> {
         async move {
             let mut reported = Reported::default();

@@ -207,4 +207,3 @@ pub(crate) fn floor_stop(n: u64) {
     }
     drain_and_reap(children, &mut std::io::sink());
 }
-
