@@ -4,7 +4,8 @@
 # spawner and against a minimal posix_spawn + poll launcher), lines/s from 4
 # flooding workers, peak RSS, the stop figure (SIGTERM to the master -> 100 plain
 # workers that exit on SIGTERM all gone, against a launcher that forwards SIGTERM),
-# and the master's peak RSS with 500 SDK workers running.
+# and the master's peak RSS with 500 SDK workers running and with 1, with its RSS
+# sampled then split into private memory and the binary's and libraries' pages.
 # Extra arguments go to the bench (--instances, --workers, --lines, --runs,
 # --stop-instances, --memory-instances).
 set -euo pipefail

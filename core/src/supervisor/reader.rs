@@ -28,13 +28,46 @@ pub(crate) struct LineHooks {
     pub(crate) jobs: Option<Reporter>,
 }
 
-/// Reads `stream` to its end, turning lines into events. Sending waits when the
-/// event channel is full, so a flooding worker is slowed down by its own pipe
-/// instead of growing the master's memory. `ready_log`, when set, is the group's
-/// readiness pattern: the first line that matches makes the instance ready.
-pub(crate) async fn read_stream(
-    mut stream: Box<dyn AsyncRead + Send + Unpin>,
+/// One of an instance's output streams while it is read.
+struct OpenStream {
+    stream: Box<dyn AsyncRead + Send + Unpin>,
     kind: LogStream,
+    buf: Vec<u8>,
+    splitter: LineSplitter,
+}
+
+impl OpenStream {
+    fn new(stream: Box<dyn AsyncRead + Send + Unpin>, kind: LogStream, max_line: usize) -> Self {
+        // Quiet workers (most of them, when there are thousands) keep a small
+        // buffer; one that fills it gets a bigger one, up to READ_CHUNK_MAX, and
+        // gives it back once its reads are small again.
+        OpenStream {
+            stream,
+            kind,
+            buf: vec![0u8; READ_CHUNK_MIN],
+            splitter: LineSplitter::new(max_line),
+        }
+    }
+}
+
+/// Reads the next chunk of `stream`; pends forever once it is closed (`None`).
+async fn read_some(stream: &mut Option<OpenStream>) -> std::io::Result<usize> {
+    match stream {
+        Some(s) => s.stream.read(&mut s.buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads an instance's stdout and stderr (when it has one) to their ends in one
+/// task (one task per instance instead of one per stream: a task and its future
+/// cost about a kilobyte, thousands of times over), turning lines into events.
+/// Sending waits when the event channel is full, so a flooding worker is slowed
+/// down by its own pipe instead of growing the master's memory. `hooks.ready_log`,
+/// when set, is the group's readiness pattern: the first line that matches (on
+/// either stream) makes the instance ready; job frames are read on stdout only.
+pub(crate) async fn read_streams(
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
     label: Arc<InstanceLabel>,
     activity: Arc<Activity>,
     events: EventTx,
@@ -45,45 +78,59 @@ pub(crate) async fn read_stream(
         ready_log,
         jobs,
     } = hooks;
-    // Quiet workers (most of them, when there are thousands) keep a small buffer;
-    // one that fills it gets a bigger one, up to READ_CHUNK_MAX, and gives it back
-    // once its reads are small again.
-    let mut buf = vec![0u8; READ_CHUNK_MIN];
-    let mut splitter = LineSplitter::new(max_line);
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+    let mut out = Some(OpenStream::new(stdout, LogStream::Stdout, max_line));
+    let mut err = stderr.map(|s| OpenStream::new(s, LogStream::Stderr, max_line));
+    let ready_log = ready_log.as_deref();
+    while out.is_some() || err.is_some() {
+        let (side, read) = tokio::select! {
+            r = read_some(&mut out) => (&mut out, r),
+            r = read_some(&mut err) => (&mut err, r),
         };
-        let size = next_buffer_size(buf.len(), n);
-        if size > buf.len() {
-            buf.resize(size, 0);
-        }
-        let shrink = size < buf.len();
-        let mut chunk = Chunk::new(kind, &label, n, &activity, ready_log.as_deref());
-        chunk.collect_jobs = jobs.is_some();
-        splitter.feed(&buf[..n], |line| chunk.line(line));
-        if shrink {
-            buf = vec![0u8; size];
-        }
-        splitter.release_spare();
-        let (batch, replies) = chunk.finish();
-        if let Some(jobs) = &jobs {
+        let Some(s) = side.as_mut() else { continue };
+        let jobs = jobs.as_ref().filter(|_| s.kind == LogStream::Stdout);
+        let (batch, replies) = match read {
+            Ok(n) if n > 0 => read_chunk(s, n, &label, &activity, ready_log, jobs.is_some()),
+            // End of the stream: what is left of its last line goes out with it.
+            _ => {
+                let buffered = s.splitter.buffered();
+                let mut chunk = Chunk::new(s.kind, &label, buffered, &activity, ready_log);
+                chunk.collect_jobs = jobs.is_some();
+                s.splitter.finish(|line| chunk.line(line));
+                *side = None;
+                chunk.finish()
+            }
+        };
+        if let Some(jobs) = jobs {
             jobs.send(replies).await;
         }
         if !events.send_batch(batch).await {
             return;
         }
     }
-    let buffered = splitter.buffered();
-    let mut chunk = Chunk::new(kind, &label, buffered, &activity, ready_log.as_deref());
-    chunk.collect_jobs = jobs.is_some();
-    splitter.finish(|line| chunk.line(line));
-    let (batch, replies) = chunk.finish();
-    if let Some(jobs) = &jobs {
-        jobs.send(replies).await;
+}
+
+/// The events (and job replies) of a read of `n` bytes into `s.buf`; resizes the
+/// buffer for the next read.
+fn read_chunk(
+    s: &mut OpenStream,
+    n: usize,
+    label: &Arc<InstanceLabel>,
+    activity: &Activity,
+    ready_log: Option<&regex::Regex>,
+    collect_jobs: bool,
+) -> (Vec<Event>, Vec<Reply>) {
+    let size = next_buffer_size(s.buf.len(), n);
+    if size > s.buf.len() {
+        s.buf.resize(size, 0);
     }
-    events.send_batch(batch).await;
+    let mut chunk = Chunk::new(s.kind, label, n, activity, ready_log);
+    chunk.collect_jobs = collect_jobs;
+    s.splitter.feed(&s.buf[..n], |line| chunk.line(line));
+    if size < s.buf.len() {
+        s.buf = vec![0u8; size];
+    }
+    s.splitter.release_spare();
+    chunk.finish()
 }
 
 /// The read buffer size after a read of `n` bytes into `len`: four times bigger

@@ -4,11 +4,11 @@ use super::activity::{Activity, RunClock};
 use super::backoff::restart_delay;
 use super::control::{order_at_least, ControlState, Order};
 use super::progress::{DependencyState, Reported, RunProgress};
-use super::reader::{read_stream, LineHooks};
+use super::reader::{read_streams, LineHooks};
 use super::render::SpecTemplate;
 use crate::config::{GroupConfig, ReadyRule, RestartPolicy};
 use crate::error::error_chain;
-use crate::events::{Event, InstanceLabel, LogStream, StopStep};
+use crate::events::{Event, InstanceLabel, StopStep};
 use crate::report::{InstanceReport, Outcome};
 use crate::sink::EventTx;
 use crate::transport::{ExitStatus, Instance, InstanceSpec, Transport};
@@ -85,7 +85,7 @@ impl InstanceTask {
     /// Runs the instance until it has ended for good; returns its report. What its
     /// transport logs through `tracing` meanwhile is labelled with the instance
     /// (see [`crate::trace`]).
-    pub(crate) async fn run(self) -> InstanceReport {
+    pub(crate) fn run(self) -> impl std::future::Future<Output = InstanceReport> {
         use tracing::Instrument;
         let span = crate::trace::instance_span(
             &self.group_name,
@@ -94,35 +94,40 @@ impl InstanceTask {
             self.spec.group_id,
             self.spec.group_count,
         );
-        self.run_inner().instrument(span).await
+        self.run_inner().instrument(span)
     }
 
-    async fn run_inner(mut self) -> InstanceReport {
-        let mut reported = Reported::default();
-        let outcome = self.wait_for_dependencies().await.err();
-        let (outcome, restarts) = match outcome {
-            Some(o) => (o, 0),
-            None => self.run_starts(&mut reported).await,
-        };
-        self.progress.settle(self.spec.id);
-        let success = matches!(&outcome, Outcome::Exited(s) if s.success())
-            || matches!(&outcome, Outcome::Stopped { exit, .. } if exit.success());
-        self.progress.update(&self.group_name, |c| {
-            c.ended_unstarted += u64::from(!reported.started);
-            c.ended_unready += u64::from(!reported.ready);
-            if success {
-                c.completed += 1;
-            } else {
-                c.ended_failed += 1;
+    // Not an `async fn`: the body is an `async move` block, so that the task is
+    // held once in the future instead of twice (as an argument and as a local).
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
+    fn run_inner(mut self) -> impl std::future::Future<Output = InstanceReport> {
+        async move {
+            let mut reported = Reported::default();
+            let outcome = self.wait_for_dependencies().await.err();
+            let (outcome, restarts) = match outcome {
+                Some(o) => (o, 0),
+                None => self.run_starts(&mut reported).await,
+            };
+            self.progress.settle(self.spec.id);
+            let success = matches!(&outcome, Outcome::Exited(s) if s.success())
+                || matches!(&outcome, Outcome::Stopped { exit, .. } if exit.success());
+            self.progress.update(&self.group_name, |c| {
+                c.ended_unstarted += u64::from(!reported.started);
+                c.ended_unready += u64::from(!reported.ready);
+                if success {
+                    c.completed += 1;
+                } else {
+                    c.ended_failed += 1;
+                }
+            });
+            InstanceReport {
+                id: self.spec.id,
+                group: self.group_name.clone(),
+                group_id: self.spec.group_id,
+                host: self.host.clone(),
+                restarts,
+                outcome,
             }
-        });
-        InstanceReport {
-            id: self.spec.id,
-            group: self.group_name.clone(),
-            group_id: self.spec.group_id,
-            host: self.host.clone(),
-            restarts,
-            outcome,
         }
     }
 
@@ -303,9 +308,9 @@ impl InstanceTask {
         };
         if let Some(io) = instance.take_io() {
             stdin = Some(io.stdin);
-            readers.push(tokio::spawn(read_stream(
+            readers.push(tokio::spawn(read_streams(
                 io.stdout,
-                LogStream::Stdout,
+                io.stderr,
                 label.clone(),
                 activity.clone(),
                 self.events.clone(),
@@ -315,25 +320,16 @@ impl InstanceTask {
                     jobs: attachment.as_ref().map(|a| a.reporter()),
                 },
             )));
-            if let Some(stderr) = io.stderr {
-                readers.push(tokio::spawn(read_stream(
-                    stderr,
-                    LogStream::Stderr,
-                    label.clone(),
-                    activity.clone(),
-                    self.events.clone(),
-                    LineHooks {
-                        max_line: self.max_line,
-                        ready_log: self.ready_log.clone(),
-                        jobs: None,
-                    },
-                )));
-            }
         }
 
-        let probe = ready_probe(self.group.ready.clone());
-        tokio::pin!(probe);
-        let mut probing = true;
+        // Only a `tcp` or `delay` rule has a probe. Boxed, so that every instance's
+        // future does not carry the state of a connect for the few that use one.
+        let mut probe = match &self.group.ready {
+            Some(rule @ (ReadyRule::Delay(_) | ReadyRule::Tcp(_))) => {
+                Some(Box::pin(ready_probe(rule.clone())))
+            }
+            _ => None,
+        };
         let (exit, stopped_by, timed_out) = loop {
             // Re-read each time: an instance that sends its first frame gets the
             // protocol speakers' default timeout from then on.
@@ -353,7 +349,8 @@ impl InstanceTask {
                     }
                     if activity.idle() >= after {
                         self.emit(Event::InstanceTimedOut { instance: label.clone(), after }).await;
-                        let (exit, _) = self.bring_down(&mut instance, &mut stdin, StopStep::Terminate, true).await;
+                        // Boxed: a stop's state exists only while stopping.
+                        let (exit, _) = Box::pin(self.bring_down(&mut instance, &mut stdin, StopStep::Terminate, true)).await;
                         break (exit, None, true);
                     }
                 }
@@ -362,8 +359,8 @@ impl InstanceTask {
                     self.progress.update(&self.group_name, |c| c.ready += 1);
                     self.progress.settle(self.spec.id);
                 }
-                () = &mut probe, if probing => {
-                    probing = false;
+                () = async { if let Some(p) = probe.as_mut() { p.await } }, if probe.is_some() => {
+                    probe = None;
                     if activity.mark_ready() {
                         self.emit(Event::InstanceReady(label.clone())).await;
                     }
@@ -371,7 +368,7 @@ impl InstanceTask {
                 order = order_at_least(&mut self.control, Order::Stop) => {
                     let first = order.first_step().unwrap_or(StopStep::StopFrame);
                     let speaks = activity.speaks_protocol();
-                    let (exit, step) = self.bring_down(&mut instance, &mut stdin, first, speaks).await;
+                    let (exit, step) = Box::pin(self.bring_down(&mut instance, &mut stdin, first, speaks)).await;
                     break (exit, Some(step), false);
                 }
                 // jobs: the pool handed this start some jobs; the worker asked for them.
@@ -510,10 +507,10 @@ impl InstanceTask {
 
 /// Resolves when a `tcp` or `delay` readiness rule is met; pends forever for the
 /// other rules (a `ready` frame or a `log` pattern is seen by the readers).
-async fn ready_probe(rule: Option<ReadyRule>) {
+async fn ready_probe(rule: ReadyRule) {
     match rule {
-        Some(ReadyRule::Delay(d)) => sleep(d.0).await,
-        Some(ReadyRule::Tcp(target)) => {
+        ReadyRule::Delay(d) => sleep(d.0).await,
+        ReadyRule::Tcp(target) => {
             let address = target.address();
             loop {
                 let attempt = timeout(TCP_PROBE_EVERY, tokio::net::TcpStream::connect(&address));
@@ -523,7 +520,7 @@ async fn ready_probe(rule: Option<ReadyRule>) {
                 sleep(TCP_PROBE_EVERY).await;
             }
         }
-        Some(ReadyRule::Log(_)) | None => std::future::pending().await,
+        ReadyRule::Log(_) => std::future::pending().await,
     }
 }
 

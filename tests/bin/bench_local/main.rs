@@ -8,10 +8,13 @@
 #![allow(unsafe_code)] // wait4(2) for the children's peak RSS
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // a measuring tool: failing loudly is right
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod floor;
+use floor::{floor_flood, floor_posix_spawn, floor_start, floor_stop};
 
 fn dir() -> PathBuf {
     std::env::current_exe()
@@ -47,207 +50,6 @@ fn measure(mut cmd: Command) -> (Duration, u64, i32) {
         -1
     };
     (took, usage.ru_maxrss as u64, code)
-}
-
-/// Floor for (1): start N workers with piped stdout, read their line, wait for all.
-fn floor_start(n: u64, out: &Path) {
-    let worker = dir().join("distarch-test-worker");
-    let mut file = BufWriter::new(std::fs::File::create(out).expect("out file"));
-    let mut children = Vec::new();
-    for _ in 0..n {
-        let child = Command::new(&worker)
-            .arg("hello")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn worker");
-        children.push(child);
-    }
-    for mut child in children {
-        let mut text = String::new();
-        if let Some(mut s) = child.stdout.take() {
-            let _ = s.read_to_string(&mut text);
-        }
-        let _ = file.write_all(text.as_bytes());
-        let _ = child.wait();
-    }
-}
-
-/// Floor for (2): W flooding workers, one thread each copying lines to one file.
-fn floor_flood(workers: u64, lines: u64, out: &Path) {
-    let worker = dir().join("distarch-test-worker");
-    let file = std::sync::Arc::new(std::sync::Mutex::new(BufWriter::new(
-        std::fs::File::create(out).expect("out"),
-    )));
-    let mut threads = Vec::new();
-    for _ in 0..workers {
-        let mut child = Command::new(&worker)
-            .args(["flood", &lines.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn worker");
-        let file = file.clone();
-        threads.push(std::thread::spawn(move || {
-            let reader = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("stdout"));
-            let mut batch = Vec::with_capacity(64 * 1024);
-            for line in reader.split(b'\n') {
-                let Ok(line) = line else { break };
-                batch.extend_from_slice(&line);
-                batch.push(b'\n');
-                if batch.len() >= 60 * 1024 {
-                    let _ = file.lock().expect("lock").write_all(&batch);
-                    batch.clear();
-                }
-            }
-            let _ = file.lock().expect("lock").write_all(&batch);
-            let _ = child.wait();
-        }));
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-    let _ = file.lock().expect("lock").flush();
-}
-
-/// A worker started with `posix_spawn`, its stdout on a pipe.
-struct Spawned {
-    pid: libc::pid_t,
-    out: i32,
-}
-
-/// `posix_spawn` of the worker binary with `args`, stdin on /dev/null, stdout on a
-/// new pipe (the read end stays here, close-on-exec), and an empty signal mask.
-fn posix_spawn(worker: &std::ffi::CStr, args: &[&std::ffi::CStr]) -> Spawned {
-    let mut fds = [0i32; 2];
-    // SAFETY: plain libc calls on memory owned here; every pointer outlives the call.
-    unsafe {
-        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2");
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut actions);
-        libc::posix_spawn_file_actions_addopen(
-            &mut actions,
-            0,
-            c"/dev/null".as_ptr(),
-            libc::O_RDONLY,
-            0,
-        );
-        libc::posix_spawn_file_actions_adddup2(&mut actions, fds[1], 1);
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        libc::posix_spawnattr_init(&mut attr);
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::posix_spawnattr_setsigmask(&mut attr, &empty);
-        libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGMASK as libc::c_short);
-        let mut argv: Vec<*mut libc::c_char> = vec![worker.as_ptr() as *mut _];
-        argv.extend(args.iter().map(|a| a.as_ptr() as *mut libc::c_char));
-        argv.push(std::ptr::null_mut());
-        let mut pid = 0;
-        let rc = libc::posix_spawn(
-            &mut pid,
-            worker.as_ptr(),
-            &actions,
-            &attr,
-            argv.as_ptr(),
-            environ_ptr(),
-        );
-        assert_eq!(rc, 0, "posix_spawn");
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        libc::posix_spawnattr_destroy(&mut attr);
-        libc::close(fds[1]);
-        libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
-        Spawned { pid, out: fds[0] }
-    }
-}
-
-fn environ_ptr() -> *const *mut libc::c_char {
-    extern "C" {
-        static environ: *const *mut libc::c_char;
-    }
-    // SAFETY: `environ` is the process's environment, valid for its whole life.
-    unsafe { environ }
-}
-
-/// Reads every pipe until each is at EOF (poll), copying to `file`; reaps all.
-fn drain_and_reap(children: Vec<Spawned>, file: &mut impl Write) {
-    let mut open: Vec<libc::pollfd> = children
-        .iter()
-        .map(|c| libc::pollfd {
-            fd: c.out,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let mut buf = [0u8; 65536];
-    while !open.is_empty() {
-        // SAFETY: `open` is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(open.as_mut_ptr(), open.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            continue;
-        }
-        open.retain(|p| {
-            if p.revents == 0 {
-                return true;
-            }
-            loop {
-                // SAFETY: reading into a buffer we own from an fd we own.
-                let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if r > 0 {
-                    let _ = file.write_all(&buf[..r as usize]);
-                    continue;
-                }
-                if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-                {
-                    return true;
-                }
-                // SAFETY: closing an fd we own, once.
-                unsafe { libc::close(p.fd) };
-                return false;
-            }
-        });
-    }
-    for c in children {
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(c.pid, &mut status, 0) };
-    }
-}
-
-/// The minimal launcher: posix_spawn N workers, poll their output to a file,
-/// reap them all.
-fn floor_posix_spawn(n: u64, out: &Path) {
-    let worker = std::ffi::CString::new(dir().join("distarch-test-worker").display().to_string())
-        .expect("path");
-    let mut file = BufWriter::new(std::fs::File::create(out).expect("out file"));
-    let children: Vec<Spawned> = (0..n).map(|_| posix_spawn(&worker, &[c"hello"])).collect();
-    drain_and_reap(children, &mut file);
-    let _ = file.flush();
-}
-
-/// The stop floor: posix_spawn N `silent` workers, say `ready`, and on SIGTERM
-/// send SIGTERM to each and reap them all.
-fn floor_stop(n: u64) {
-    let worker = std::ffi::CString::new(dir().join("distarch-test-worker").display().to_string())
-        .expect("path");
-    // SAFETY: signal mask calls on a sigset we own.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    let children: Vec<Spawned> = (0..n).map(|_| posix_spawn(&worker, &[c"silent"])).collect();
-    println!("ready");
-    let _ = std::io::stdout().flush();
-    let mut sig = 0;
-    // SAFETY: waits for the blocked SIGTERM.
-    unsafe { libc::sigwait(&set, &mut sig) };
-    for c in &children {
-        // SAFETY: signalling our own children.
-        unsafe { libc::kill(c.pid, libc::SIGTERM) };
-    }
-    drain_and_reap(children, &mut std::io::sink());
 }
 
 /// Waits until `ready` says `child` runs everything, sends it SIGTERM and measures
@@ -302,6 +104,35 @@ fn spawn_floor_stop(
         }
     });
     (child, flag)
+}
+
+/// VmRSS, RssAnon and RssFile (KiB) of a running process, from /proc/PID/status.
+fn rss_now(pid: u32) -> [u64; 3] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    [field("VmRSS:"), field("RssAnon:"), field("RssFile:")]
+}
+
+/// Runs `config` until `n` instances said `INFO serving`, samples the master's
+/// memory then, and stops it with SIGTERM.
+fn memory_run(config: &str, n: u64, tmp: &Path) -> ((Duration, u64, i32), [u64; 3]) {
+    let d_out = tmp.join("distarch-mem.log");
+    let child = distarch(config, tmp, &d_out).spawn().expect("distarch");
+    let (pid, sample) = (child.id(), std::cell::Cell::new([0; 3]));
+    let run = measure_stop(child, || {
+        let all = count_lines(&d_out, "INFO serving") as u64 >= n;
+        if all {
+            sample.set(rss_now(pid));
+        }
+        all
+    });
+    (run, sample.get())
 }
 
 fn distarch(config: &str, tmp: &Path, out: &Path) -> Command {
@@ -368,6 +199,7 @@ fn main() {
     // Floor and distarch alternate, run after run, so that a busy machine slows both.
     let (mut fs, mut ds, mut ff, mut df) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ps, mut fstop, mut dstop, mut dmem) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut dmem1, mut msample, mut msample1) = (Vec::new(), Vec::new(), Vec::new());
     let stop_n = arg("--stop-instances", 100);
     let mem_n = arg("--memory-instances", 500);
     let stop_config = format!(
@@ -400,14 +232,17 @@ fn main() {
         dstop.push(measure_stop(child, || {
             count_lines(&d_out, "started (pid") as u64 >= stop_n
         }));
-        // (5) master memory with every instance running.
-        let d_out = tmp.path().join("distarch-mem.log");
-        let child = distarch(&mem_config, tmp.path(), &d_out)
-            .spawn()
-            .expect("distarch");
-        dmem.push(measure_stop(child, || {
-            count_lines(&d_out, "INFO serving") as u64 >= mem_n
-        }));
+        // (5) master memory with every instance running, and with one.
+        let (run, sample) = memory_run(&mem_config, mem_n, tmp.path());
+        dmem.push(run);
+        msample.push(sample);
+        let (run, sample) = memory_run(
+            &mem_config.replace(&format!("instances = {mem_n}"), "instances = 1"),
+            1,
+            tmp.path(),
+        );
+        dmem1.push(run);
+        msample1.push(sample);
 
         let floor_out = tmp.path().join("floor-start.log");
         let mut cmd = Command::new(&me);
@@ -496,6 +331,21 @@ fn main() {
         "-",
         peak(&dmem)
     ));
+    rows.push(format!(
+        "{:<46} {:>10} KiB {:>10} KiB",
+        "(5) peak RSS, 1 SDK worker running",
+        "-",
+        peak(&dmem1)
+    ));
+    // Where the memory is, sampled once every instance runs: private memory (heap,
+    // stacks) and the pages of the binary and its libraries (shared, clean).
+    let last = |v: &[[u64; 3]]| v.last().copied().unwrap_or_default();
+    for (n, [rss, anon, file]) in [(mem_n, last(&msample)), (1, last(&msample1))] {
+        rows.push(format!(
+            "{:<46} {rss:>10} KiB = {anon} KiB private + {file} KiB binary and libraries",
+            format!("(5') RSS then, {n} SDK worker(s)"),
+        ));
+    }
     println!("distarch local benchmark: median of {runs} run(s), floor and distarch alternating");
     println!(
         "{:<46} {:>14} {:>14} {:>9}",
@@ -509,6 +359,7 @@ fn main() {
         .chain(&df)
         .chain(&dstop)
         .chain(&dmem)
+        .chain(&dmem1)
         .map(|x| x.2)
         .collect();
     println!("distarch exit codes: {codes:?}");
