@@ -1,5 +1,6 @@
 //! JSON lines of output batches: the batched writer (shared fields serialised once)
 //! writes exactly what serialising one `serde_json` object per line writes.
+#![allow(clippy::unwrap_used)]
 
 use distarch_core::{format_json, Event, InstanceLabel, LogLines, LogStream};
 use distarch_protocol::Level;
