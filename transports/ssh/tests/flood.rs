@@ -12,7 +12,7 @@ use distarch_core::{ExitStatus, Transport};
 use distarch_transport_ssh::SshTransport;
 use serde_json::json;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 const LINES: usize = 300_000;
 
@@ -44,31 +44,8 @@ async fn a_flood_of_both_streams_arrives_whole_in_order_and_apart_while_a_neighb
         v
     });
 
-    // Meanwhile a neighbour on the same connection answers line by line...
-    let echo = "while read l; do echo \"got $l\"; done";
-    let mut neighbour = t
-        .spawn(&spec(&settings, &entry, &["sh", "-c", echo]))
-        .await
-        .unwrap();
-    let nio = neighbour.take_io().unwrap();
-    let (mut stdin, mut lines) = (nio.stdin, BufReader::new(nio.stdout).lines());
-    for i in 0..20 {
-        stdin.write_all(format!("{i}\n").as_bytes()).await.unwrap();
-        stdin.flush().await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("the neighbour's output stalled behind the flood")
-            .unwrap();
-        assert_eq!(line.as_deref(), Some(format!("got {i}").as_str()));
-    }
-    // ... and is stopped at once.
-    neighbour.terminate().await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), neighbour.wait())
-        .await
-        .expect("terminate stalled behind the flood")
-        .unwrap();
-    assert_eq!(exit, ExitStatus::Signaled(15));
-    neighbour.cleanup().await;
+    // Meanwhile a neighbour on the same connection answers line by line and is stopped at once.
+    neighbour_answers_and_stops(&t, &settings, &entry, "flood").await;
 
     let exit = tokio::time::timeout(Duration::from_secs(60), flooder.wait())
         .await

@@ -10,7 +10,7 @@ use distarch_core::{ExitStatus, Transport};
 use distarch_transport_ssh::SshTransport;
 use serde_json::json;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn count(path: &std::path::Path) -> u64 {
     std::fs::read_to_string(path)
@@ -61,31 +61,8 @@ async fn a_flooding_worker_waits_alone_and_its_neighbours_talk_and_stop() {
     // reader: about 130,000 of these lines; never the whole flood.
     assert!(paused_at < 200_000, "paused only after {paused_at} lines");
 
-    // Its neighbour on the same connection still answers, line by line.
-    let echo = "while read l; do echo \"got $l\"; done";
-    let mut neighbour = t
-        .spawn(&spec(&settings, &entry, &["sh", "-c", echo]))
-        .await
-        .unwrap();
-    let io = neighbour.take_io().unwrap();
-    let (mut stdin, mut lines) = (io.stdin, BufReader::new(io.stdout).lines());
-    for i in 0..20 {
-        stdin.write_all(format!("{i}\n").as_bytes()).await.unwrap();
-        stdin.flush().await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("the neighbour's output stalled behind the flooder")
-            .unwrap();
-        assert_eq!(line.as_deref(), Some(format!("got {i}").as_str()));
-    }
-    // ... and its stop request goes through at once.
-    neighbour.terminate().await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), neighbour.wait())
-        .await
-        .expect("terminate stalled behind the flooder")
-        .unwrap();
-    assert_eq!(exit, ExitStatus::Signaled(15));
-    neighbour.cleanup().await;
+    // Its neighbour on the same connection still answers, line by line, and its stop request goes through at once.
+    neighbour_answers_and_stops(&t, &settings, &entry, "flooder").await;
     assert_eq!(count(&counter), paused_at, "the flooder ran on unread");
 
     // Reading the flooder resumes it, with every line whole and in order.

@@ -5,7 +5,7 @@ use distarch_core::{ExitStatus, InstanceSpec, Transport};
 use distarch_transport_ssh::SshTransport;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 pub use distarch_testkit::sshd;
 
@@ -95,4 +95,38 @@ pub fn token(name: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Starts a neighbour on the same connection as a busy instance, checks that it
+/// answers 20 lines one at a time and that its terminate goes through at once
+/// (`busy` names what might stall it, for the failure messages).
+pub async fn neighbour_answers_and_stops(
+    t: &SshTransport,
+    settings: &Map<String, Value>,
+    entry: &str,
+    busy: &str,
+) {
+    let echo = "while read l; do echo \"got $l\"; done";
+    let mut neighbour = t
+        .spawn(&spec(settings, entry, &["sh", "-c", echo]))
+        .await
+        .unwrap();
+    let io = neighbour.take_io().unwrap();
+    let (mut stdin, mut lines) = (io.stdin, BufReader::new(io.stdout).lines());
+    for i in 0..20 {
+        stdin.write_all(format!("{i}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the neighbour's output stalled behind the {busy}"))
+            .unwrap();
+        assert_eq!(line.as_deref(), Some(format!("got {i}").as_str()));
+    }
+    neighbour.terminate().await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), neighbour.wait())
+        .await
+        .unwrap_or_else(|_| panic!("terminate stalled behind the {busy}"))
+        .unwrap();
+    assert_eq!(exit, ExitStatus::Signaled(15));
+    neighbour.cleanup().await;
 }
