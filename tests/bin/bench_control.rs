@@ -11,27 +11,14 @@
 #![allow(unsafe_code)] // wait4(2) for the master's peak RSS
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // a measuring tool
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod bench_args;
+use bench_args::{arg, dir};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

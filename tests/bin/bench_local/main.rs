@@ -9,28 +9,16 @@
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // a measuring tool: failing loudly is right
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod floor;
 use floor::{floor_flood, floor_posix_spawn, floor_start, floor_stop};
 
-fn dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../bench_args.rs"]
+mod bench_args;
+use bench_args::{arg, dir};
 
 /// Runs a command to its end; returns wall time and peak RSS (KiB) of that child.
 fn measure(mut cmd: Command) -> (Duration, u64, i32) {
