@@ -310,34 +310,36 @@ fn follow_from(
         if !push(&mut tx, b"\n".to_vec()).await {
             return;
         }
-        let wanted = |event: &FeedEvent| filter.as_ref().is_none_or(|f| f.wants(event.event()));
+        // Adds a live event to the frame when the filter wants it; true when it is
+        // the run's last event (the stream then ends, so `logs -f` and `events`
+        // end with the run instead of holding the master's exit).
+        let take = |event: &FeedEvent, frame: &mut Vec<u8>| {
+            if filter.as_ref().is_none_or(|f| f.wants(event.event())) {
+                frame.extend_from_slice(format.live(event));
+            }
+            matches!(event.event(), Event::RunStopped { .. })
+        };
         loop {
             let mut frame = Vec::new();
-            match live.recv().await {
-                Ok(event) if wanted(&event) => frame.extend_from_slice(format.live(&event)),
-                Ok(_) => continue,
+            let mut ended = match live.recv().await {
+                Ok(event) => take(&event, &mut frame),
                 Err(RecvError::Lagged(_)) => {
                     tracing::warn!("control: dropped a follower that fell behind");
                     return;
                 }
                 Err(RecvError::Closed) => return,
-            }
+            };
             // What else is already there goes in the same frame (one write to the
             // client instead of one per event, which is what a flood costs).
-            let mut ended = false;
-            while frame.len() < FRAME_BATCH {
+            while !ended && frame.len() < FRAME_BATCH {
                 match live.try_recv() {
-                    Ok(event) if wanted(&event) => frame.extend_from_slice(format.live(&event)),
-                    Ok(_) => {}
+                    Ok(event) => ended = take(&event, &mut frame),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Lagged(_)) => {
                         tracing::warn!("control: dropped a follower that fell behind");
                         return;
                     }
-                    Err(TryRecvError::Closed) => {
-                        ended = true;
-                        break;
-                    }
+                    Err(TryRecvError::Closed) => ended = true,
                 }
             }
             if !frame.is_empty() && !push(&mut tx, frame).await {

@@ -395,11 +395,15 @@ fn logs_show_the_buffer_filtered_and_follow_new_lines() {
     assert_eq!(s.cli(&["stop", "logs0001"]).code, 0);
     let mut master = s.master;
     assert_eq!(master.wait(LIMIT).code, 0);
-    // The followers end with the run; the event stream saw the run stop.
+    // The followers end with the run, cleanly (the stream ends with the run's last
+    // event; the master does not cut it when it exits); the event stream saw the
+    // run stop.
     let mut follower = follower;
-    follower.wait(LIMIT);
+    let followed = follower.wait(LIMIT);
+    assert_eq!(followed.code, 0, "{followed}");
     let mut events = events;
     let seen = events.wait(LIMIT);
+    assert_eq!(seen.code, 0, "{seen}");
     let kinds: Vec<String> = seen
         .stdout
         .lines()
@@ -409,6 +413,7 @@ fn logs_show_the_buffer_filtered_and_follow_new_lines() {
         })
         .collect();
     assert!(kinds.iter().any(|k| k == "instance_stopped"), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("run_stopped"), "{kinds:?}");
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
