@@ -413,7 +413,11 @@ fn logs_show_the_buffer_filtered_and_follow_new_lines() {
         })
         .collect();
     assert!(kinds.iter().any(|k| k == "instance_stopped"), "{kinds:?}");
-    assert_eq!(kinds.last().map(String::as_str), Some("run_stopped"), "{kinds:?}");
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("run_stopped"),
+        "{kinds:?}"
+    );
     assert_no_leftovers(&token, Duration::from_secs(5));
 }
 
