@@ -104,16 +104,18 @@ async fn run(cli: Cli, master_log: Option<distarch_core::trace::MasterLog>) -> i
             } else {
                 (stdout_file(), "stdout")
             };
+            // Level, format and timestamps follow a reload (`launcher.log_*`).
+            let live = launcher.control().live_output();
             let writer = LogWriter::new(log_out, l.log_format)
-                .with_min_level(l.log_level)
-                .with_timestamps(l.timestamps.then_some(l.time_zone))
+                .following(live.clone(), distarch_core::Follow::All)
                 .on_write_error(move |e| {
                     eprintln!(
                         "distarch: cannot write the log to {log_name} ({e}); stopping everything"
                     );
                     stop.stop_for(distarch_core::StopReason::OutputLost);
                 });
-            let outputs = match output::build(&loaded.config, (!args.tui).then_some(writer)) {
+            let outputs = match output::build(&loaded.config, &live, (!args.tui).then_some(writer))
+            {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("distarch: {e}");

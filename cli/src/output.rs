@@ -5,7 +5,7 @@
 use crate::progress::Progress;
 use distarch_core::protocol::Level;
 use distarch_core::trace::{tracing_layer, MasterLog};
-use distarch_core::{Config, LogFormat, LogWriter, Observed};
+use distarch_core::{Config, LiveOutput, LogFormat, LogWriter, Observed};
 use distarch_logfile::{LogFiles, Reopen};
 use distarch_metrics::RunMetrics;
 use std::io::{IsTerminal, Write};
@@ -33,9 +33,11 @@ pub struct Outputs {
 }
 
 /// Builds the outputs of a run. `stdout` is the writer of standard output, left
-/// out in `launch --tui`.
+/// out in `launch --tui`; the log files follow `live` (level, time zone, and
+/// opened again at each reload).
 pub fn build(
     config: &Config,
+    live: &LiveOutput,
     stdout: Option<LogWriter<Box<dyn Write + Send>>>,
 ) -> Result<Outputs, String> {
     let l = &config.launcher;
@@ -52,7 +54,7 @@ pub fn build(
             sink.push(Box::new(writer));
         }
     }
-    let files = LogFiles::open(config, l.log_level, l.time_zone, |path, e| {
+    let files = LogFiles::open(config, live, |path, e| {
         eprintln!(
             "[master] ERROR distarch: cannot write the log file {}: {e}",
             path.display()

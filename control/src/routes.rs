@@ -7,7 +7,7 @@ use crate::wire::{
 };
 use bytes::Bytes;
 use distarch_core::{
-    format_json, format_text, Config, Control, ControlError, Event, FeedEvent, LogFilter,
+    format_json, format_text, Config, Control, ControlError, Event, FeedEvent, Followed, LogFilter,
 };
 use http_body_util::channel::Channel;
 use http_body_util::combinators::BoxBody;
@@ -119,7 +119,7 @@ pub(crate) async fn route(req: Request<hyper::body::Incoming>, ctx: Arc<Ctx>) ->
             Ok(q) => logs(c, q),
             Err(e) => error(StatusCode::BAD_REQUEST, e),
         },
-        (Method::GET, "/events") => follow(c, None, Vec::new()),
+        (Method::GET, "/events") => follow_from(c.events(), None, Formatter::Json),
         (Method::POST, "/stop") => match body::<TargetsRequest>(req).await {
             Ok(r) if r.targets.is_empty() => {
                 c.stop_run();
@@ -267,8 +267,7 @@ fn logs(c: &Control, q: LogQuery) -> Response<Body> {
         }
         return ndjson(full(buf));
     }
-    let followed = c.follow(&q.filter);
-    follow_from(followed.live, Some(q.filter), followed.buffered, q.format)
+    follow_from(c.follow(&q.filter), Some(q.filter), q.format)
 }
 
 fn ndjson(body: Body) -> Response<Body> {
@@ -280,18 +279,15 @@ fn ndjson(body: Body) -> Response<Body> {
     resp
 }
 
-/// A stream of JSON lines: `buffered` first, then every live event the filter wants
-/// (every event when `filter` is `None`). A client that stops reading is dropped.
-fn follow(c: &Control, filter: Option<LogFilter>, buffered: Vec<Arc<Event>>) -> Response<Body> {
-    follow_from(c.events(), filter, buffered, Formatter::Json)
-}
-
-fn follow_from(
-    mut live: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
-    filter: Option<LogFilter>,
-    buffered: Vec<Arc<Event>>,
-    format: Formatter,
-) -> Response<Body> {
+/// A stream of lines: the buffered events first, then every live event the filter
+/// wants (every event when `filter` is `None`), until the run's last event. A
+/// client that stops reading is dropped.
+fn follow_from(followed: Followed, filter: Option<LogFilter>, format: Formatter) -> Response<Body> {
+    let Followed {
+        buffered,
+        mut live,
+        ended,
+    } = followed;
     let (mut tx, body) = Channel::<Bytes, Infallible>::new(STREAM_FRAMES);
     tokio::spawn(async move {
         // The buffer goes out in frames of about FRAME_BATCH bytes, so that a client
@@ -302,6 +298,17 @@ fn follow_from(
             if buf.len() >= FRAME_BATCH && !push(&mut tx, std::mem::take(&mut buf)).await {
                 return;
             }
+        }
+        // A client that came after the run stopped gets what is left and the end
+        // at once, instead of waiting for the master to close.
+        if let Some(last) = ended {
+            if filter.as_ref().is_none_or(|f| f.wants(&last)) {
+                format.write(&mut buf, &last);
+            }
+            if !buf.is_empty() {
+                push(&mut tx, buf).await;
+            }
+            return;
         }
         if !buf.is_empty() && !push(&mut tx, buf).await {
             return;

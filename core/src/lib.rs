@@ -31,6 +31,7 @@ mod events;
 mod gc;
 pub mod jobs;
 mod launcher;
+mod live_output;
 mod output;
 pub mod owner;
 mod plan;
@@ -59,6 +60,7 @@ pub use error::{error_chain, ConfigError, ConfigErrors, InstanceError, SpawnErro
 pub use events::{Event, InstanceLabel, LogLines, LogRecord, LogStream, StopReason, StopStep};
 pub use gc::{GcReport, GcRequest};
 pub use launcher::{new_run_id, Launcher, LauncherBuilder};
+pub use live_output::{Follow, LiveOutput, OutputSettings};
 pub use output::{event_level, format_json, format_text, format_text_at, EventFilter, LogWriter};
 pub use plan::{
     build_plan, build_plan_limited, Plan, PlannedGroup, PlannedInstance, DEFAULT_MAX_INSTANCES,

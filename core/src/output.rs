@@ -37,6 +37,9 @@ pub struct LogWriter<W: Write + Send + 'static> {
     filter: Option<EventFilter>,
     /// Start errors already printed (text output says each reason once).
     start_errors: crate::repeats::StartErrors,
+    /// The live settings this writer follows, what it takes of them, and the
+    /// generation it last applied.
+    live: Option<(crate::LiveOutput, crate::Follow, u64)>,
 }
 
 /// Decides which events a [`LogWriter`] writes.
@@ -56,7 +59,49 @@ impl<W: Write + Send + 'static> LogWriter<W> {
             time: Vec::new(),
             filter: None,
             start_errors: Default::default(),
+            live: None,
         }
+    }
+
+    /// Follows the run's live output settings (what a reload changes): `follow`
+    /// says which of them. They replace what the writer was built with, now and
+    /// at every change.
+    pub fn following(mut self, live: crate::LiveOutput, follow: crate::Follow) -> Self {
+        let generation = live.generation();
+        self.take_settings(live.settings(), follow);
+        self.live = Some((live, follow, generation));
+        self
+    }
+
+    fn take_settings(&mut self, s: crate::OutputSettings, follow: crate::Follow) {
+        self.min_level = s.level;
+        match follow {
+            crate::Follow::All => {
+                self.format = s.format;
+                self.stamps = s.timestamps.then(|| Stamps::new(s.zone));
+            }
+            crate::Follow::LevelAndZone => {
+                if self.stamps.is_some() {
+                    self.stamps = Some(Stamps::new(s.zone));
+                }
+            }
+        }
+    }
+
+    /// Applies a reload's settings if one came since the last event.
+    fn catch_up(&mut self) {
+        let Some((live, follow, seen)) = &self.live else {
+            return;
+        };
+        let now = live.generation();
+        if now == *seen {
+            return;
+        }
+        let (settings, follow) = (live.settings(), *follow);
+        if let Some((_, _, seen)) = &mut self.live {
+            *seen = now;
+        }
+        self.take_settings(settings, follow);
     }
 
     /// Starts each text line with its time (RFC 3339, milliseconds) in `zone`
@@ -82,6 +127,7 @@ impl<W: Write + Send + 'static> LogWriter<W> {
 
     /// Writes one event (same as [`EventSink::event`], without taking it).
     pub fn write_event(&mut self, event: &Event) {
+        self.catch_up();
         if event_level(event).is_some_and(|level| level < self.min_level) {
             return;
         }

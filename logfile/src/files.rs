@@ -3,8 +3,7 @@
 //! thread (see [`crate::writer`]).
 
 use crate::rotate::RotatingFile;
-use distarch_core::protocol::Level;
-use distarch_core::{Config, Event, LogFileConfig, LogWriter, TimeZone};
+use distarch_core::{Config, Event, Follow, LiveOutput, LogFileConfig, LogWriter};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +52,10 @@ pub(crate) struct Files {
     files: Vec<File>,
     reopen: Reopen,
     seen: u64,
+    /// The run's live output settings: a reload (a new generation) also opens the
+    /// files again.
+    live: LiveOutput,
+    seen_live: u64,
     /// Report of the first failed write of each file (to standard error).
     on_error: ErrorHook,
 }
@@ -75,12 +78,11 @@ fn event_group(event: &Event) -> Option<&str> {
 }
 
 impl Files {
-    /// Opens every file `config` names (none: an empty set). `level` is the least
-    /// severe level written, `zone` the time zone of text timestamps.
+    /// Opens every file `config` names (none: an empty set). The least severe
+    /// level written and the time zone of text timestamps follow `live`.
     pub(crate) fn open(
         config: &Config,
-        level: Level,
-        zone: TimeZone,
+        live: &LiveOutput,
         on_error: ErrorHook,
     ) -> Result<Files, LogFileError> {
         let mut wanted: Vec<(String, Option<String>, &LogFileConfig)> = Vec::new();
@@ -101,7 +103,7 @@ impl Files {
                     return Err(LogFileError { key, path, source });
                 }
             };
-            let writer = writer_for(f, out, level, zone, group, on_error.clone());
+            let writer = writer_for(f, out, live, group, on_error.clone());
             files.push(File {
                 key,
                 config: f.clone(),
@@ -112,6 +114,8 @@ impl Files {
             files,
             reopen: Reopen::default(),
             seen: 0,
+            seen_live: live.generation(),
+            live: live.clone(),
             on_error,
         })
     }
@@ -146,11 +150,11 @@ impl Files {
     }
 
     fn reopen_if_asked(&mut self) {
-        let wanted = self.reopen.generation();
-        if wanted == self.seen {
+        let (wanted, reloads) = (self.reopen.generation(), self.live.generation());
+        if wanted == self.seen && reloads == self.seen_live {
             return;
         }
-        self.seen = wanted;
+        (self.seen, self.seen_live) = (wanted, reloads);
         for file in &mut self.files {
             match RotatingFile::open(&file.config) {
                 Ok(out) => file.writer.replace_output(out),
@@ -163,15 +167,14 @@ impl Files {
 fn writer_for(
     f: &LogFileConfig,
     out: RotatingFile,
-    level: Level,
-    zone: TimeZone,
+    live: &LiveOutput,
     group: Option<String>,
     on_error: ErrorHook,
 ) -> LogWriter<RotatingFile> {
     let path = f.path.clone();
     let mut writer = LogWriter::new(out, f.format)
-        .with_min_level(level)
-        .with_timestamps(f.timestamps.then_some(zone))
+        .with_timestamps(f.timestamps.then_some(live.settings().zone))
+        .following(live.clone(), Follow::LevelAndZone)
         .on_write_error(move |e| on_error(&path, e));
     if let Some(group) = group {
         writer = writer.with_filter(move |event| event_group(event) == Some(group.as_str()));

@@ -17,8 +17,7 @@
 //! everything still queued and ends; the drop waits for it.
 
 use crate::files::{ErrorHook, Files, LogFileError, Reopen};
-use distarch_core::protocol::Level;
-use distarch_core::{Config, Event, EventObserver, TimeZone};
+use distarch_core::{Config, Event, EventObserver, LiveOutput};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -61,17 +60,16 @@ pub struct LogFiles {
 
 impl LogFiles {
     /// Opens every file `config` names (none: an empty set, and no thread).
-    /// `level` is the least severe level written, `zone` the time zone of text
-    /// timestamps. `on_error` is called on the first failed write of each file
+    /// The least severe level written and the time zone of text timestamps
+    /// follow `live`, and a reload there opens the files again. `on_error` is called on the first failed write of each file
     /// (until it is opened again).
     pub fn open(
         config: &Config,
-        level: Level,
-        zone: TimeZone,
+        live: &LiveOutput,
         on_error: impl Fn(&std::path::Path, &std::io::Error) + Send + Sync + 'static,
     ) -> Result<LogFiles, LogFileError> {
         let on_error: ErrorHook = Arc::new(on_error);
-        let files = Files::open(config, level, zone, on_error.clone())?;
+        let files = Files::open(config, live, on_error.clone())?;
         let reopen = files.reopen_handle();
         let first = files
             .names()

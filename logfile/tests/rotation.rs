@@ -4,8 +4,8 @@
 
 use distarch_core::protocol::Level;
 use distarch_core::{
-    ByteSize, CommandLine, Config, Event, EventObserver, GroupConfig, InstanceLabel, LogFileConfig,
-    LogLines, LogStream, TimeZone,
+    ByteSize, CommandLine, Config, Event, EventObserver, GroupConfig, InstanceLabel, LiveOutput,
+    LogFileConfig, LogLines, LogStream, OutputSettings,
 };
 use distarch_logfile::LogFiles;
 use std::sync::Arc;
@@ -27,6 +27,11 @@ fn lines(group: &str, from: u64, n: u64) -> Event {
     Event::Lines(l)
 }
 
+/// The live output settings of `config`, as a launcher holds them.
+fn live(config: &Config) -> LiveOutput {
+    LiveOutput::new(OutputSettings::of(&config.launcher))
+}
+
 fn numbers(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
@@ -45,8 +50,7 @@ fn files_rotate_by_size_keep_whole_lines_and_group_files_get_their_group() {
     let mut web = GroupConfig::new(CommandLine::Argv(vec!["w".into()]));
     web.log_file = Some(LogFileConfig::new(dir.path().join("sub/web.log")));
     config.groups.insert("web".into(), web);
-    let mut files =
-        LogFiles::open(&config, Level::Debug, TimeZone::Utc, |_, e| panic!("{e}")).unwrap();
+    let mut files = LogFiles::open(&config, &live(&config), |_, e| panic!("{e}")).unwrap();
     // Batches of 100 lines, written one by one (as the file thread does when idle).
     for batch in 0..20 {
         files.observe(&lines("web", batch * 100, 100));
@@ -86,8 +90,7 @@ fn reopen_writes_to_a_new_file_after_the_old_one_was_moved() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.launcher.log_file = Some(LogFileConfig::new(dir.path().join("run.log")));
-    let mut files =
-        LogFiles::open(&config, Level::Debug, TimeZone::Utc, |_, e| panic!("{e}")).unwrap();
+    let mut files = LogFiles::open(&config, &live(&config), |_, e| panic!("{e}")).unwrap();
     files.observe(&lines("g", 0, 3));
     files.sync();
     std::fs::rename(dir.path().join("run.log"), dir.path().join("moved.log")).unwrap();
@@ -101,10 +104,36 @@ fn reopen_writes_to_a_new_file_after_the_old_one_was_moved() {
 }
 
 #[test]
+fn a_reload_opens_the_file_again_and_applies_the_new_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.launcher.log_file = Some(LogFileConfig::new(dir.path().join("run.log")));
+    let live = live(&config);
+    let mut files = LogFiles::open(&config, &live, |_, e| panic!("{e}")).unwrap();
+    files.observe(&lines("g", 0, 2));
+    files.sync();
+    std::fs::rename(dir.path().join("run.log"), dir.path().join("moved.log")).unwrap();
+    // A reload that raises the level above the lines' (info) hides them; the
+    // next one lowers it again. Each reload opens the file again.
+    config.launcher.log_level = Level::Warn;
+    live.set(OutputSettings::of(&config.launcher));
+    files.observe(&lines("g", 2, 2));
+    files.sync();
+    config.launcher.log_level = Level::Info;
+    live.set(OutputSettings::of(&config.launcher));
+    files.observe(&lines("g", 4, 2));
+    files.sync();
+    let moved = std::fs::read_to_string(dir.path().join("moved.log")).unwrap();
+    let new = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert_eq!(numbers(&moved), [0, 1]);
+    assert_eq!(numbers(&new), [4, 5]);
+}
+
+#[test]
 fn a_file_that_cannot_be_opened_is_an_error_naming_its_key() {
     let mut config = Config::default();
     config.launcher.log_file = Some(LogFileConfig::new("/proc/nope/run.log"));
-    let err = LogFiles::open(&config, Level::Debug, TimeZone::Utc, |_, _| {})
+    let err = LogFiles::open(&config, &live(&config), |_, _| {})
         .err()
         .expect("an error");
     assert!(err.to_string().contains("launcher.log_file"), "{err}");

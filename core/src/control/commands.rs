@@ -229,6 +229,8 @@ impl Engine {
         outcome.notes = launcher.notes();
         let old_launcher = self.parts.launcher.clone();
         LauncherChanges::apply(&mut self.parts.launcher, &config.launcher);
+        self.live
+            .set(crate::OutputSettings::of(&self.parts.launcher));
         let new_launcher = self.parts.launcher.clone();
         let mut waiting = Waiting {
             ids: Vec::new(),

@@ -82,6 +82,8 @@ pub(crate) struct Engine {
     pub(super) global: ControlState,
     /// The configuration as last applied (for reload diffs).
     pub(super) config: Config,
+    /// The output settings a reload applies at once.
+    pub(super) live: crate::LiveOutput,
 }
 
 impl Engine {
@@ -99,6 +101,7 @@ impl Engine {
             stop,
             run_id: Arc::from(run_id),
             rolling_delay: config.launcher.control.rolling_delay.0,
+            live: crate::LiveOutput::new(crate::OutputSettings::of(&config.launcher)),
         };
         (control, rx)
     }
@@ -120,6 +123,7 @@ impl Engine {
             next_id: 1,
             global: control.stop.state(),
             config: config.clone(),
+            live: control.live.clone(),
         };
         for group in &plan.groups {
             engine.add_group(group.clone(), Vec::new());

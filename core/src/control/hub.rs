@@ -62,6 +62,8 @@ pub(crate) struct Hub {
     feed: broadcast::Sender<Arc<FeedEvent>>,
     /// The counters of the run's job pools.
     jobs: Mutex<Vec<Arc<crate::jobs::JobCounters>>>,
+    /// The run's last event, once it came (set under the log lock, like the feed).
+    ended: OnceLock<Arc<Event>>,
 }
 
 /// A follower's view of the feed: the buffered events first, then the live ones.
@@ -71,6 +73,9 @@ pub struct Followed {
     /// Every event from now on. A follower that falls more than a few thousand
     /// batches behind gets `Lagged` and should give up.
     pub live: broadcast::Receiver<Arc<FeedEvent>>,
+    /// Set when the run had already stopped: `live` carries nothing more, and this
+    /// is the run's last event (`RunStopped`).
+    pub ended: Option<Arc<Event>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,6 +90,7 @@ impl Hub {
             logs: Mutex::new(LogBuffers::new(log_buffer)),
             feed,
             jobs: Mutex::new(Vec::new()),
+            ended: OnceLock::new(),
         }
     }
 
@@ -115,6 +121,9 @@ impl Hub {
         // to under the log lock, so that a follower that takes the buffer and
         // subscribes under the same lock misses nothing and sees nothing twice.
         let mut logs = lock(&self.logs);
+        if matches!(event, Event::RunStopped { .. }) {
+            let _ = self.ended.set(Arc::new(event.clone()));
+        }
         let followed = self.feed.receiver_count() > 0;
         if !followed && !logs.keeps(event) {
             return;
@@ -137,12 +146,18 @@ impl Hub {
         Followed {
             buffered: logs.select(filter),
             live: self.feed.subscribe(),
+            ended: self.ended.get().cloned(),
         }
     }
 
-    /// The live feed of every event.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
-        self.feed.subscribe()
+    /// Every event from now on (nothing buffered).
+    pub(crate) fn subscribe(&self) -> Followed {
+        let _logs = lock(&self.logs);
+        Followed {
+            buffered: Vec::new(),
+            live: self.feed.subscribe(),
+            ended: self.ended.get().cloned(),
+        }
     }
 }
 
@@ -160,5 +175,43 @@ impl EventSink for Tap {
 
     fn flush(&mut self) {
         self.inner.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{InstanceLabel, LogLines, LogStream};
+    use distarch_protocol::Level;
+
+    fn line(text: &str) -> Event {
+        let label = Arc::new(InstanceLabel::new("g".into(), "h".into(), 1, 1, 1, 0));
+        let mut l = LogLines::new(
+            std::time::SystemTime::now(),
+            label,
+            Level::Info,
+            LogStream::Stdout,
+        );
+        l.push(text.as_bytes(), false);
+        Event::Lines(l)
+    }
+
+    #[test]
+    fn a_follower_after_the_run_stopped_gets_the_buffer_and_the_end_at_once() {
+        let hub = Hub::new(1024);
+        let early = hub.subscribe();
+        assert!(early.ended.is_none());
+        hub.observe(&line("last words"));
+        hub.observe(&Event::RunStopped {
+            run_id: "r".into(),
+            exit_code: 0,
+        });
+        let late = hub.follow(&LogFilter::default());
+        assert_eq!(late.buffered.len(), 1);
+        assert!(matches!(
+            late.ended.as_deref(),
+            Some(Event::RunStopped { exit_code: 0, .. })
+        ));
+        assert!(hub.subscribe().ended.is_some());
     }
 }

@@ -1,11 +1,16 @@
 //! What a reload does with `[launcher]`: the settings an instance is started with
 //! (`stop_grace`, `kill_after`, `max_line_bytes`) and `service` take effect at
 //! once, and every group whose effective value changed is restarted one instance at
-//! a time, as when its own configuration changed; the others (output, deadlines
+//! a time, as when its own configuration changed; the output settings
+//! (`log_format`, `log_level`, `timestamps`, `time_zone`) apply to the next line
+//! written (see [`crate::LiveOutput`]); the others (the log file's path, deadlines
 //! counted from the launch, listeners) are named in the reload's notes as taking
 //! effect when the run is started again.
 
 use crate::config::{GroupConfig, LauncherConfig};
+
+/// The applied keys that restart the groups using them.
+const RESTARTING: [&str; 3] = ["stop_grace", "kill_after", "max_line_bytes"];
 
 /// The launcher keys that changed, split by what the reload does with them.
 #[derive(Debug, Default, PartialEq)]
@@ -48,10 +53,10 @@ impl LauncherChanges {
             "ready_timeout",
             false,
         );
-        check(old.log_format != new.log_format, "log_format", false);
-        check(old.log_level != new.log_level, "log_level", false);
-        check(old.timestamps != new.timestamps, "timestamps", false);
-        check(old.time_zone != new.time_zone, "time_zone", false);
+        check(old.log_format != new.log_format, "log_format", true);
+        check(old.log_level != new.log_level, "log_level", true);
+        check(old.timestamps != new.timestamps, "timestamps", true);
+        check(old.time_zone != new.time_zone, "time_zone", true);
         check(old.log_file != new.log_file, "log_file", false);
         check(old.control != new.control, "control", false);
         check(old.metrics != new.metrics, "metrics", false);
@@ -64,6 +69,10 @@ impl LauncherChanges {
         old.kill_after = new.kill_after;
         old.max_line_bytes = new.max_line_bytes;
         old.service = new.service;
+        old.log_format = new.log_format;
+        old.log_level = new.log_level;
+        old.timestamps = new.timestamps;
+        old.time_zone = new.time_zone;
     }
 
     /// True when instances of `group` would start with other values under `new`
@@ -84,10 +93,20 @@ impl LauncherChanges {
         };
         let mut notes = Vec::new();
         if !self.applied.is_empty() {
-            notes.push(format!(
-                "applied {} (groups that use it are restarted one instance at a time)",
-                keys(&self.applied)
-            ));
+            let restarting: Vec<&str> = self
+                .applied
+                .iter()
+                .copied()
+                .filter(|k| RESTARTING.contains(k))
+                .collect();
+            let mut note = format!("applied {}", keys(&self.applied));
+            if !restarting.is_empty() {
+                note.push_str(&format!(
+                    " (groups that use {} are restarted one instance at a time)",
+                    keys(&restarting)
+                ));
+            }
+            notes.push(note);
         }
         if !self.deferred.is_empty() {
             notes.push(format!(
@@ -111,17 +130,25 @@ mod tests {
         new.stop_grace = HumanDuration::from_secs(3);
         new.log_level = distarch_protocol::Level::Info;
         new.service = true;
+        new.ready_timeout = HumanDuration::from_secs(5);
         let c = LauncherChanges::between(&old, &new);
-        assert_eq!(c.applied, ["stop_grace", "service"]);
-        assert_eq!(c.deferred, ["log_level"]);
+        assert_eq!(c.applied, ["stop_grace", "service", "log_level"]);
+        assert_eq!(c.deferred, ["ready_timeout"]);
         let notes = c.notes();
-        assert!(
-            notes[0].contains("launcher.stop_grace, launcher.service"),
-            "{notes:?}"
+        assert_eq!(
+            notes[0],
+            "applied launcher.stop_grace, launcher.service, launcher.log_level \
+             (groups that use launcher.stop_grace are restarted one instance at a time)"
         );
         assert!(
-            notes[1].starts_with("launcher.log_level changed"),
+            notes[1].starts_with("launcher.ready_timeout changed"),
             "{notes:?}"
+        );
+        let mut quiet = old.clone();
+        quiet.log_format = crate::LogFormat::Json;
+        assert_eq!(
+            LauncherChanges::between(&old, &quiet).notes(),
+            ["applied launcher.log_format"]
         );
         assert!(LauncherChanges::between(&old, &old).notes().is_empty());
     }

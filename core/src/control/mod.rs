@@ -23,7 +23,7 @@ use crate::events::Event;
 use crate::supervisor::StopHandle;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// What a command is about: a whole group, or one instance by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +134,7 @@ pub struct Control {
     pub(crate) stop: StopHandle,
     pub(crate) run_id: Arc<str>,
     pub(crate) rolling_delay: std::time::Duration,
+    pub(crate) live: crate::LiveOutput,
 }
 
 /// How long a rolling restart waits to see the new start of an instance before it
@@ -141,6 +142,12 @@ pub struct Control {
 const NEW_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Control {
+    /// The run's output settings that a reload changes while it goes on: bind the
+    /// run's writers to them with [`crate::LogWriter::following`].
+    pub fn live_output(&self) -> crate::LiveOutput {
+        self.live.clone()
+    }
+
     /// The run id.
     pub fn run_id(&self) -> &str {
         &self.run_id
@@ -174,8 +181,9 @@ impl Control {
         self.hub.follow(filter)
     }
 
-    /// Every event of the run from now on.
-    pub fn events(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
+    /// Every event of the run from now on (`buffered` is empty; `ended` is set
+    /// when the run had already stopped).
+    pub fn events(&self) -> Followed {
         self.hub.subscribe()
     }
 

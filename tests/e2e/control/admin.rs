@@ -137,7 +137,10 @@ fn reload_applies_the_launcher_defaults_instances_start_with_and_names_the_rest(
     let s = Steer::launch(&groups, "rellaunch", &[], 2);
     // ids: own 1, uses 2.
     let own_pid = pid_of(&s, 1);
-    let new = format!("[launcher]\nstop_grace = \"3s\"\nlog_level = \"info\"\n{groups}");
+    let new = format!(
+        "[launcher]\nstop_grace = \"3s\"\nlog_level = \"info\"\nlog_format = \"json\"\n\
+         ready_timeout = \"9s\"\n{groups}"
+    );
     std::fs::write(s.d.path("new.toml"), &new).unwrap();
     let outcome = s.json(&["reload", "rellaunch", "-c", "new.toml"]);
     // `uses` takes the launcher's stop_grace: rolled; `own` sets its own: untouched.
@@ -148,13 +151,32 @@ fn reload_applies_the_launcher_defaults_instances_start_with_and_names_the_rest(
         "{outcome}"
     );
     let notes = outcome["notes"].to_string();
-    assert!(notes.contains("applied launcher.stop_grace"), "{notes}");
     assert!(
-        notes.contains("launcher.log_level changed but is not reloaded"),
+        notes.contains("applied launcher.stop_grace, launcher.log_format, launcher.log_level"),
         "{notes}"
     );
-    s.master
-        .expect_lines("[uses] [localhost] [2/1] INFO serving", 2, WAIT);
+    assert!(
+        notes.contains("launcher.ready_timeout changed but is not reloaded"),
+        "{notes}"
+    );
+    // The output settings apply at once: the rolled instance's new "serving" line
+    // comes as JSON, and no JSON line is below the new level.
+    s.master.expect_lines(r#""message":"serving""#, 1, WAIT);
+    let out = s.master.stdout();
+    let json: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        json.iter().any(|v| v["group"] == "uses" && v["id"] == 2),
+        "{out}"
+    );
+    assert!(
+        json.iter()
+            .all(|v| v["level"] != "debug" && v["level"] != "trace"),
+        "a line below the reloaded level:\n{out}"
+    );
     assert_eq!(
         pid_of(&s, 1),
         own_pid,
