@@ -200,6 +200,10 @@ impl<W: Write + Send + 'static> EventSink for LogWriter<W> {
         self.write_event(&event);
     }
 
+    fn event_shared(&mut self, event: std::sync::Arc<Event>) {
+        self.write_event(&event);
+    }
+
     fn flush(&mut self) {
         self.write_buffer();
     }

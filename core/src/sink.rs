@@ -10,6 +10,12 @@ use tokio::sync::mpsc::error::TryRecvError;
 pub trait EventSink: Send + 'static {
     /// Handles one event.
     fn event(&mut self, event: Event);
+    /// Handles one event that others may hold too (the control plane's log
+    /// buffer): a sink that can keep an `Arc` (see [`Observed`]) takes it as it
+    /// is; by default the event is taken out of it, copied only if still shared.
+    fn event_shared(&mut self, event: Arc<Event>) {
+        self.event(Arc::unwrap_or_clone(event));
+    }
     /// Called when no event is waiting: a good time to flush buffered output.
     fn flush(&mut self) {}
 }
@@ -123,7 +129,10 @@ impl EventSink for Observed {
     fn event(&mut self, event: Event) {
         // One allocation per event (a batch of lines is one event), so that an
         // observer may keep it without copying its text.
-        let event = Arc::new(event);
+        self.event_shared(Arc::new(event));
+    }
+
+    fn event_shared(&mut self, event: Arc<Event>) {
         for o in &mut self.observers {
             o.observe_shared(&event);
         }

@@ -114,24 +114,20 @@ impl Hub {
         lock(&self.logs).forget(id);
     }
 
-    /// Takes one event into account (on the event pump's thread).
-    pub(crate) fn observe(&self, event: &Event) {
+    /// Takes one event into account (on the event pump's thread). The event is
+    /// shared by the buffer, the feed and the run's own sink, never copied.
+    pub(crate) fn observe(&self, event: &Arc<Event>) {
         lock(&self.instances).observe(event);
-        // One copy of the event, shared by the buffer and the feed. The feed is sent
-        // to under the log lock, so that a follower that takes the buffer and
-        // subscribes under the same lock misses nothing and sees nothing twice.
+        // The feed is sent to under the log lock, so that a follower that takes the
+        // buffer and subscribes under the same lock misses nothing and sees nothing
+        // twice.
         let mut logs = lock(&self.logs);
-        if matches!(event, Event::RunStopped { .. }) {
-            let _ = self.ended.set(Arc::new(event.clone()));
+        if matches!(**event, Event::RunStopped { .. }) {
+            let _ = self.ended.set(event.clone());
         }
-        let followed = self.feed.receiver_count() > 0;
-        if !followed && !logs.keeps(event) {
-            return;
-        }
-        let shared = Arc::new(event.clone());
-        logs.observe(&shared);
-        if followed {
-            let _ = self.feed.send(Arc::new(FeedEvent::new(shared)));
+        logs.observe(event);
+        if self.feed.receiver_count() > 0 {
+            let _ = self.feed.send(Arc::new(FeedEvent::new(event.clone())));
         }
     }
 
@@ -169,8 +165,12 @@ pub(crate) struct Tap {
 
 impl EventSink for Tap {
     fn event(&mut self, event: Event) {
+        self.event_shared(Arc::new(event));
+    }
+
+    fn event_shared(&mut self, event: Arc<Event>) {
         self.hub.observe(&event);
-        self.inner.event(event);
+        self.inner.event_shared(event);
     }
 
     fn flush(&mut self) {
@@ -201,11 +201,11 @@ mod tests {
         let hub = Hub::new(1024);
         let early = hub.subscribe();
         assert!(early.ended.is_none());
-        hub.observe(&line("last words"));
-        hub.observe(&Event::RunStopped {
+        hub.observe(&Arc::new(line("last words")));
+        hub.observe(&Arc::new(Event::RunStopped {
             run_id: "r".into(),
             exit_code: 0,
-        });
+        }));
         let late = hub.follow(&LogFilter::default());
         assert_eq!(late.buffered.len(), 1);
         assert!(matches!(

@@ -104,11 +104,6 @@ impl LogBuffers {
         }
     }
 
-    /// True when [`LogBuffers::observe`] would keep this event.
-    pub(crate) fn keeps(&self, event: &Event) -> bool {
-        self.limit > 0 && buffer_of(event).is_some()
-    }
-
     /// Keeps the lines of `event`, if it has any.
     pub(crate) fn observe(&mut self, event: &Arc<Event>) {
         if self.limit == 0 {
