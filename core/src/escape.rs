@@ -26,6 +26,37 @@ pub(crate) fn needs_escape(text: &str) -> bool {
     chunks.remainder().iter().any(|&b| is_control_byte(b))
 }
 
+/// True when `text` holds a byte that a JSON string must escape: a quote, a
+/// backslash or a byte below 0x20 (a word-at-a-time scan in the common case).
+pub(crate) fn json_needs_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if memchr::memchr2(b'"', b'\\', bytes).is_some() {
+        return true;
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if has_byte_below_space(u64::from_ne_bytes(word)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20)
+}
+
+/// Appends `text` as a JSON string: copied as it is when nothing in it needs an
+/// escape (most log lines), else written by serde_json.
+pub(crate) fn push_json_str(buf: &mut Vec<u8>, text: &str) {
+    if json_needs_escape(text) {
+        let _ = serde_json::to_writer(&mut *buf, text);
+    } else {
+        buf.reserve(text.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'"');
+    }
+}
+
 /// Whether any byte of the word is below 0x20 (tabs included: the caller checks
 /// the bytes again).
 fn has_byte_below_space(x: u64) -> bool {
@@ -82,6 +113,23 @@ pub(crate) fn escaped(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_are_what_serde_json_writes() {
+        for text in [
+            "",
+            "plain line of text, long enough for words",
+            "a \"quote\"",
+            "back\\slash",
+            "tab\there",
+            "bell\u{7}in the ninth byte",
+            "é ü \u{85} \u{7f}",
+        ] {
+            let mut ours = Vec::new();
+            push_json_str(&mut ours, text);
+            assert_eq!(ours, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+    }
 
     fn esc(s: &str) -> String {
         let mut b = Vec::new();

@@ -467,7 +467,7 @@ fn format_json_lines(buf: &mut Vec<u8>, lines: &LogLines) {
     for (line, truncated) in lines.iter() {
         buf.extend_from_slice(&head);
         buf.extend_from_slice(b",\"message\":");
-        let _ = serde_json::to_writer(&mut *buf, line);
+        crate::escape::push_json_str(buf, line);
         buf.push(b',');
         buf.extend_from_slice(tail);
         if truncated {

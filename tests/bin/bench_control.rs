@@ -74,6 +74,17 @@ struct Cost {
     wall: Duration,
     rss: u64,
     cpu: Duration,
+    /// The CPU time of the clients (every process the bench waited for but the
+    /// master: `getrusage(RUSAGE_CHILDREN)` before and after, less the master's).
+    clients_cpu: Duration,
+}
+
+/// CPU time of every child waited for so far.
+fn children_cpu() -> Duration {
+    // SAFETY: rusage is plain data that getrusage fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    cpu_time(&usage)
 }
 
 fn cpu_time(usage: &libc::rusage) -> Duration {
@@ -94,6 +105,7 @@ fn reap(child: Child, start: Instant) -> Cost {
         wall: start.elapsed(),
         rss: usage.ru_maxrss as u64,
         cpu: cpu_time(&usage),
+        clients_cpu: Duration::ZERO,
     }
 }
 
@@ -176,6 +188,7 @@ fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: Clients)
     );
     let done = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
+    let before = children_cpu();
     let mut threads = Vec::new();
     if clients != Clients::None {
         for k in 0..20 {
@@ -207,11 +220,14 @@ fn flood(tmp: &Path, rt: &Path, run: &str, n: u64, lines: u64, clients: Clients)
     }
     let start = Instant::now();
     let master = launch(tmp, rt, run, &config);
-    let cost = reap(master, start);
+    let mut cost = reap(master, start);
     done.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
+    cost.clients_cpu = children_cpu()
+        .saturating_sub(before)
+        .saturating_sub(cost.cpu);
     (cost, requests.load(Ordering::Relaxed))
 }
 
@@ -282,14 +298,19 @@ fn main() {
         more(c.1, q.1)
     );
     println!(
-        "  (CPU: the master's and its workers', from wait4; the clients are processes on the same {} cores, so their own CPU is in the wall figure unless niced)",
+        "  (CPU: the master's and its workers', from wait4; the clients are processes on the same {} cores, so their own CPU (shown per round) is in the wall figure unless niced)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 }
 
 fn cost(c: &Cost) -> String {
+    let clients = if c.clients_cpu.is_zero() {
+        String::new()
+    } else {
+        format!(", clients' own CPU {}", ms(c.clients_cpu))
+    };
     format!(
-        "{} (CPU {}, peak RSS {} MiB)",
+        "{} (CPU {}, peak RSS {} MiB{clients})",
         ms(c.wall),
         ms(c.cpu),
         c.rss / 1024
