@@ -163,17 +163,25 @@ impl Client {
         path: &str,
         mut on_line: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), ClientError> {
-        self.line_batches(path, |batch| batch.iter().all(|line| on_line(line)))
-            .await
+        self.line_chunks(path, |chunk| {
+            chunk
+                .split(|b| *b == b'\n')
+                .filter(|line| !line.is_empty())
+                .all(&mut on_line)
+        })
+        .await
     }
 
-    /// `GET` a stream of lines, handed over in batches: `on_batch` gets the
-    /// non-empty lines that arrived together (one read), so that a printer can
-    /// write them at once; it returns false to stop. Returns when the stream ends.
-    pub async fn line_batches(
+    /// `GET` a stream of lines, handed over in chunks of whole lines: `on_chunk`
+    /// gets the non-empty lines that arrived together (one read), each ending with
+    /// a newline, as one slice a printer writes at once; it returns false to stop.
+    /// The lines are not split or copied one by one: a follower of a flood costs
+    /// the machine a search for the last newline of each read. Returns when the
+    /// stream ends (a last line without a newline gets one).
+    pub async fn line_chunks(
         &self,
         path: &str,
-        mut on_batch: impl FnMut(&[&[u8]]) -> bool,
+        mut on_chunk: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), ClientError> {
         let mut body = self.send(Method::GET, path, None).await?;
         let mut pending: Vec<u8> = Vec::new();
@@ -183,28 +191,76 @@ impl Client {
                 continue;
             };
             pending.extend_from_slice(data);
-            let mut start = 0;
-            let mut batch: Vec<&[u8]> = Vec::new();
-            while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
-                let line = &pending[start..start + n];
-                start += n + 1;
-                if !line.is_empty() {
-                    batch.push(line);
-                }
-            }
-            if !batch.is_empty() && !on_batch(&batch) {
+            let Some(last) = memchr::memrchr(b'\n', &pending) else {
+                continue;
+            };
+            if !whole_lines(&pending[..=last], &mut on_chunk) {
                 return Ok(());
             }
-            pending.drain(..start);
+            pending.drain(..=last);
         }
         if !pending.is_empty() {
-            on_batch(&[&pending]);
+            pending.push(b'\n');
+            whole_lines(&pending, &mut on_chunk);
         }
         Ok(())
+    }
+}
+
+/// Hands `lines` (whole lines, the last ending with a newline) to `on_chunk`
+/// without its empty lines (the stream's "now live" marker), in as few slices as
+/// there are runs of non-empty lines. False when `on_chunk` said stop.
+fn whole_lines(lines: &[u8], on_chunk: &mut impl FnMut(&[u8]) -> bool) -> bool {
+    let mut rest = lines;
+    loop {
+        // Empty lines at the start of what is left.
+        let skip = rest.iter().take_while(|b| **b == b'\n').count();
+        rest = &rest[skip..];
+        if rest.is_empty() {
+            return true;
+        }
+        // Up to and including the newline before the next empty line, if any.
+        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 1);
+        if !on_chunk(&rest[..end]) {
+            return false;
+        }
+        rest = &rest[end..];
     }
 }
 
 async fn decode<T: DeserializeOwned>(body: hyper::body::Incoming) -> Result<T, ClientError> {
     let bytes = body.collect().await?.to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_lines;
+
+    fn chunks(lines: &[u8]) -> Vec<String> {
+        let mut got = Vec::new();
+        assert!(whole_lines(lines, &mut |c: &[u8]| {
+            got.push(String::from_utf8_lossy(c).into_owned());
+            true
+        }));
+        got
+    }
+
+    #[test]
+    fn whole_lines_come_in_runs_without_the_empty_ones() {
+        assert_eq!(chunks(b"a\nb\n"), ["a\nb\n"]);
+        assert_eq!(chunks(b"\n"), Vec::<String>::new());
+        assert_eq!(chunks(b"\n\nx\n"), ["x\n"]);
+        assert_eq!(chunks(b"a\n\nb\nc\n\n"), ["a\n", "b\nc\n"]);
+    }
+
+    #[test]
+    fn a_stop_ends_the_runs() {
+        let mut seen = 0;
+        assert!(!whole_lines(b"a\n\nb\n", &mut |_: &[u8]| {
+            seen += 1;
+            false
+        }));
+        assert_eq!(seen, 1);
+    }
 }

@@ -55,14 +55,11 @@ async fn print_stream(run: &str, path: &str) -> Result<i32, VerbError> {
     let stdout = std::io::stdout();
     found
         .client()
-        .line_batches(path, |batch| {
-            // One write per batch, not per line: a follower of a flood costs the
+        .line_chunks(path, |chunk| {
+            // One write per read of whole lines: a follower of a flood costs the
             // machine as little as it can.
-            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-            batch
-                .iter()
-                .all(|line| out.write_all(line).is_ok() && out.write_all(b"\n").is_ok())
-                && out.flush().is_ok()
+            let mut out = stdout.lock();
+            out.write_all(chunk).is_ok() && out.flush().is_ok()
         })
         .await?;
     Ok(0)
