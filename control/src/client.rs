@@ -190,6 +190,15 @@ impl Client {
             let Some(data) = frame.data_ref() else {
                 continue;
             };
+            if pending.is_empty() {
+                // The usual case (frames end with whole lines): no copy.
+                let whole = memchr::memrchr(b'\n', data).map_or(0, |last| last + 1);
+                if !whole_lines(&data[..whole], &mut on_chunk) {
+                    return Ok(());
+                }
+                pending.extend_from_slice(&data[whole..]);
+                continue;
+            }
             pending.extend_from_slice(data);
             let Some(last) = memchr::memrchr(b'\n', &pending) else {
                 continue;

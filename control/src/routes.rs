@@ -317,30 +317,30 @@ fn follow_from(followed: Followed, filter: Option<LogFilter>, format: Formatter)
         if !push(&mut tx, b"\n".to_vec()).await {
             return;
         }
-        // Adds a live event to the frame when the filter wants it; true when it is
-        // the run's last event (the stream then ends, so `logs -f` and `events`
-        // end with the run instead of holding the master's exit).
-        let take = |event: &FeedEvent, frame: &mut Vec<u8>| {
+        // Adds a live event to what goes out next when the filter wants it; true
+        // when it is the run's last event (the stream then ends, so `logs -f` and
+        // `events` end with the run instead of holding the master's exit).
+        let take = |event: &Arc<FeedEvent>, out: &mut Outgoing| {
             if filter.as_ref().is_none_or(|f| f.wants(event.event())) {
-                frame.extend_from_slice(format.live(event));
+                out.add(event, format);
             }
             matches!(event.event(), Event::RunStopped { .. })
         };
         loop {
-            let mut frame = Vec::new();
+            let mut out = Outgoing::default();
             let mut ended = match live.recv().await {
-                Ok(event) => take(&event, &mut frame),
+                Ok(event) => take(&event, &mut out),
                 Err(RecvError::Lagged(_)) => {
                     tracing::warn!("control: dropped a follower that fell behind");
                     return;
                 }
                 Err(RecvError::Closed) => return,
             };
-            // What else is already there goes in the same frame (one write to the
-            // client instead of one per event, which is what a flood costs).
-            while !ended && frame.len() < FRAME_BATCH {
+            // What else is already there goes out with it (one write to the client
+            // instead of one per event, which is what a flood costs).
+            while !ended && out.bytes < FRAME_BATCH {
                 match live.try_recv() {
-                    Ok(event) => ended = take(&event, &mut frame),
+                    Ok(event) => ended = take(&event, &mut out),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Lagged(_)) => {
                         tracing::warn!("control: dropped a follower that fell behind");
@@ -349,9 +349,11 @@ fn follow_from(followed: Followed, filter: Option<LogFilter>, format: Formatter)
                     Err(TryRecvError::Closed) => ended = true,
                 }
             }
-            if !frame.is_empty() && !push(&mut tx, frame).await {
-                tracing::warn!("control: dropped a follower that stopped reading");
-                return;
+            for frame in out.frames() {
+                if !push(&mut tx, frame).await {
+                    tracing::warn!("control: dropped a follower that stopped reading");
+                    return;
+                }
             }
             if ended {
                 return;
@@ -361,10 +363,61 @@ fn follow_from(followed: Followed, filter: Option<LogFilter>, format: Formatter)
     ndjson(body.boxed())
 }
 
+/// Live events of this size or more go to a follower as they are, shared with
+/// every other follower (not copied into a frame of its own).
+const SHARED_FROM: usize = 4 * 1024;
+
+/// A live event's formatted lines, as the body of a frame (no copy).
+struct Formatted(Arc<FeedEvent>, Formatter);
+
+impl AsRef<[u8]> for Formatted {
+    fn as_ref(&self) -> &[u8] {
+        self.1.live(&self.0)
+    }
+}
+
+/// What a follower sends next: small events copied together into one frame, large
+/// ones (a flood's batches of lines) as frames of their own that share the
+/// event's formatted bytes.
+#[derive(Default)]
+struct Outgoing {
+    frames: Vec<Bytes>,
+    small: Vec<u8>,
+    bytes: usize,
+}
+
+impl Outgoing {
+    fn add(&mut self, event: &Arc<FeedEvent>, format: Formatter) {
+        let data = format.live(event);
+        self.bytes += data.len();
+        if data.len() < SHARED_FROM {
+            self.small.extend_from_slice(data);
+            return;
+        }
+        if !self.small.is_empty() {
+            self.frames
+                .push(Bytes::from(std::mem::take(&mut self.small)));
+        }
+        self.frames
+            .push(Bytes::from_owner(Formatted(event.clone(), format)));
+    }
+
+    /// The frames, in order.
+    fn frames(mut self) -> Vec<Bytes> {
+        if !self.small.is_empty() {
+            self.frames.push(Bytes::from(self.small));
+        }
+        self.frames
+    }
+}
+
 /// Sends one frame to a follower; false when it is gone or has not taken anything
 /// for [`STALLED_FOLLOWER`] while its stream was full.
-async fn push(tx: &mut http_body_util::channel::Sender<Bytes, Infallible>, buf: Vec<u8>) -> bool {
-    match tx.try_send(Frame::data(Bytes::from(buf))) {
+async fn push(
+    tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
+    buf: impl Into<Bytes>,
+) -> bool {
+    match tx.try_send(Frame::data(buf.into())) {
         Ok(()) => true,
         Err(frame) => matches!(
             tokio::time::timeout(STALLED_FOLLOWER, tx.send(frame)).await,
