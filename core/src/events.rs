@@ -116,6 +116,27 @@ pub struct LogLines {
     text: String,
     /// End offset of each line in `text`, and whether it was cut.
     ends: Vec<(usize, bool)>,
+    /// Whether the text needs escapes, found once for every formatter.
+    plain: Plainness,
+}
+
+/// Whether a batch's text holds anything a formatter must escape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plain {
+    /// Nothing text output escapes (see [`crate::escape::needs_escape`]).
+    pub(crate) text: bool,
+    /// Nothing a JSON string escapes.
+    pub(crate) json: bool,
+}
+
+/// [`Plain`], found at the first format (a cache: never part of equality).
+#[derive(Debug, Clone, Default)]
+struct Plainness(std::sync::OnceLock<Plain>);
+
+impl PartialEq for Plainness {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl LogLines {
@@ -144,7 +165,18 @@ impl LogLines {
             stream,
             text: String::with_capacity(bytes),
             ends: Vec::with_capacity(bytes / 32),
+            plain: Plainness::default(),
         }
+    }
+
+    /// Whether the lines need escapes, found in one pass over the whole batch
+    /// the first time a formatter asks (the text output, the log files and the
+    /// followers' JSON then skip the per-line checks).
+    pub(crate) fn plain(&self) -> Plain {
+        *self.plain.0.get_or_init(|| Plain {
+            text: !crate::escape::needs_escape(&self.text),
+            json: !crate::escape::json_needs_escape(&self.text),
+        })
     }
 
     /// Adds a line (without its newline; invalid UTF-8 replaced).
@@ -154,6 +186,7 @@ impl LogLines {
             Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
         }
         self.ends.push((self.text.len(), truncated));
+        self.plain = Plainness::default();
     }
 
     /// Number of lines.

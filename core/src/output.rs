@@ -373,12 +373,17 @@ fn format_text_with(buf: &mut Vec<u8>, event: &Event, time: &[u8]) {
 fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &[u8]) {
     let prefix = lines.instance.text_prefix().as_bytes();
     let tag = level_tag(lines.level).as_bytes();
+    let plain = lines.plain().text;
     for (line, truncated) in lines.iter() {
         buf.extend_from_slice(time);
         buf.extend_from_slice(prefix);
         buf.extend_from_slice(tag);
         buf.push(b' ');
-        push_single_line(buf, line);
+        if plain {
+            buf.extend_from_slice(line.as_bytes());
+        } else {
+            push_single_line(buf, line);
+        }
         if truncated {
             buf.extend_from_slice(b" [line truncated]");
         }
@@ -464,10 +469,17 @@ fn format_json_lines(buf: &mut Vec<u8>, lines: &LogLines) {
     let tail = tail
         .get(1..tail.len().saturating_sub(1))
         .unwrap_or_default();
+    let plain = lines.plain().json;
     for (line, truncated) in lines.iter() {
         buf.extend_from_slice(&head);
         buf.extend_from_slice(b",\"message\":");
-        crate::escape::push_json_str(buf, line);
+        if plain {
+            buf.push(b'"');
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'"');
+        } else {
+            crate::escape::push_json_str(buf, line);
+        }
         buf.push(b',');
         buf.extend_from_slice(tail);
         if truncated {
