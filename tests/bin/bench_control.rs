@@ -304,7 +304,7 @@ fn main() {
 }
 
 fn cost(c: &Cost) -> String {
-    let clients = if c.clients_cpu.is_zero() {
+    let clients = if c.clients_cpu < Duration::from_millis(1) {
         String::new()
     } else {
         format!(", clients' own CPU {}", ms(c.clients_cpu))
