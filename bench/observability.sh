@@ -5,7 +5,8 @@
 #     median wall times and their ratio (the goal: at most 10 % slower).
 #  2. `distarch top` on a run of 2000 instances: its CPU use while idle, in % of one
 #     core, measured from /proc over WINDOW seconds (the goal: under 5 %).
-# Needs tmux (top needs a terminal). Environment: RUNS (default 11: one run is about 0.2 s, so the median needs many), LINES (250000),
+# Needs tmux (top needs a terminal). Environment: RUNS (default 11: one run takes
+# about 0.2 s, so the median needs many), LINES (250000),
 # WORKERS (4), TOP_INSTANCES (2000), WINDOW (10); SKIP_TOP=1 leaves out part 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
