@@ -425,3 +425,45 @@ async fn push(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use distarch_core::{InstanceLabel, LogLines, LogStream};
+
+    #[tokio::test]
+    async fn a_stream_opened_after_the_run_stopped_ends_at_once_with_what_is_left() {
+        // The feed's sender stays alive: the stream must not wait for it to close.
+        let (_feed, live) = tokio::sync::broadcast::channel(4);
+        let label = Arc::new(InstanceLabel::new("g".into(), "h".into(), 1, 1, 1, 0));
+        let mut lines = LogLines::new(
+            std::time::SystemTime::now(),
+            label,
+            distarch_core::protocol::Level::Info,
+            LogStream::Stdout,
+        );
+        lines.push(b"last words", false);
+        let followed = Followed {
+            buffered: vec![Arc::new(Event::Lines(lines))],
+            live,
+            ended: Some(Arc::new(Event::RunStopped {
+                run_id: "r".into(),
+                exit_code: 0,
+            })),
+        };
+        let body = follow_from(followed, None, Formatter::Json).into_body();
+        let all = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .expect("the stream ended at once")
+            .expect("a body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&all);
+        let kinds: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(kinds.len(), 2, "{text}");
+        assert_eq!(kinds[0]["message"], "last words", "{text}");
+        assert_eq!(kinds[1]["event"], "run_stopped", "{text}");
+    }
+}

@@ -37,9 +37,28 @@ pub struct LogWriter<W: Write + Send + 'static> {
     filter: Option<EventFilter>,
     /// Start errors already printed (text output says each reason once).
     start_errors: crate::repeats::StartErrors,
-    /// The live settings this writer follows, what it takes of them, and the
-    /// generation it last applied.
-    live: Option<(crate::LiveOutput, crate::Follow, u64)>,
+    /// The live settings this writer follows, if any.
+    live: Option<Following>,
+}
+
+/// A writer's binding to the run's live output settings.
+struct Following {
+    live: crate::LiveOutput,
+    /// Which of the settings the writer takes.
+    follow: crate::Follow,
+    /// The generation last applied.
+    seen: u64,
+}
+
+impl Following {
+    /// The new settings, when a reload came since the last call.
+    fn changed(&mut self) -> Option<crate::OutputSettings> {
+        let now = self.live.generation();
+        (now != self.seen).then(|| {
+            self.seen = now;
+            self.live.settings()
+        })
+    }
 }
 
 /// Decides which events a [`LogWriter`] writes.
@@ -67,9 +86,9 @@ impl<W: Write + Send + 'static> LogWriter<W> {
     /// says which of them. They replace what the writer was built with, now and
     /// at every change.
     pub fn following(mut self, live: crate::LiveOutput, follow: crate::Follow) -> Self {
-        let generation = live.generation();
+        let seen = live.generation();
         self.take_settings(live.settings(), follow);
-        self.live = Some((live, follow, generation));
+        self.live = Some(Following { live, follow, seen });
         self
     }
 
@@ -90,18 +109,13 @@ impl<W: Write + Send + 'static> LogWriter<W> {
 
     /// Applies a reload's settings if one came since the last event.
     fn catch_up(&mut self) {
-        let Some((live, follow, seen)) = &self.live else {
+        let Some(following) = &mut self.live else {
             return;
         };
-        let now = live.generation();
-        if now == *seen {
-            return;
+        let follow = following.follow;
+        if let Some(settings) = following.changed() {
+            self.take_settings(settings, follow);
         }
-        let (settings, follow) = (live.settings(), *follow);
-        if let Some((_, _, seen)) = &mut self.live {
-            *seen = now;
-        }
-        self.take_settings(settings, follow);
     }
 
     /// Starts each text line with its time (RFC 3339, milliseconds) in `zone`

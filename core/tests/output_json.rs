@@ -64,3 +64,35 @@ proptest! {
         prop_assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(expected(&lines)).unwrap());
     }
 }
+
+/// The escape check of a batch is found once and kept: a line added after a
+/// first formatting must still be escaped, in text and in JSON.
+#[test]
+fn a_line_added_after_a_batch_was_formatted_is_still_escaped() {
+    let label = Arc::new(InstanceLabel::new("g".into(), "h".into(), 1, 1, 1, 0));
+    let mut lines = LogLines::new(
+        SystemTime::UNIX_EPOCH,
+        label,
+        Level::Info,
+        LogStream::Stdout,
+    );
+    lines.push(b"plain", false);
+    let mut event = Event::Lines(lines);
+    let mut first = Vec::new();
+    distarch_core::format_text(&mut first, &event);
+    format_json(&mut first, &event);
+    let Event::Lines(lines) = &mut event else {
+        unreachable!()
+    };
+    lines.push(b"bell\x07 \"quoted\"", false);
+    let mut text = Vec::new();
+    distarch_core::format_text(&mut text, &event);
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("bell\\x07"), "{text}");
+    let mut json = Vec::new();
+    format_json(&mut json, &event);
+    let Event::Lines(lines) = &event else {
+        unreachable!()
+    };
+    assert_eq!(json, expected(lines));
+}

@@ -63,6 +63,12 @@ pub enum ControlCommand {
     /// Apply a changed configuration to a running launch: new groups start, removed
     /// groups stop, changed groups restart one instance at a time. Without config
     /// flags the master reads its own configuration again (like SIGHUP).
+    ///
+    /// Of [launcher]: stop_grace, kill_after, max_line_bytes and service are applied
+    /// (groups that use the first three restart one instance at a time); log_level,
+    /// log_format, timestamps and time_zone apply from the next line written; the
+    /// log files are opened again. Other changed launcher keys take effect when the
+    /// run is started again; the answer's notes name them.
     Reload(ReloadArgs),
     /// A live view of a running launch: groups with counts by state, the instances
     /// (sortable, filterable), the output of the selected one, and keys to stop,
