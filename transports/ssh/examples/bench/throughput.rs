@@ -3,6 +3,7 @@
 
 use crate::{cpu_now, load, median, servers, settings_for, spec_for, FLOODERS, LINES};
 use distarch_core::{InstanceSpec, Transport};
+use distarch_testkit::sshd::SshFixture;
 use distarch_transport_local::LocalTransport;
 use distarch_transport_ssh::SshTransport;
 use std::sync::Arc;
@@ -158,6 +159,59 @@ async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, us
     (elapsed, lines)
 }
 
+/// The flood's floors without distarch: the same 4 workers in one shell, its output
+/// read from a pipe, run on the host through one OpenSSH client (`ssh HOST 'the 4
+/// workers'`: the raw channel, no agent, no master) or run locally (`sh -c`).
+/// Returns the time until the command exited and the lines read.
+async fn raw_flood(fx: &SshFixture, over_ssh: bool, lines: usize) -> (Duration, usize) {
+    let workers = format!(
+        "for i in $(seq {FLOODERS}); do yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {lines} & done; wait"
+    );
+    let mut cmd = if over_ssh {
+        let s = fx.server(0);
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&fx.client_key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", fx.known_hosts.display()))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            // The cipher russh negotiates with this sshd (docs/transports/ssh.md).
+            .args([
+                "-o",
+                "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com",
+            ])
+            .args(["-F", "none", "-T", "-p"])
+            .arg(s.port.to_string())
+            .arg(format!("root@{}", s.ip))
+            .arg(&workers);
+        cmd
+    } else {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(&workers);
+        cmd
+    };
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0;
+    loop {
+        let read = out.read(&mut buf).await.unwrap();
+        if read == 0 {
+            break;
+        }
+        n += buf[..read].iter().filter(|b| **b == b'\n').count();
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "the raw flood failed: {status}");
+    (started.elapsed(), n)
+}
+
 pub(crate) async fn throughput_through_master(bin: &str, rounds: usize) {
     let fx = servers("");
     let ssh = format!(
@@ -171,9 +225,13 @@ pub(crate) async fn throughput_through_master(bin: &str, rounds: usize) {
     // (The server's figure from sshd's reaped children is left out: it stays
     // near zero here however busy the agent was, so something under sshd is not
     // reaped by its parent.)
-    let (mut runs, mut setups) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
-    let (mut cpu, mut forks) = ([0.0; 2], [0; 2]);
-    let mut n = [0; 2];
+    // Rows: ssh and local through the master, then the floors without distarch.
+    let (mut runs, mut setups) = (
+        [Vec::new(), Vec::new(), Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new(), Vec::new(), Vec::new()],
+    );
+    let (mut cpu, mut forks) = ([0.0; 4], [0; 4]);
+    let mut n = [0; 4];
     for _ in 0..rounds.max(1) {
         for (i, placement) in [&ssh, &local.to_string()].into_iter().enumerate() {
             // The same run with one line per worker: launch, connection and
@@ -186,15 +244,32 @@ pub(crate) async fn throughput_through_master(bin: &str, rounds: usize) {
             runs[i].push(t);
             n[i] = lines;
         }
+        for (i, over_ssh) in [(2, true), (3, false)] {
+            setups[i].push(raw_flood(&fx, over_ssh, 1).await.0);
+            let (before, f) = (cpu_now(&fx).0, forks_now());
+            let (t, lines) = raw_flood(&fx, over_ssh, LINES).await;
+            cpu[i] += cpu_now(&fx).0 - before;
+            forks[i] += forks_now() - f;
+            runs[i].push(t);
+            n[i] = lines;
+        }
     }
     let per = rounds.max(1) as f64;
     let t = runs.map(median);
     let setup = setups.map(median);
-    let flood = [0, 1].map(|i| t[i].saturating_sub(setup[i]).as_secs_f64());
+    let flood = [0, 1, 2, 3].map(|i| t[i].saturating_sub(setup[i]).as_secs_f64());
     println!("## Throughput through the master: `distarch launch`, {FLOODERS} instances x {LINES} lines, its output read from a pipe (median of {})", rounds.max(1));
-    println!("| placement | time (launch to exit) | output lines | ratio to local | same run, 1 line per worker | difference: the flood | ratio to local | CPU of the master (+ local workers) | processes started on the machine (all of it) |");
+    println!("| placement | time (launch to exit) | output lines | ratio to local | same run, 1 line per worker | difference: the flood | ratio to local | client-side CPU (the master or the ssh client, + local workers) | processes started on the machine (all of it) |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (i, name) in ["ssh (one host)", "local"].into_iter().enumerate() {
+    for (i, name) in [
+        "ssh (one host)",
+        "local",
+        "floor: one OpenSSH client, no agent, no master",
+        "floor: local `sh -c`, no master",
+    ]
+    .into_iter()
+    .enumerate()
+    {
         println!(
             "| {name} | {:.2} s | {} | {:.2}x | {:.2} s | {:.2} s | {:.2}x | {:.2} s | {} |",
             t[i].as_secs_f64(),
