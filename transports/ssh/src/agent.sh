@@ -32,8 +32,9 @@
 # `relay` and `spool`). Never more than the credit the master granted; when that
 # is used up the relay waits, so a flooding worker waits, alone. Bytes pass
 # unchanged (NULs, a last line without a newline).
-# Records of all instances share one fifo to the channel; a chunk is larger than
-# one atomic pipe write, so every writer takes the output lock first (a fifo
+# Records of all instances go straight to the agent's stdout, the channel (no
+# relay in between: each one would copy every byte once more); a chunk is larger
+# than one atomic pipe write, so every writer takes the output lock first (a fifo
 # holding one token line) and gives it back after the whole record.
 # When the master goes (stdin ends, or no keepalive for two periods), every
 # worker's stdin is closed, then after GRACE its group gets SIGTERM, and SIGKILL
@@ -57,7 +58,7 @@ fi
 D=$(mktemp -d "$t/distarch-ssh.XXXXXXXX") || exit 125
 # Absolute: workers change directory, and their leaders still write here.
 case $D in /*) ;; *) D=$PWD/$D ;; esac
-mkfifo -m 600 "$D/m" "$D/l" || exit 125
+mkfifo -m 600 "$D/l" || exit 125
 # A shell's `wait` gives 128+N both for a worker killed by signal N and for one
 # that exits with 128+N. An awk whose system() reports a signal death as 256+N
 # (gawk, mawk, the one true awk; not busybox) tells them apart: where there is
@@ -82,8 +83,7 @@ case $(dd if=/dev/null of=/dev/null 2>&1) in *' bytes '*) DDB=1 ;; esac
 # Runners set their own USR2 trap; until they do, the signal must not
 # kill them (a signal ignored here can still be trapped in a subshell).
 trap "" PIPE USR1 USR2
-cat <"$D/m" &
-exec >"$D/m" 8<>"$D/l"
+exec 8<>"$D/l"
 echo >&8
 lock() { until read -r _ <&8; do :; done; }
 unlock() { echo >&8; }

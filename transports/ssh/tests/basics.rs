@@ -408,7 +408,7 @@ async fn the_agent_keeps_its_fifos_in_a_private_directory_it_removes_at_the_end(
     assert_eq!(name.len(), "distarch-ssh.".len() + 8, "{name}");
     let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
-    assert!(std::fs::metadata(dir.join("m"))
+    assert!(std::fs::metadata(dir.join("l"))
         .unwrap()
         .file_type()
         .is_fifo());
