@@ -194,6 +194,11 @@ impl LogLines {
         self.ends.len()
     }
 
+    /// Bytes of text of all the lines together (no newlines).
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// True when there is no line.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()

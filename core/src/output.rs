@@ -385,14 +385,28 @@ fn format_text_with(buf: &mut Vec<u8>, event: &Event, time: &[u8]) {
 }
 
 fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &[u8]) {
+    // Every line of a batch starts the same (time, labels, level): that head is
+    // put together once, for the first line, and copied from there for the
+    // others, so a line costs two copies (head and text) and its newline. Room
+    // for a plain batch is made once (escapes and cut marks make their own).
     let prefix = lines.instance.text_prefix().as_bytes();
     let tag = level_tag(lines.level).as_bytes();
+    let head_len = time.len() + prefix.len() + tag.len() + 1;
+    buf.reserve(lines.text_len() + lines.len() * (head_len + 1));
     let plain = lines.plain().text;
+    let mut head = None;
     for (line, truncated) in lines.iter() {
-        buf.extend_from_slice(time);
-        buf.extend_from_slice(prefix);
-        buf.extend_from_slice(tag);
-        buf.push(b' ');
+        match &head {
+            Some(range) => buf.extend_from_within(Clone::clone(range)),
+            None => {
+                let start = buf.len();
+                buf.extend_from_slice(time);
+                buf.extend_from_slice(prefix);
+                buf.extend_from_slice(tag);
+                buf.push(b' ');
+                head = Some(start..buf.len());
+            }
+        }
         if plain {
             buf.extend_from_slice(line.as_bytes());
         } else {

@@ -1,8 +1,12 @@
 //! JSON lines of output batches: the batched writer (shared fields serialised once)
-//! writes exactly what serialising one `serde_json` object per line writes.
+//! writes exactly what serialising one `serde_json` object per line writes; and
+//! text lines of a batch (one head put together for all its lines) are what the
+//! same lines formatted one by one give.
 #![allow(clippy::unwrap_used)]
 
-use distarch_core::{format_json, Event, InstanceLabel, LogLines, LogStream};
+use distarch_core::{
+    format_json, format_text_at, Event, InstanceLabel, LogLines, LogStream, TimeZone,
+};
 use distarch_protocol::Level;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -62,6 +66,40 @@ proptest! {
         let mut got = Vec::new();
         format_json(&mut got, &Event::Lines(lines.clone()));
         prop_assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(expected(&lines)).unwrap());
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_batch_of_text_lines_is_its_lines_formatted_one_by_one(
+        group in "\\PC{1,8}",
+        id in 0u64..5000,
+        stderr in any::<bool>(),
+        stamped in any::<bool>(),
+        texts in proptest::collection::vec(("\\PC{0,20}|[\"\\\\\u{1}\u{1b}\t]{0,4}", any::<bool>()), 1..6),
+        before in "[a-z\n]{0,10}",
+        millis in 0u64..4_000_000_000_000,
+    ) {
+        let label = Arc::new(InstanceLabel::new(group.into(), "h".into(), id, id % 7, 9, 0));
+        let (level, stream) = if stderr {
+            (Level::Warn, LogStream::Stderr)
+        } else {
+            (Level::Info, LogStream::Stdout)
+        };
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(millis);
+        let zone = stamped.then_some(TimeZone::Utc);
+        let mut lines = LogLines::new(time, label.clone(), level, stream);
+        // What the buffer held before stays, and each line comes out as it would alone.
+        let mut expected = before.clone().into_bytes();
+        for (t, cut) in &texts {
+            lines.push(t.as_bytes(), *cut);
+            let mut one = LogLines::new(time, label.clone(), level, stream);
+            one.push(t.as_bytes(), *cut);
+            format_text_at(&mut expected, &Event::Lines(one), zone);
+        }
+        let mut got = before.into_bytes();
+        format_text_at(&mut got, &Event::Lines(lines), zone);
+        prop_assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(expected).unwrap());
     }
 }
 
