@@ -3,8 +3,9 @@
 #  1. W2 flood: 4 workers x 250,000 lines, distarch with metrics on and a log file
 #     next to distarch with neither, alternating in the same run (RUNS each); the
 #     median wall times and their ratio (the goal: at most 10 % slower); beside
-#     them the floor of a log file: the run without one while dd writes as many
-#     bytes into another file (the page cache's own cost on the same cores).
+#     them the floor of a log file: the run without one while as many bytes are
+#     written into another file, 1 MiB at a time spread over the run (the page
+#     cache's own cost on the same cores).
 #  2. `distarch top` on a run of 2000 instances: its CPU use while idle, in % of one
 #     core, measured from /proc over WINDOW seconds (the goal: under 5 %).
 # Needs tmux (top needs a terminal). Environment: RUNS (default 11: one run takes
@@ -52,18 +53,41 @@ time_run() { # config, extra args...
     python3 -c "print(f'{$t1 - $t0:.3f}')"
 }
 
-# The floor of a log file: the plain run while `dd` writes as many bytes as the
-# log file holds into another file on the same file system, from /dev/zero (no
-# formatting, no reading): what the kernel's page cache costs for those bytes
-# alone, on the same cores, until both are done.
+# The floor of a log file: the plain run while a pacer writes as many bytes as
+# the log file holds into another file on the same file system, 1 MiB at a time
+# spread evenly over the plain run's time (as the file thread writes them while
+# the flood lasts), from memory (no formatting): what the page cache costs for
+# those bytes alone, on the same cores. The pacer (python) is started and waits
+# before the clock starts, so its start-up is not counted.
+cat > "$tmp/pacer.py" <<'PY'
+import os, sys, time
+path, total, secs, ready, go = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+chunk = memoryview(bytes(1 << 20))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+n = (total + len(chunk) - 1) // len(chunk)
+with open(ready, "w") as f:
+    f.write("ready\n")
+with open(go) as f:
+    f.readline()
+start = time.monotonic()
+for i in range(n):
+    os.write(fd, chunk[: min(len(chunk), total - i * len(chunk))])
+    wait = start + secs * (i + 1) / n - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+os.close(fd)
+PY
 floor_run() { # config
-    local t0 t1 copier
-    rm -rf "$tmp/logs" "$tmp/copy.log"
+    local t0 t1 pacer
+    rm -rf "$tmp/logs" "$tmp/copy.log" "$tmp/ready" "$tmp/go"
+    mkfifo "$tmp/ready" "$tmp/go"
+    python3 "$tmp/pacer.py" "$tmp/copy.log" "$log_bytes" "$pace" "$tmp/ready" "$tmp/go" &
+    pacer=$!
+    read -r _ < "$tmp/ready"
     t0=$(now)
-    dd if=/dev/zero of="$tmp/copy.log" bs=64k count="$copy_blocks" 2>/dev/null &
-    copier=$!
+    echo go > "$tmp/go"
     "$bin" launch -c "$1" > "$tmp/stdout.log" 2>/dev/null
-    wait "$copier"
+    wait "$pacer"
     t1=$(now)
     python3 -c "print(f'{$t1 - $t0:.3f}')"
 }
@@ -80,7 +104,7 @@ for i in $(seq "$RUNS"); do
     file+=("$(time_run "$tmp/observed.toml")")
     if [ "$i" = 1 ]; then
         log_bytes=$(cat "$tmp"/logs/* | wc -c)
-        copy_blocks=$(((log_bytes + 65535) / 65536))
+        pace=${plain[0]}
     fi
     floor+=("$(floor_run "$tmp/plain.toml")")
 done
@@ -92,13 +116,13 @@ import statistics, sys
 lines = int(sys.argv[1])
 runs = [[float(x) for x in a.split()] for a in sys.argv[2:7]]
 names = ["no metrics, no log file", "metrics on + log file (text)", "metrics only", "log file only",
-         "floor: no log file, dd of as many bytes"]
+         "floor: no log file, as many bytes paced"]
 p = statistics.median(runs[0])
 print(f"W2 flood, {lines} lines, stdout to a file (median of {len(runs[0])} interleaved runs)")
-print(f"  {'setup':<34} {'seconds':>8} {'lines/s':>12} {'vs plain':>9}")
+print(f"  {'setup':<40} {'seconds':>8} {'lines/s':>12} {'vs plain':>9}")
 for name, r in zip(names, runs):
     m = statistics.median(r)
-    print(f"  {name:<34} {m:>8.3f} {lines / m:>12.0f} {100 * (m / p - 1):>+8.1f}%")
+    print(f"  {name:<40} {m:>8.3f} {lines / m:>12.0f} {100 * (m / p - 1):>+8.1f}%")
 print("  goal: metrics on + log file at most +10 %; the floor is what writing the log")
 print("  file's bytes costs on the same cores, whatever writes them")
 for name, r in zip(names, runs):
