@@ -21,21 +21,29 @@ fn forks_now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
-    let io = instance.take_io().unwrap();
-    // stdin stays open until the output ends: over SSH, closing it means "the
-    // master is done with you" (stop_grace, then SIGTERM).
-    let stdin = io.stdin;
-    let mut out = io.stdout;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut lines = 0;
+/// Reads `out` to its end; returns the lines it held and its last read.
+async fn count_lines(out: &mut (impl tokio::io::AsyncRead + Unpin)) -> (usize, Vec<u8>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut lines, mut last) = (0, 0);
     loop {
         let n = out.read(&mut buf).await.unwrap();
         if n == 0 {
             break;
         }
         lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+        last = n;
     }
+    buf.truncate(last);
+    (lines, buf)
+}
+
+async fn read_all(mut instance: Box<dyn distarch_core::Instance>) -> usize {
+    let io = instance.take_io().unwrap();
+    // stdin stays open until the output ends: over SSH, closing it means "the
+    // master is done with you" (stop_grace, then SIGTERM).
+    let stdin = io.stdin;
+    let mut out = io.stdout;
+    let (lines, _) = count_lines(&mut out).await;
     drop(stdin);
     let _ = instance.wait().await;
     instance.cleanup().await;
@@ -138,17 +146,7 @@ async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, us
         .spawn()
         .unwrap();
     let mut out = child.stdout.take().unwrap();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut lines = 0;
-    let mut last = Vec::new();
-    loop {
-        let n = out.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-        last = buf[..n].to_vec();
-    }
+    let (lines, last) = count_lines(&mut out).await;
     let status = child.wait().await.unwrap();
     let elapsed = started.elapsed();
     assert!(
@@ -198,15 +196,7 @@ async fn raw_flood(fx: &SshFixture, over_ssh: bool, lines: usize) -> (Duration, 
         .spawn()
         .unwrap();
     let mut out = child.stdout.take().unwrap();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0;
-    loop {
-        let read = out.read(&mut buf).await.unwrap();
-        if read == 0 {
-            break;
-        }
-        n += buf[..read].iter().filter(|b| **b == b'\n').count();
-    }
+    let (n, _) = count_lines(&mut out).await;
     let status = child.wait().await.unwrap();
     assert!(status.success(), "the raw flood failed: {status}");
     (started.elapsed(), n)
