@@ -289,6 +289,7 @@ impl Launcher {
         // control hook: the engine owns the run's dynamic set of instances.
         let (_, no_commands) = tokio::sync::mpsc::channel(1);
         let commands = std::mem::replace(&mut self.commands, no_commands);
+        let turns = crate::supervisor::turns::StartTurns::new();
         let mut engine = Engine::new(
             &self.config,
             &self.plan,
@@ -305,6 +306,7 @@ impl Launcher {
                     .iter()
                     .map(|(g, p)| (g.clone(), p.handle.clone()))
                     .collect(),
+                turns: turns.clone(),
             },
         );
         let _ = events
@@ -344,6 +346,7 @@ impl Launcher {
                 max_line: self.config.launcher.max_line_bytes,
                 group_count: engine.group_count(&group.name), // control hook
                 jobs: pools.get(&group.name).map(|p| p.handle.clone()),
+                turns: turns.clone(),
             };
             tasks.spawn(task.run());
         }

@@ -69,6 +69,8 @@ pub(crate) struct EngineParts {
     pub(crate) progress: crate::supervisor::progress::RunProgress,
     /// The job pools, by group name.
     pub(crate) pools: BTreeMap<Arc<str>, crate::jobs::PoolHandle>,
+    /// The run's turns to start.
+    pub(crate) turns: crate::supervisor::turns::StartTurns,
 }
 
 /// See the module documentation.
@@ -260,6 +262,7 @@ impl Engine {
             max_line: self.parts.launcher.max_line_bytes,
             group_count: g.count.subscribe(),
             jobs: self.parts.pools.get(&g.planned.name).cloned(),
+            turns: self.parts.turns.clone(),
         };
         self.hub
             .instances(|i| i.set_state(id, InstanceState::Pending));

@@ -8,5 +8,6 @@ pub(crate) mod progress;
 pub(crate) mod reader;
 pub(crate) mod render;
 pub(crate) mod task;
+pub(crate) mod turns;
 
 pub use control::StopHandle;

@@ -6,6 +6,7 @@ use super::control::{order_at_least, ControlState, Order};
 use super::progress::{DependencyState, Reported, RunProgress};
 use super::reader::{read_streams, LineHooks};
 use super::render::SpecTemplate;
+use super::turns::StartTurns;
 use crate::config::{GroupConfig, ReadyRule, RestartPolicy};
 use crate::error::error_chain;
 use crate::events::{Event, InstanceLabel, StopStep};
@@ -58,6 +59,8 @@ pub(crate) struct InstanceTask {
     pub(crate) group_count: watch::Receiver<u64>,
     /// The group's job pool, when it is one: each start attaches to it.
     pub(crate) jobs: Option<crate::jobs::PoolHandle>,
+    /// The run's turns to start (see [`StartTurns`]).
+    pub(crate) turns: StartTurns,
 }
 
 /// How one start ended.
@@ -255,7 +258,7 @@ impl InstanceTask {
         self.emit(Event::InstanceCreated(label.clone())).await;
         let started = Instant::now();
         let spawned = tokio::select! {
-            r = self.transport.spawn(&self.spec) => r,
+            r = self.turns.take(self.transport.spawn(&self.spec)) => r,
             _ = order_at_least(&mut self.control, Order::Stop) => {
                 return StartResult { outcome: Outcome::NotStarted, ran_for: Duration::ZERO };
             }
