@@ -547,3 +547,33 @@ fn log_level_hides_less_severe_lines() {
     let warn = d.run(&["launch", "--log-level", "warn"], LIMIT);
     assert!(warn.stdout.is_empty(), "{warn}");
 }
+
+/// While it starts many short workers, the master closes the descriptors of
+/// those that already ended: it does not run every spawn before it reads the
+/// first ones' output and sees their end (each spawn then made the new process
+/// close every descriptor the master held, about 3000 at the end of a start of
+/// 1000).
+#[test]
+fn starting_many_short_workers_holds_only_the_running_ones_descriptors() {
+    const N: u32 = 400;
+    let token = unique_token("manyshort");
+    let d = Distarch::new().config(&one_group("hello", N, "timeout = \"0s\"", "", &token));
+    let mut running = d.spawn(&["launch"]);
+    let fds = format!("/proc/{}/fd", running.pid());
+    let mut most = 0;
+    // Until the master ends (a zombie lists none).
+    while let Some(n) = std::fs::read_dir(&fds).ok().map(|e| e.count()) {
+        if n == 0 {
+            break;
+        }
+        most = most.max(n);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = running.wait(LIMIT);
+    assert_eq!(out.code, 0, "{out}");
+    out.assert_count("INFO hello id=", N as usize);
+    // 4 per running instance (stdin, stdout, stderr, pidfd): holding every
+    // instance's would be 1600.
+    assert!(most < 400, "the master held {most} descriptors at once");
+    assert_no_leftovers(&token, Duration::from_secs(5));
+}
