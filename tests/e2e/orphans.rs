@@ -270,8 +270,11 @@ fn launch_with_nofile(d: &Distarch, nofile: u32) -> (i32, String, String) {
 #[test]
 fn a_low_open_file_limit_throttles_starts_instead_of_failing_them() {
     let _shared = shared();
+    // Each worker stays 0.2 s after its line, so that more of them run at once
+    // than the limit leaves room for (workers that end at once are seen ended
+    // between starts, and never fill it).
     let d = Distarch::new().config(&format!(
-        "[groups.g]\ncommand = [{}, \"hello\"]\ninstances = 1000\ntimeout = \"0s\"\n",
+        "[groups.g]\ncommand = [\"sh\", \"-c\", \"\\\"$0\\\" hello && sleep 0.2\", {}]\ninstances = 1000\ntimeout = \"0s\"\n",
         worker()
     ));
     let (code, out, err) = launch_with_nofile(&d, 256);

@@ -199,10 +199,12 @@ pub fn check_stop_escalation(t: &KubeTarget) {
         "[launcher]\nstop_grace = \"1s\"\nkill_after = \"2s\"\n[groups.g]\ncommand = [\"/worker\", \"ignore-stop\"]\nplacements.k8s = {}\n",
         t.placement(1, "")
     );
-    // Stop once it runs (a real pod may take seconds to start).
+    // Stop once the worker runs and has spoken the protocol (a real pod may take
+    // seconds to start; stopped before its first frame, it would be stopped as a
+    // plain program, with SIGTERM, and never get the stop frame it ignores).
     let d = Distarch::new().config(&cfg);
     let mut running = d.spawn(&["launch", "--run-id", &run]);
-    running.expect_lines("distarch: started (pod", 1, LIMIT);
+    running.expect_lines("INFO serving", 1, LIMIT);
     let started = std::time::Instant::now();
     running.signal("INT");
     let out = running.wait(LIMIT);

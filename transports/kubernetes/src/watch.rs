@@ -107,8 +107,13 @@ async fn run(
     let mut failing_since: Option<std::time::Instant> = None;
     while let Some(event) = stream.next().await {
         if event.is_ok() {
-            worked = true;
             failing_since = None;
+        }
+        // Only an event of the watch itself says that it worked: a list that
+        // works says nothing of the `watch` verb (refused at once when RBAC
+        // grants `list` but not `watch`).
+        if matches!(event, Ok(Event::Apply(_) | Event::Delete(_))) {
+            worked = true;
         }
         match event {
             Ok(Event::Init) => listed.clear(),
@@ -180,6 +185,51 @@ mod tests {
                "metadata": {"name": name, "namespace": "default", "resourceVersion": "5", "labels": {"distarch.run": "r"}},
                "spec": {"containers": [{"name": "worker", "image": "w"}]},
                "status": {"phase": "Running"}})
+    }
+
+    /// RBAC grants `list` but not `watch`: the list works, every watch is
+    /// refused (403). That is said at once, not after the grace given to a watch
+    /// that has worked.
+    #[tokio::test]
+    async fn a_watch_refused_after_a_list_that_worked_is_said_at_once() {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| async move {
+            let q = req.uri().query().unwrap_or("").to_string();
+            let response = if q.contains("watch=true") {
+                let refused = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "pods is forbidden: User \"u\" cannot watch resource \"pods\"",
+                    "reason": "Forbidden", "code": 403});
+                http::Response::builder()
+                    .status(403)
+                    .body(Full::new(Bytes::from(refused.to_string())).boxed())
+                    .unwrap()
+            } else {
+                let list = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}, "items": []});
+                http::Response::new(Full::new(Bytes::from(list.to_string())).boxed())
+            };
+            Ok::<_, Infallible>(response)
+        });
+        let client = kube::Client::new(service, "default");
+        let w = PodWatch::start(
+            Api::namespaced(client, "default"),
+            "distarch.run=r".into(),
+            "default".into(),
+            "fake".into(),
+        );
+        let mut rx = w.subscribe("p1");
+        let error = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(e) = rx.borrow_and_update().watch_error.clone() {
+                    return e;
+                }
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the refusal must be said within seconds");
+        assert!(
+            error.contains("may not watch pods in namespace \"default\""),
+            "{error}"
+        );
     }
 
     /// The first list has the pod; the watch from it says the version expired
