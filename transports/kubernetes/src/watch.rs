@@ -187,6 +187,47 @@ mod tests {
                "status": {"phase": "Running"}})
     }
 
+    /// The watch of run `r`'s pods in namespace `default`, through a fake API
+    /// server.
+    fn watch_through<S>(service: S) -> PodWatch
+    where
+        S: tower::Service<
+                http::Request<kube::client::Body>,
+                Response = http::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>,
+                Error = Infallible,
+            > + Send
+            + Clone
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let client = kube::Client::new(service, "default");
+        PodWatch::start(
+            Api::namespaced(client, "default"),
+            "distarch.run=r".into(),
+            "default".into(),
+            "fake".into(),
+        )
+    }
+
+    /// Waits (at most `within`) for a state of pod `p1` that `pick` takes.
+    async fn first_state<T>(
+        w: &PodWatch,
+        within: Duration,
+        pick: impl Fn(&PodState) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = w.subscribe("p1");
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(found) = pick(&rx.borrow_and_update()) {
+                    return found;
+                }
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .ok()
+    }
+
     /// RBAC grants `list` but not `watch`: the list works, every watch is
     /// refused (403). That is said at once, not after the grace given to a watch
     /// that has worked.
@@ -208,24 +249,10 @@ mod tests {
             };
             Ok::<_, Infallible>(response)
         });
-        let client = kube::Client::new(service, "default");
-        let w = PodWatch::start(
-            Api::namespaced(client, "default"),
-            "distarch.run=r".into(),
-            "default".into(),
-            "fake".into(),
-        );
-        let mut rx = w.subscribe("p1");
-        let error = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Some(e) = rx.borrow_and_update().watch_error.clone() {
-                    return e;
-                }
-                rx.changed().await.unwrap();
-            }
-        })
-        .await
-        .expect("the refusal must be said within seconds");
+        let w = watch_through(service);
+        let error = first_state(&w, Duration::from_secs(10), |s| s.watch_error.clone())
+            .await
+            .expect("the refusal must be said within seconds");
         assert!(
             error.contains("may not watch pods in namespace \"default\""),
             "{error}"
@@ -257,21 +284,9 @@ mod tests {
                 Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)).boxed()))
             }
         });
-        let client = kube::Client::new(service, "default");
-        let w = PodWatch::start(
-            Api::namespaced(client, "default"),
-            "distarch.run=r".into(),
-            "default".into(),
-            "fake".into(),
-        );
-        let mut rx = w.subscribe("p1");
-        let deleted = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if rx.borrow_and_update().deleted {
-                    return rx.borrow().pod.is_some();
-                }
-                rx.changed().await.unwrap();
-            }
+        let w = watch_through(service);
+        let deleted = first_state(&w, Duration::from_secs(20), |s| {
+            s.deleted.then_some(s.pod.is_some())
         })
         .await
         .expect("the re-list must mark the pod deleted");
