@@ -398,10 +398,10 @@ fn format_text_lines(buf: &mut Vec<u8>, lines: &LogLines, time: &[u8]) {
     let head_len = time.len() + prefix.len() + tag.len() + 1;
     buf.reserve(lines.text_len() + lines.len() * (head_len + 1));
     let plain = lines.plain().text;
-    let mut head = None;
+    let mut head: Option<std::ops::Range<usize>> = None;
     for (line, truncated) in lines.iter() {
         match &head {
-            Some(range) => buf.extend_from_within(Clone::clone(range)),
+            Some(range) => buf.extend_from_within(range.clone()),
             None => {
                 let start = buf.len();
                 buf.extend_from_slice(time);

@@ -66,9 +66,7 @@ async fn flood(transport: Arc<dyn Transport>, specs: Vec<InstanceSpec>) -> (Dura
 
 pub(crate) async fn throughput(rounds: usize) {
     let fx = servers("");
-    let worker = format!(
-        "yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {LINES}"
-    );
+    let worker = flooder(LINES);
     let argv = ["sh", "-c", worker.as_str()];
     let ssh_settings = settings_for(&fx, &[0]);
     let local_settings = Arc::new(serde_json::Map::new());
@@ -127,20 +125,19 @@ pub(crate) async fn throughput(rounds: usize) {
     println!("(load average now: {})", load());
 }
 
-/// `distarch launch` with a group of FLOODERS flooding workers placed as `placement`;
-/// returns the time until it exited and the worker lines it printed.
-async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[groups.flood]\ncommand = [\"sh\", \"-c\", \"yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {lines}\"]\nplacements.p = {{ {placement}, instances = {FLOODERS} }}\n"
-    );
-    let path = dir.path().join("distarch.toml");
-    std::fs::write(&path, config).unwrap();
+/// One flooding worker: `lines` lines of 60 bytes (a shell command).
+fn flooder(lines: usize) -> String {
+    format!(
+        "yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {lines}"
+    )
+}
+
+/// Runs `cmd` with its stdout read from a pipe; returns the time until it exited
+/// and the lines it printed. `what` names it if it fails.
+async fn timed_run(mut cmd: tokio::process::Command, what: &str) -> (Duration, usize) {
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(bin)
-        .arg("launch")
-        .arg("-c")
-        .arg(&path)
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -151,10 +148,25 @@ async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, us
     let elapsed = started.elapsed();
     assert!(
         status.success(),
-        "distarch launch failed ({status}): ...{}",
+        "{what} failed ({status}): ...{}",
         String::from_utf8_lossy(&last[last.len().saturating_sub(300)..])
     );
     (elapsed, lines)
+}
+
+/// `distarch launch` with a group of FLOODERS flooding workers placed as `placement`;
+/// returns the time until it exited and the worker lines it printed.
+async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[groups.flood]\ncommand = [\"sh\", \"-c\", {:?}]\nplacements.p = {{ {placement}, instances = {FLOODERS} }}\n",
+        flooder(lines)
+    );
+    let path = dir.path().join("distarch.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("launch").arg("-c").arg(&path);
+    timed_run(cmd, "distarch launch").await
 }
 
 /// The flood's floors without distarch: the same 4 workers in one shell, its output
@@ -163,9 +175,10 @@ async fn launch_flood(bin: &str, placement: &str, lines: usize) -> (Duration, us
 /// Returns the time until the command exited and the lines read.
 async fn raw_flood(fx: &SshFixture, over_ssh: bool, lines: usize) -> (Duration, usize) {
     let workers = format!(
-        "for i in $(seq {FLOODERS}); do yes 'line 0000000000 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' | head -n {lines} & done; wait"
+        "for i in $(seq {FLOODERS}); do {} & done; wait",
+        flooder(lines)
     );
-    let mut cmd = if over_ssh {
+    let cmd = if over_ssh {
         let s = fx.server(0);
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.arg("-i")
@@ -188,18 +201,7 @@ async fn raw_flood(fx: &SshFixture, over_ssh: bool, lines: usize) -> (Duration, 
         cmd.arg("-c").arg(&workers);
         cmd
     };
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let (n, _) = count_lines(&mut out).await;
-    let status = child.wait().await.unwrap();
-    assert!(status.success(), "the raw flood failed: {status}");
-    (started.elapsed(), n)
+    timed_run(cmd, "the raw flood").await
 }
 
 pub(crate) async fn throughput_through_master(bin: &str, rounds: usize) {
